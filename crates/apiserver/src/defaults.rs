@@ -1,0 +1,288 @@
+//! Defaulting: the values Kubernetes fills in when a client leaves them
+//! out, so that what clients read back (and controllers act on) is what a
+//! Kubernetes cluster would show.
+
+use api::registry::Resource;
+use serde_json::{json, Map, Value};
+
+/// Sets `obj[key] = value` unless present.
+fn default(obj: &mut Value, key: &str, value: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.entry(key.to_owned()).or_insert(value);
+    }
+}
+
+fn object_at<'a>(obj: &'a mut Value, key: &str) -> &'a mut Value {
+    if !obj.get(key).is_some_and(Value::is_object) {
+        obj[key] = Value::Object(Map::new());
+    }
+    &mut obj[key]
+}
+
+fn each_in(obj: &mut Value, key: &str, f: impl Fn(&mut Value)) {
+    if let Some(items) = obj.get_mut(key).and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(f);
+    }
+}
+
+pub fn apply(res: &Resource, obj: &mut Value) {
+    match (res.group, res.kind) {
+        ("", "Pod") => pod_spec(object_at(obj, "spec")),
+        ("", "PodTemplate") => pod_template(object_at(obj, "template")),
+        ("", "ReplicationController") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "minReadySeconds", json!(0));
+            pod_template(object_at(spec, "template"));
+        }
+        ("apps", "Deployment") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+            let strategy = object_at(spec, "strategy");
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                let ru = object_at(strategy, "rollingUpdate");
+                default(ru, "maxUnavailable", json!("25%"));
+                default(ru, "maxSurge", json!("25%"));
+            }
+            pod_template(object_at(spec, "template"));
+        }
+        ("apps", "ReplicaSet") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "replicas", json!(1));
+            pod_template(object_at(spec, "template"));
+        }
+        ("apps", "StatefulSet") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            let strategy = object_at(spec, "updateStrategy");
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                default(object_at(strategy, "rollingUpdate"), "partition", json!(0));
+            }
+            pod_template(object_at(spec, "template"));
+        }
+        ("apps", "DaemonSet") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "revisionHistoryLimit", json!(10));
+            let strategy = object_at(spec, "updateStrategy");
+            default(strategy, "type", json!("RollingUpdate"));
+            if strategy["type"] == "RollingUpdate" {
+                let ru = object_at(strategy, "rollingUpdate");
+                default(ru, "maxUnavailable", json!(1));
+                default(ru, "maxSurge", json!(0));
+            }
+            pod_template(object_at(spec, "template"));
+        }
+        ("batch", "Job") => job_spec(object_at(obj, "spec")),
+        ("batch", "CronJob") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            let jt = object_at(spec, "jobTemplate");
+            job_spec(object_at(jt, "spec"));
+        }
+        ("", "Service") => service_spec(object_at(obj, "spec")),
+        ("", "Secret") => default(obj, "type", json!("Opaque")),
+        ("", "PersistentVolumeClaim") => {
+            default(object_at(obj, "spec"), "volumeMode", json!("Filesystem"))
+        }
+        ("", "PersistentVolume") => {
+            let spec = object_at(obj, "spec");
+            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            default(spec, "volumeMode", json!("Filesystem"));
+        }
+        _ => {}
+    }
+}
+
+fn job_spec(spec: &mut Value) {
+    let (completions, parallelism) = (
+        spec.get("completions").cloned(),
+        spec.get("parallelism").cloned(),
+    );
+    if completions.is_none() && parallelism.is_none() {
+        default(spec, "completions", json!(1));
+    }
+    default(spec, "parallelism", json!(1));
+    default(spec, "backoffLimit", json!(6));
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    default(spec, "manualSelector", Value::Null);
+    if spec.get("manualSelector") == Some(&Value::Null) {
+        spec.as_object_mut().unwrap().remove("manualSelector");
+    }
+    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    pod_template(object_at(spec, "template"));
+}
+
+fn service_spec(spec: &mut Value) {
+    default(spec, "type", json!("ClusterIP"));
+    default(spec, "sessionAffinity", json!("None"));
+    let ty = spec["type"].as_str().unwrap_or("ClusterIP").to_owned();
+    if ty != "ExternalName" {
+        default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        default(spec, "ipFamilies", json!(["IPv4"]));
+        default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    each_in(spec, "ports", |p| {
+        default(p, "protocol", json!("TCP"));
+        if p.get("targetPort").is_none() {
+            if let Some(port) = p.get("port").cloned() {
+                p["targetPort"] = port;
+            }
+        }
+    });
+}
+
+fn pod_template(template: &mut Value) {
+    pod_spec(object_at(template, "spec"));
+}
+
+fn pod_spec(spec: &mut Value) {
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "securityContext", json!({}));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "enableServiceLinks", json!(true));
+    if let Some(sa) = spec.get("serviceAccount").cloned() {
+        default(spec, "serviceAccountName", sa);
+    }
+    for key in ["containers", "initContainers"] {
+        each_in(spec, key, container);
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let policy = if image_tag(&image) == "latest" {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    default(c, "imagePullPolicy", json!(policy));
+    default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    default(c, "terminationMessagePolicy", json!("File"));
+    default(c, "resources", json!({}));
+    each_in(c, "ports", |p| default(p, "protocol", json!("TCP")));
+}
+
+/// The tag of an image reference ("latest" when there is neither tag nor
+/// digest).
+fn image_tag(image: &str) -> &str {
+    if image.contains('@') {
+        return "";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => tag,
+        None => "latest",
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits.
+pub fn pod_qos_class(pod: &Value) -> &'static str {
+    let mut containers: Vec<&Value> = Vec::new();
+    for key in ["containers", "initContainers"] {
+        if let Some(cs) = pod
+            .pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_array)
+        {
+            containers.extend(cs);
+        }
+    }
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        for set in [requests, limits].into_iter().flatten() {
+            if set.keys().any(|k| k == "cpu" || k == "memory") {
+                any = true;
+            }
+        }
+        for r in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(r));
+            let request = requests.and_then(|q| q.get(r)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if guaranteed {
+        "Guaranteed"
+    } else if any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes() {
+        let cases = [
+            (
+                json!({"spec": {"containers": [{"name": "a"}]}}),
+                "BestEffort",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}),
+                "Guaranteed",
+            ),
+            (
+                json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}}),
+                "Burstable",
+            ),
+            (
+                json!({"spec": {"containers": [
+                    {"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}},
+                    {"name": "b"}
+                ]}}),
+                "Burstable",
+            ),
+        ];
+        for (pod, want) in cases {
+            assert_eq!(pod_qos_class(&pod), want, "{pod}");
+        }
+    }
+
+    #[test]
+    fn image_pull_policy_defaults() {
+        let cases = [
+            ("nginx", "Always"),
+            ("nginx:latest", "Always"),
+            ("nginx:1.25", "IfNotPresent"),
+            ("127.0.0.1:5000/busybox", "Always"),
+            ("127.0.0.1:5000/busybox:v1", "IfNotPresent"),
+            ("busybox@sha256:abc", "IfNotPresent"),
+        ];
+        for (image, want) in cases {
+            let mut c = json!({"name": "c", "image": image});
+            container(&mut c);
+            assert_eq!(c["imagePullPolicy"], want, "{image}");
+        }
+    }
+}

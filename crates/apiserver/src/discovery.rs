@@ -1,0 +1,237 @@
+//! Discovery: /api, /apis (legacy and aggregated apidiscovery.k8s.io/v2),
+//! /api/v1 and /apis/{group}/{version} resource lists, /version.
+
+use api::registry::{self, Resource};
+
+use crate::registry::Registry;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::handler::json_response;
+use crate::status::ApiError;
+
+/// Which aggregated discovery version the client accepts, if any.
+fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    for part in accept.split(',') {
+        let p = part.replace(' ', "");
+        if p.contains("as=APIGroupDiscoveryList") && p.contains("g=apidiscovery.k8s.io") {
+            if p.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if p.contains("v=v2") {
+                return Some("v2");
+            }
+        }
+    }
+    None
+}
+
+fn aggregated_response(version: &str, items: Vec<Value>) -> Response {
+    let body = json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        )],
+        serde_json::to_vec(&body).unwrap(),
+    )
+        .into_response()
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0+rkube",
+        "gitCommit": env!("CARGO_PKG_VERSION"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, goarch()),
+    })
+}
+
+fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+pub fn api(reg: &Registry, headers: &HeaderMap) -> Response {
+    if let Some(v) = aggregated(headers) {
+        return aggregated_response(v, vec![group_item(reg, &core_group(reg))]);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+        }),
+    )
+}
+
+fn core_group(reg: &Registry) -> registry::Group {
+    reg.groups()
+        .into_iter()
+        .find(|g| g.name.is_empty())
+        .expect("the core group is registered")
+}
+
+pub fn apis(reg: &Registry, headers: &HeaderMap) -> Response {
+    let groups: Vec<registry::Group> = reg
+        .groups()
+        .into_iter()
+        .filter(|g| !g.name.is_empty())
+        .collect();
+    if let Some(v) = aggregated(headers) {
+        return aggregated_response(v, groups.iter().map(|g| group_item(reg, g)).collect());
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": groups.iter().map(api_group).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn api_group(g: &registry::Group) -> Value {
+    json!({
+        "name": g.name,
+        "versions": g.versions.iter().map(|v| json!({"groupVersion": format!("{}/{v}", g.name), "version": v})).collect::<Vec<_>>(),
+        "preferredVersion": {"groupVersion": format!("{}/{}", g.name, g.preferred), "version": g.preferred},
+    })
+}
+
+pub fn group(reg: &Registry, name: &str) -> Response {
+    match reg
+        .groups()
+        .into_iter()
+        .find(|g| g.name == name && !name.is_empty())
+    {
+        Some(g) => {
+            let mut body = api_group(&g);
+            body["kind"] = json!("APIGroup");
+            body["apiVersion"] = json!("v1");
+            json_response(StatusCode::OK, &body)
+        }
+        None => ApiError::path_not_found().into_response(),
+    }
+}
+
+fn resources_of(reg: &Registry, group: &str, version: &str) -> Vec<&'static Resource> {
+    reg.all()
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect()
+}
+
+/// The APIResourceList of one group/version, or None if it is not served.
+pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Response {
+    let resources = resources_of(reg, group, version);
+    if resources.is_empty() {
+        return ApiError::path_not_found().into_response();
+    }
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    let mut list = Vec::new();
+    for r in resources {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        for s in r.subresources {
+            let mut sub = json!({
+                "name": format!("{}/{}", r.plural, s.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": s.kind,
+                "verbs": s.verbs,
+            });
+            if s.group != r.group || s.version != r.version {
+                sub["group"] = json!(s.group);
+                sub["version"] = json!(s.version);
+            }
+            list.push(sub);
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
+}
+
+fn group_item(reg: &Registry, g: &registry::Group) -> Value {
+    // The preferred version first, as Kubernetes orders them.
+    let mut versions: Vec<&str> = g.versions.to_vec();
+    versions.sort_by_key(|v| *v != g.preferred);
+    let versions: Vec<Value> = versions
+        .into_iter()
+        .map(|v| {
+            let resources: Vec<Value> = resources_of(reg, g.name, v)
+                .into_iter()
+                .map(|r| {
+                    let mut entry = json!({
+                        "resource": r.plural,
+                        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                        "singularResource": r.singular,
+                        "verbs": r.verbs,
+                    });
+                    if !r.short_names.is_empty() {
+                        entry["shortNames"] = json!(r.short_names);
+                    }
+                    if !r.categories.is_empty() {
+                        entry["categories"] = json!(r.categories);
+                    }
+                    if !r.subresources.is_empty() {
+                        entry["subresources"] = r
+                            .subresources
+                            .iter()
+                            .map(|s| {
+                                json!({
+                                    "subresource": s.name,
+                                    "responseKind": {"group": s.group, "version": s.version, "kind": s.kind},
+                                    "verbs": s.verbs,
+                                })
+                            })
+                            .collect();
+                    }
+                    entry
+                })
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    let mut item = json!({"metadata": {"creationTimestamp": null}, "versions": versions});
+    if !g.name.is_empty() {
+        item["metadata"]["name"] = json!(g.name);
+    }
+    item
+}

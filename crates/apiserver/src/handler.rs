@@ -1,0 +1,374 @@
+//! Request dispatch: path → resource, verb → REST storage, and content
+//! negotiation (JSON, YAML bodies; JSON or Table answers).
+
+use std::sync::Arc;
+
+use api::registry::Resource;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::auth::User;
+use crate::object;
+use crate::registry::CustomVersion;
+use crate::request::RequestInfo;
+use crate::rest::{self, DeleteOptions, Params, Part, Scope};
+use crate::status::{ApiError, ApiResult};
+use crate::{patch, watch, State};
+
+/// Largest request body accepted (Kubernetes' limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub struct Request {
+    pub method: Method,
+    pub info: RequestInfo,
+    pub params: Params,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub user: User,
+}
+
+/// How the client wants objects back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Object,
+    Table(api::table::IncludeObject),
+}
+
+pub fn output(headers: &HeaderMap, params: &Params) -> Output {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The first acceptable media type wins; kubectl lists Table first.
+    for part in accept.split(',') {
+        let p = part.replace(' ', "");
+        if p.contains("as=Table") {
+            if p.contains("g=meta.k8s.io") {
+                let include = match params.get("includeObject") {
+                    Some("None") => api::table::IncludeObject::None,
+                    Some("Object") => api::table::IncludeObject::Object,
+                    _ => api::table::IncludeObject::Metadata,
+                };
+                return Output::Table(include);
+            }
+            continue;
+        }
+        if p.starts_with("application/json") || p.starts_with("*/*") || p.is_empty() {
+            return Output::Object;
+        }
+    }
+    Output::Object
+}
+
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(body).expect("JSON values serialize"),
+    )
+        .into_response()
+}
+
+/// Decodes a request body (JSON or YAML) into an object.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let value: Value = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(body)
+            .map_err(|e| {
+                ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))
+            })?,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "couldn't get version/kind; json parse error: the body is not a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Checks that a body's apiVersion and kind are the endpoint's.
+pub fn check_kind(res: &Resource, obj: &Value, what: &str) -> ApiResult<()> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            truncate(&obj.to_string(), 200)
+        )));
+    }
+    if api_version.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'apiVersion' is missing in '{}'",
+            truncate(&obj.to_string(), 200)
+        )));
+    }
+    if api_version != res.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            res.api_version()
+        )));
+    }
+    if kind != what {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({what})"
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+pub async fn handle(state: Arc<State>, req: Request) -> Response {
+    tracing::debug!(user = %req.user.name, method = %req.method, info = ?req.info, "request");
+    let result = dispatch(&state, &req).await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
+    let info = &req.info;
+    let res = state
+        .registry
+        .find(&info.group, &info.version, &info.resource)
+        .ok_or_else(ApiError::path_not_found)?;
+    if info.namespace.is_some() && !res.namespaced {
+        return Err(ApiError::path_not_found());
+    }
+    let custom = state
+        .registry
+        .custom(&info.group, &info.version, &info.resource);
+    let schema = custom.as_ref().and_then(|c| c.schema.as_ref());
+    let scope = Scope {
+        res,
+        namespace: info.namespace.as_deref(),
+        schema,
+    };
+    let out = output(&req.headers, &req.params);
+    let store = &state.store;
+    let name = info.name.as_deref();
+    match (&req.method, name, info.subresource.as_deref()) {
+        (&Method::GET, None, None) => {
+            if req.params.flag("watch") {
+                return watch::serve(
+                    state.clone(),
+                    scope_owned(res, info),
+                    custom.clone(),
+                    req.params.clone(),
+                    out,
+                )
+                .await;
+            }
+            let filter = selectors(res, &req.params)?;
+            let page = rest::list(store, scope, &req.params, &|o| filter(o)).await?;
+            Ok(match out {
+                Output::Table(include) => {
+                    let mut meta = json!({"resourceVersion": page.revision.to_string()});
+                    if let Some(c) = &page.continue_token {
+                        meta["continue"] = json!(c);
+                    }
+                    json_response(
+                        StatusCode::OK,
+                        &make_table(res, custom.as_ref(), &page.items, include, meta),
+                    )
+                }
+                Output::Object => json_response(StatusCode::OK, &rest::list_object(res, page)),
+            })
+        }
+        (&Method::GET, Some(name), None) => {
+            let obj = rest::get(store, scope, name).await?;
+            Ok(respond(StatusCode::OK, res, custom.as_ref(), obj, out))
+        }
+        (&Method::POST, None, None) => {
+            if res.namespaced && info.namespace.is_none() {
+                return Err(ApiError::path_not_found());
+            }
+            let obj = decode_body(&req.headers, &req.body)?;
+            check_kind(res, &obj, res.kind)?;
+            crate::typecheck::check(res, &obj)?;
+            let created = rest::create(store, scope, obj, &req.params).await?;
+            Ok(respond(
+                StatusCode::CREATED,
+                res,
+                custom.as_ref(),
+                created,
+                out,
+            ))
+        }
+        (&Method::PUT, Some(name), None | Some("status")) => {
+            let part = part_of(info)?;
+            let obj = decode_body(&req.headers, &req.body)?;
+            check_kind(res, &obj, res.kind)?;
+            crate::typecheck::check(res, &obj)?;
+            let updated = rest::update(store, scope, name, obj, part, &req.params).await?;
+            Ok(respond(StatusCode::OK, res, custom.as_ref(), updated, out))
+        }
+        (&Method::PATCH, Some(name), None | Some("status")) => {
+            let part = part_of(info)?;
+            let updated = patch::patch(store, scope, name, part, req).await?;
+            Ok(respond(StatusCode::OK, res, custom.as_ref(), updated, out))
+        }
+        (&Method::GET, Some(name), Some("status")) => {
+            let obj = rest::get(store, scope, name).await?;
+            Ok(respond(StatusCode::OK, res, custom.as_ref(), obj, out))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let opts = DeleteOptions::parse(&req.body, &req.params)?;
+            let obj = rest::delete(store, scope, name, &opts).await?;
+            Ok(respond(StatusCode::OK, res, None, obj, Output::Object))
+        }
+        (&Method::DELETE, None, None) => {
+            let opts = DeleteOptions::parse(&req.body, &req.params)?;
+            let filter = selectors(res, &req.params)?;
+            let mut params = req.params.clone();
+            params.0.remove("limit");
+            params.0.remove("continue");
+            let page = rest::list(store, scope, &params, &|o| filter(o)).await?;
+            let mut deleted = Vec::new();
+            for item in page.items {
+                let ns = object::namespace(&item).map(str::to_owned);
+                let item_scope = Scope {
+                    res,
+                    namespace: ns.as_deref(),
+                    schema,
+                };
+                match rest::delete(store, item_scope, object::name(&item), &opts).await {
+                    Ok(obj) => deleted.push(obj),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let list = rest::list_object(
+                res,
+                rest::ListPage {
+                    items: deleted,
+                    revision: page.revision,
+                    continue_token: None,
+                    remaining: None,
+                },
+            );
+            Ok(json_response(StatusCode::OK, &list))
+        }
+        (_, Some(name), Some(sub)) => crate::subresource::serve(state, scope, name, sub, req).await,
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource"
+        ))),
+    }
+}
+
+fn part_of(info: &RequestInfo) -> ApiResult<Part> {
+    Ok(match info.subresource.as_deref() {
+        None => Part::Main,
+        Some("status") => Part::Status,
+        Some(_) => return Err(ApiError::path_not_found()),
+    })
+}
+
+/// An owned copy of the scope for handlers that outlive the request.
+pub struct OwnedScope {
+    pub res: &'static Resource,
+    pub namespace: Option<String>,
+}
+
+impl OwnedScope {
+    pub fn scope(&self) -> Scope<'_> {
+        Scope {
+            res: self.res,
+            namespace: self.namespace.as_deref(),
+            schema: None,
+        }
+    }
+}
+
+fn scope_owned(res: &'static Resource, info: &RequestInfo) -> OwnedScope {
+    OwnedScope {
+        res,
+        namespace: info.namespace.clone(),
+    }
+}
+
+/// A Table of objects: the kind's printer, or a CRD's printer columns.
+pub fn make_table(
+    res: &Resource,
+    custom: Option<&CustomVersion>,
+    objs: &[Value],
+    include: api::table::IncludeObject,
+    meta: Value,
+) -> Value {
+    let now = chrono::Utc::now();
+    match custom {
+        Some(c) => api::table::custom_table(&c.printer_columns, objs, now, include, meta),
+        None => api::table::table(res.group, res.kind, objs, now, include, meta),
+    }
+}
+
+/// One object in the form the client asked for.
+pub fn respond(
+    code: StatusCode,
+    res: &Resource,
+    custom: Option<&CustomVersion>,
+    obj: Value,
+    out: Output,
+) -> Response {
+    match out {
+        Output::Object => json_response(code, &obj),
+        Output::Table(include) => {
+            let rv = object::meta_str(&obj, "resourceVersion")
+                .unwrap_or("")
+                .to_owned();
+            let table = make_table(
+                res,
+                custom,
+                std::slice::from_ref(&obj),
+                include,
+                json!({"resourceVersion": rv}),
+            );
+            json_response(code, &table)
+        }
+    }
+}
+
+/// The label and field selectors of a list or watch, as one predicate.
+pub fn selectors(
+    res: &'static Resource,
+    params: &Params,
+) -> ApiResult<impl Fn(&Value) -> bool + Send + Sync + 'static> {
+    let labels = match params.get("labelSelector") {
+        Some(s) => Some(
+            api::selector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        ),
+        None => None,
+    };
+    let fields = match params.get("fieldSelector") {
+        Some(s) => {
+            let sel = api::fields::FieldSelector::parse(s)
+                .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
+            api::fields::check_supported(res, &sel).map_err(ApiError::bad_request)?;
+            Some(sel)
+        }
+        None => None,
+    };
+    Ok(move |obj: &Value| {
+        labels
+            .as_ref()
+            .is_none_or(|l| l.matches_value(object::meta(obj).get("labels")))
+            && fields.as_ref().is_none_or(|f| f.matches(obj, res))
+    })
+}

@@ -1,0 +1,331 @@
+//! The Kubernetes REST API over the rkube store.
+//!
+//! This is the only crate that knows HTTP and the only one (besides the
+//! binary that wires it) that touches the store. Requests flow:
+//! TLS (client certificate) → authentication → authorization → path parsing
+//! (`request`) → the generic REST storage (`rest`) with per-kind rules
+//! (`strategy`, `defaults`, `typecheck`) → the store.
+
+pub mod auth;
+mod defaults;
+mod discovery;
+mod handler;
+mod metrics;
+mod object;
+mod patch;
+pub mod registry;
+pub mod request;
+mod rest;
+mod smp;
+pub mod status;
+mod strategy;
+mod subresource;
+mod typecheck;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request as HttpRequest;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use store::Store;
+use tokio::net::TcpListener;
+
+use auth::{Attributes, Authenticator, Authorizer, Decision, User};
+use status::ApiError;
+
+/// Shared state of all requests.
+pub struct State {
+    pub store: Arc<dyn Store>,
+    pub authn: Authenticator,
+    pub authz: Box<dyn Authorizer>,
+    pub metrics: metrics::Metrics,
+    pub registry: Arc<registry::Registry>,
+}
+
+impl State {
+    /// The server state; starts following CRDs (needs a Tokio runtime).
+    pub fn new(store: Arc<dyn Store>, authn: Authenticator, authz: Box<dyn Authorizer>) -> State {
+        let registry = Arc::new(registry::Registry::default());
+        tokio::spawn(registry.clone().follow_crds(store.clone()));
+        State {
+            store,
+            authn,
+            authz,
+            metrics: metrics::Metrics::default(),
+            registry,
+        }
+    }
+}
+
+/// The verified client certificate's user, attached to each request of a
+/// TLS connection.
+#[derive(Clone, Debug)]
+pub struct PeerUser(pub Option<User>);
+
+/// The namespaces that always exist.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates the system namespaces when missing (idempotent; safe with
+/// several servers on one store).
+pub async fn bootstrap(store: &Arc<dyn Store>) -> Result<(), ApiError> {
+    let res = api::registry::find("", "v1", "namespaces").expect("namespaces are registered");
+    let scope = rest::Scope {
+        res,
+        namespace: None,
+        schema: None,
+    };
+    for ns in SYSTEM_NAMESPACES {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match rest::create(store, scope, obj, &rest::Params::default()).await {
+            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+    ) || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+/// Serves one HTTP request (after TLS).
+pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    if is_public(&path) {
+        return match path.trim_end_matches('/') {
+            "/version" => handler::json_response(StatusCode::OK, &discovery::version()),
+            _ => health(&state, &path).await,
+        };
+    }
+    let peer = parts
+        .extensions
+        .get::<PeerUser>()
+        .and_then(|p| p.0.as_ref());
+    let Some(user) = state.authn.authenticate(peer, &parts.headers) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let info = request::parse(&path);
+    let verb = verb_of(&parts.method, info.as_ref(), &parts.uri);
+    let attrs = Attributes {
+        verb: &verb,
+        group: info.as_ref().map_or("", |i| i.group.as_str()),
+        resource: info.as_ref().map_or("", |i| i.resource.as_str()),
+        subresource: info.as_ref().and_then(|i| i.subresource.as_deref()),
+        namespace: info.as_ref().and_then(|i| i.namespace.as_deref()),
+        name: info.as_ref().and_then(|i| i.name.as_deref()),
+        path: &path,
+    };
+    if let Decision::Deny(reason) = state.authz.authorize(&user, &attrs) {
+        return ApiError::forbidden(reason).into_response();
+    }
+    let body = match axum::body::to_bytes(body, handler::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::too_large(format!(
+                "Request entity too large: limit is {}",
+                handler::MAX_BODY_BYTES
+            ))
+            .into_response()
+        }
+    };
+    let params = match rest::Params::parse(parts.uri.query()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let started = std::time::Instant::now();
+    match info {
+        Some(info) => {
+            let (group, resource) = (info.group.clone(), info.resource.clone());
+            let sub = info.subresource.clone().unwrap_or_default();
+            let req = handler::Request {
+                method: parts.method,
+                info,
+                params,
+                headers: parts.headers,
+                body,
+                user,
+            };
+            let resp = handler::handle(state.clone(), req).await;
+            let code = resp.status().as_u16();
+            state
+                .metrics
+                .observe(&verb, &group, &resource, &sub, code, started.elapsed());
+            resp
+        }
+        None if path == "/metrics" && parts.method == Method::GET => (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            state.metrics.render(),
+        )
+            .into_response(),
+        None => non_resource(&state, &parts.method, &path, &parts.headers),
+    }
+}
+
+fn non_resource(
+    state: &State,
+    method: &Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    if method != Method::GET {
+        return ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )
+        .into_response();
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api"] => discovery::api(&state.registry, headers),
+        ["apis"] => discovery::apis(&state.registry, headers),
+        ["api", version] => discovery::resource_list(&state.registry, "", version),
+        ["apis", group] => discovery::group(&state.registry, group),
+        ["apis", group, version] => discovery::resource_list(&state.registry, group, version),
+        _ => ApiError::path_not_found().into_response(),
+    }
+}
+
+async fn health(state: &State, path: &str) -> Response {
+    // Ready means the store answers.
+    match state.store.current_revision().await {
+        Ok(_) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; charset=utf-8")],
+            "ok",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, path, "health check failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("[-]etcd failed: {e}\nhealthz check failed"),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The Kubernetes verb of a request (get, list, watch, create, ...).
+fn verb_of(method: &Method, info: Option<&request::RequestInfo>, uri: &axum::http::Uri) -> String {
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let named = info.is_some_and(|i| i.name.is_some());
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET if !named && info.is_some() => "list",
+        Method::GET => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if !named && info.is_some() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    }
+    .to_owned()
+}
+
+/// Serves HTTPS on `listener` until the task is dropped. Client
+/// certificates signed by the CA in `tls` identify users; others use
+/// bearer tokens.
+pub async fn serve_tls(
+    state: Arc<State>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, addr) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|c| auth::user_from_cert(c.as_ref()));
+            let peer = PeerUser(peer);
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    let state = state.clone();
+                    async move {
+                        let req = req.map(Body::new);
+                        Ok::<_, std::convert::Infallible>(serve_request(state, req).await)
+                    }
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(%addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// TLS settings: the serving certificate and the CA that signs client
+/// certificates.
+pub fn tls_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| format!("serving key: {e}"))?
+        .ok_or_else(|| "serving key: no private key found".to_owned())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut client_ca_pem.as_bytes()) {
+        let ca = ca.map_err(|e| format!("client CA: {e}"))?;
+        roots.add(ca).map_err(|e| format!("client CA: {e}"))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| format!("client verifier: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Binds the API port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

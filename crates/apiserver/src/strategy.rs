@@ -1,0 +1,219 @@
+//! Per-kind rules the generic REST storage consults: what is reset on
+//! create, which kinds track generation, how deletion is graceful, and
+//! validation. (Kubernetes keeps these in each registry's strategy.go.)
+
+use api::registry::Resource;
+use serde_json::{json, Value};
+
+use crate::object;
+use crate::status::Cause;
+
+fn is(res: &Resource, group: &str, kind: &str) -> bool {
+    res.group == group && res.kind == kind
+}
+
+pub fn has_status_subresource(res: &Resource) -> bool {
+    res.subresources.iter().any(|s| s.name == "status")
+}
+
+/// Kinds whose metadata.generation counts spec changes.
+pub fn has_generation(res: &Resource) -> bool {
+    !matches!(
+        (res.group, res.kind),
+        (
+            "",
+            "Event"
+                | "ConfigMap"
+                | "Secret"
+                | "Endpoints"
+                | "Node"
+                | "Namespace"
+                | "ServiceAccount"
+        ) | ("coordination.k8s.io", "Lease")
+            | ("events.k8s.io", "Event")
+            | ("discovery.k8s.io", "EndpointSlice")
+    )
+}
+
+/// Deletion without a propagationPolicy orphans dependents for these kinds
+/// (the legacy defaults Kubernetes keeps for extensions-era objects). For
+/// apps/v1 and batch/v1 the default is background.
+pub fn default_orphans(_res: &Resource) -> bool {
+    false
+}
+
+/// The grace period of a deletion, if the object must wait for it: pods
+/// bound to a node wait for the node to stop them.
+pub fn graceful_deletion(res: &Resource, obj: &Value, requested: Option<i64>) -> Option<i64> {
+    if !is(res, "", "Pod") {
+        return None;
+    }
+    let bound = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let phase = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !bound || matches!(phase, "Succeeded" | "Failed") {
+        return None;
+    }
+    let default = obj
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    // Kubernetes turns a requested 0 into 1 unless the client forces it
+    // (grace 0 from the node itself finishes the deletion).
+    match requested.unwrap_or(default) {
+        0 => None,
+        g if g < 0 => None,
+        g => Some(g),
+    }
+}
+
+/// Whether a deleting object stays until its node finishes it.
+pub fn waits_for_node(res: &Resource, obj: &Value) -> bool {
+    is(res, "", "Pod")
+        && obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        && graceful_deletion(res, obj, None).is_some()
+        && object::meta(obj)
+            .get("deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0
+}
+
+/// Resets what a client may not set on create.
+pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
+    match (res.group, res.kind) {
+        ("", "Pod") => {
+            let qos = crate::defaults::pod_qos_class(obj);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+            let spec = obj.get("spec").cloned().unwrap_or(json!({}));
+            if spec.get("finalizers").is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        ("", "PersistentVolume") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "Service") => obj["status"] = json!({"loadBalancer": {}}),
+        ("", "Node") => {}
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj),
+        _ if has_status_subresource(res) => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        _ => {}
+    }
+    crate::defaults::apply(res, obj);
+}
+
+pub fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value) {
+    if is(res, "", "Service") {
+        // Allocated addresses stay when an update leaves them out.
+        for field in ["clusterIP", "clusterIPs"] {
+            if new.pointer(&format!("/spec/{field}")).is_none() {
+                if let Some(v) = old.pointer(&format!("/spec/{field}")).cloned() {
+                    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.insert(field.to_owned(), v);
+                    }
+                }
+            }
+        }
+    }
+    if is(res, "apiextensions.k8s.io", "CustomResourceDefinition") {
+        crd_status(new);
+    }
+    crate::defaults::apply(res, new);
+}
+
+/// What the CRD controllers of Kubernetes report once names are accepted
+/// and the resource is served: this server serves a CRD as soon as it is
+/// stored, so it is Established from the start.
+fn crd_status(crd: &mut Value) {
+    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let mut stored: Vec<Value> = crd
+        .pointer("/status/storedVersions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for v in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if v["storage"] == json!(true) && !stored.contains(&v["name"]) {
+            stored.push(v["name"].clone());
+        }
+    }
+    let now = object::now_rfc3339();
+    let since = |t: &str| -> Value {
+        crd.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(now))
+    };
+    let conditions = json!([
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": since("Established")},
+    ]);
+    crd["status"] =
+        json!({"acceptedNames": names, "conditions": conditions, "storedVersions": stored});
+}
+
+/// Validation: metadata for every kind, plus immutable fields on update.
+pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
+    let rule = api::validation::name_rule(res);
+    let mut causes: Vec<Cause> =
+        api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule)
+            .into_iter()
+            .map(|c| Cause {
+                reason: c.reason.to_owned(),
+                message: c.message,
+                field: c.field,
+            })
+            .collect();
+    if let Some(old) = old {
+        for (field, path) in immutable_fields(res) {
+            let (a, b) = (old.pointer(path), obj.pointer(path));
+            if a != b {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {}: field is immutable",
+                        serde_json::to_string(b.unwrap_or(&Value::Null)).unwrap()
+                    ),
+                    field: (*field).to_owned(),
+                });
+            }
+        }
+    }
+    causes
+}
+
+fn immutable_fields(res: &Resource) -> &'static [(&'static str, &'static str)] {
+    match (res.group, res.kind) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
+            &[("spec.selector", "/spec/selector")]
+        }
+        ("apps", "StatefulSet") => &[("spec.selector", "/spec/selector")],
+        ("batch", "Job") => &[
+            ("spec.selector", "/spec/selector"),
+            ("spec.completionMode", "/spec/completionMode"),
+        ],
+        ("", "Service") => &[("spec.clusterIP", "/spec/clusterIP")],
+        ("", "Pod") => &[("spec.nodeName", "/spec/nodeName")],
+        ("", "ConfigMap" | "Secret") => &[],
+        _ => &[],
+    }
+}

@@ -1,0 +1,208 @@
+//! Subresources other than status: scale, binding, eviction. (status is
+//! handled by the generic storage; the streaming ones — log, exec, attach,
+//! portforward, proxy — need the node agent.)
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::handler::{decode_body, json_response, Request};
+use crate::object;
+use crate::rest::{self, Part, Scope};
+use crate::status::{ApiError, ApiResult};
+use crate::State;
+
+pub async fn serve(
+    state: &Arc<State>,
+    scope: Scope<'_>,
+    name: &str,
+    sub: &str,
+    req: &Request,
+) -> ApiResult<Response> {
+    let res = scope.res;
+    if !res.subresources.iter().any(|s| s.name == sub) {
+        return Err(ApiError::path_not_found());
+    }
+    match (sub, &req.method) {
+        ("scale", &Method::GET) => {
+            let obj = rest::get(&state.store, scope, name).await?;
+            Ok(json_response(StatusCode::OK, &to_scale(&obj)))
+        }
+        ("scale", &Method::PUT | &Method::PATCH) => {
+            let patched_scale = |old: &Value| -> ApiResult<Value> {
+                let scale = if req.method == Method::PUT {
+                    decode_body(&req.headers, &req.body)?
+                } else {
+                    let kind = crate::patch::patch_type(
+                        req.headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or(""),
+                    )?;
+                    crate::patch::apply_patch(kind, &to_scale(old), &req.body)?
+                };
+                let replicas = scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        vec![crate::status::Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!(
+                                "Invalid value: {replicas}: must be greater than or equal to 0"
+                            ),
+                            field: "spec.replicas".into(),
+                        }],
+                    ));
+                }
+                if let Some(rv) =
+                    object::meta_str(&scale, "resourceVersion").filter(|r| !r.is_empty())
+                {
+                    if Some(rv) != object::meta_str(old, "resourceVersion") {
+                        return Err(ApiError::stale(res.group, res.plural, name));
+                    }
+                }
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                object::remove_meta(&mut new, "resourceVersion");
+                Ok(new)
+            };
+            let updated = rest::update_with(
+                &state.store,
+                scope,
+                name,
+                Part::Main,
+                &req.params,
+                patched_scale,
+            )
+            .await?;
+            Ok(json_response(StatusCode::OK, &to_scale(&updated)))
+        }
+        ("binding", &Method::POST) => {
+            let binding = decode_body(&req.headers, &req.body)?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            if node.is_empty() {
+                return Err(ApiError::invalid(
+                    "",
+                    "Binding",
+                    name,
+                    vec![crate::status::Cause {
+                        reason: "FieldValueRequired".into(),
+                        message: "Required value".into(),
+                        field: "target.name".into(),
+                    }],
+                ));
+            }
+            bind(state, scope, name, &node).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+/// Sets spec.nodeName once, as pods/binding does.
+async fn bind(state: &Arc<State>, scope: Scope<'_>, name: &str, node: &str) -> ApiResult<()> {
+    let key = scope.key(name);
+    for _ in 0..8 {
+        let kv = state
+            .store
+            .get(&key)
+            .await
+            .map_err(scope.store_err(name))?
+            .ok_or_else(|| scope.not_found(name))?;
+        let mut pod = rest::decode(&kv)?;
+        if object::is_deleting(&pod) {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(current) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        let conditions = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()}));
+        pod["status"]["conditions"] = json!(conditions);
+        match state
+            .store
+            .update(&key, rest::encode(&pod), kv.mod_revision)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(store::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(scope.store_err(name)(e)),
+        }
+    }
+    Err(ApiError::stale("", "pods", name))
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn to_scale(obj: &Value) -> Value {
+    let meta = object::meta(obj);
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .or_else(|| {
+            obj.pointer("/spec/selector")
+                .filter(|s| s.get("matchExpressions").is_none())
+        })
+        .and_then(Value::as_object)
+        .map(|m| {
+            let mut pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}

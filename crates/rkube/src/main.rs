@@ -1,0 +1,285 @@
+//! `rkube`: the whole cluster in one binary. This crate wires components
+//! together; it holds no cluster logic of its own.
+
+mod datastore;
+mod pki;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use datastore::Datastore;
+
+/// The Kubernetes API level rkube implements.
+pub const KUBERNETES_VERSION: &str = "v1.33.0";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rkube",
+    version,
+    about = "A Kubernetes-compatible cluster in one binary"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `rkube=debug,store=trace` (also RUST_LOG).
+    #[arg(long, global = true, env = "RKUBE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane (and a local node unless --disable-agent).
+    Server(ServerArgs),
+    /// Run a node agent that joins a server.
+    Agent(AgentArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Folder for the datastore, certificates and node state.
+    #[arg(
+        long,
+        short = 'd',
+        env = "RKUBE_DATA_DIR",
+        default_value = "/var/lib/rkube"
+    )]
+    data_dir: PathBuf,
+    /// Port of the HTTPS API.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address the API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: String,
+    /// Also write the admin kubeconfig here.
+    #[arg(long, short = 'o', env = "RKUBE_KUBECONFIG_OUTPUT")]
+    write_kubeconfig: Option<PathBuf>,
+    /// Empty: embedded SQLite in the data dir. `sqlite://PATH`, or etcd as
+    /// `etcd://HOST:2379[,HOST:2379]` or `http(s)://HOST:2379[,...]`.
+    #[arg(long, env = "RKUBE_DATASTORE_ENDPOINT", default_value = "")]
+    datastore_endpoint: String,
+    /// How often old datastore history is compacted; about this much
+    /// history is kept for watchers to resume from.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    etcd_compaction_interval: Duration,
+    /// Shared secret nodes use to join; generated on first start if unset.
+    #[arg(long, env = "RKUBE_TOKEN")]
+    token: Option<String>,
+    /// Name of the local node (default: the hostname).
+    #[arg(long, env = "RKUBE_NODE_NAME")]
+    node_name: Option<String>,
+    /// Run only the control plane, no local node.
+    #[arg(long)]
+    disable_agent: bool,
+    /// Pod network range; each node gets a /24 of it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Range ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Extra host names or IPs for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// Static bearer tokens, CSV `token,user,uid[,"group1,group2"]`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// The server to join, e.g. https://10.0.0.1:6443.
+    #[arg(long, short = 's', env = "RKUBE_URL")]
+    server: String,
+    /// The server's join token (<data-dir>/server/token on the server).
+    #[arg(long, short = 't', env = "RKUBE_TOKEN")]
+    token: String,
+    #[arg(
+        long,
+        short = 'd',
+        env = "RKUBE_DATA_DIR",
+        default_value = "/var/lib/rkube"
+    )]
+    data_dir: PathBuf,
+    #[arg(long, env = "RKUBE_NODE_NAME")]
+    node_name: Option<String>,
+}
+
+/// Parses `300ms`, `90s`, `5m`, `1h` (Go duration style, one unit).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(|| format!("missing unit in duration {s:?} (use ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+    };
+    if secs <= 0.0 {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Version => {
+            println!(
+                "rkube version v{} (Kubernetes {KUBERNETES_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Command::Server(args) => tokio_main(server(args)),
+        Command::Agent(args) => tokio_main(agent(args)),
+    }
+}
+
+fn tokio_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let datastore = Datastore::parse(&args.datastore_endpoint, &args.data_dir)?;
+    tracing::info!(?datastore, "opening datastore");
+    let store = datastore.open().await?;
+    let revision = store.current_revision().await?;
+    tracing::info!(revision, "datastore ready");
+    let _compactor = store::Compactor::start(
+        store.clone(),
+        store::CompactorConfig {
+            interval: args.etcd_compaction_interval,
+        },
+    );
+    apiserver::bootstrap(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating system namespaces: {e}"))?;
+
+    let pki = pki::ensure(&pki::PkiConfig {
+        data_dir: &args.data_dir,
+        sans: &args.tls_san,
+        api_service_ip: first_service_ip(&args.service_cidr),
+        token: args.token.as_deref(),
+    })?;
+    let url = format!("https://127.0.0.1:{}", args.https_listen_port);
+    let kubeconfig = pki::admin_kubeconfig(&pki, &url);
+    pki::write_kubeconfig(&args.data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
+    if let Some(path) = &args.write_kubeconfig {
+        pki::write_kubeconfig(path, &kubeconfig)?;
+    }
+
+    let mut authn = apiserver::auth::Authenticator::default();
+    authn.add_token(
+        pki.token.clone(),
+        apiserver::auth::User::new("rkube:node", &["system:nodes"]),
+    );
+    if let Some(path) = &args.token_auth_file {
+        authn
+            .load_token_file(path)
+            .with_context(|| format!("reading --token-auth-file {}", path.display()))?;
+    }
+    let state = Arc::new(apiserver::State::new(
+        store.clone(),
+        authn,
+        Box::new(apiserver::auth::AllowAuthenticated),
+    ));
+    let tls = apiserver::tls_config(&pki.serving_cert, &pki.serving_key, &pki.ca_cert)
+        .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
+    let addr: std::net::SocketAddr = format!("{}:{}", args.bind_address, args.https_listen_port)
+        .parse()
+        .with_context(|| format!("--bind-address {}", args.bind_address))?;
+    let listener = apiserver::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(
+        %addr,
+        kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(),
+        disable_agent = args.disable_agent,
+        cluster_cidr = %args.cluster_cidr,
+        service_cidr = %args.service_cidr,
+        "API server listening"
+    );
+    tokio::select! {
+        r = apiserver::serve_tls(state, listener, tls) => r.context("API server")?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+/// The first usable address of the service range: the `kubernetes` Service.
+fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
+    let (net, _) = cidr.split_once('/')?;
+    match net.parse().ok()? {
+        std::net::IpAddr::V4(v4) => Some(std::net::IpAddr::V4((u32::from(v4) + 1).into())),
+        std::net::IpAddr::V6(v6) => Some(std::net::IpAddr::V6((u128::from(v6) + 1).into())),
+    }
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "rkube agent (joining {} with data dir {}) needs the node agent, which is not built yet",
+        args.server,
+        args.data_dir.display()
+    )
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("5m", Some(300.0)),
+            ("90s", Some(90.0)),
+            ("250ms", Some(0.25)),
+            ("1h", Some(3600.0)),
+            ("1.5m", Some(90.0)),
+            ("5", None),
+            ("0s", None),
+            ("5d", None),
+            ("m", None),
+        ];
+        for (input, want) in cases {
+            let got = parse_duration(input).ok().map(|d| d.as_secs_f64());
+            assert_eq!(got, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,579 @@
+//! The API server driven by the real kubectl: `rkube server --disable-agent`
+//! in a temporary data dir.
+
+mod support;
+
+use serde_json::Value;
+use support::Server;
+
+const CONFIGMAP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  labels:
+    app: web
+data:
+  color: blue
+"#;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+"#;
+
+#[test]
+fn discovery_lists_the_kubernetes_resources() {
+    let s = Server::start();
+    let out = s.ok(&["api-resources"]);
+    for line in [
+        "pods",
+        "deployments",
+        "configmaps",
+        "namespaces",
+        "customresourcedefinitions",
+        "leases",
+        "ingresses",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(line)),
+            "api-resources lacks {line}:\n{out}"
+        );
+    }
+    let pods = out.lines().find(|l| l.starts_with("pods ")).unwrap();
+    assert!(
+        pods.contains(" po ") && pods.contains("true") && pods.contains("Pod"),
+        "{pods}"
+    );
+    let version = s.ok(&["version", "-o", "json"]);
+    let v: Value = serde_json::from_str(&version).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "33");
+    let ns = s.ok(&["get", "namespaces", "-o", "name"]);
+    for want in [
+        "namespace/default",
+        "namespace/kube-system",
+        "namespace/kube-public",
+        "namespace/kube-node-lease",
+    ] {
+        assert!(ns.contains(want), "{ns}");
+    }
+}
+
+#[test]
+fn create_get_label_delete_a_configmap() {
+    let s = Server::start();
+    let out = s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
+    assert_eq!(out.trim(), "configmap/settings created");
+    let cm = s.json(&["get", "configmap", "settings"]);
+    assert_eq!(cm["data"]["color"], "blue");
+    assert_eq!(cm["metadata"]["namespace"], "default");
+    assert!(cm["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    assert!(
+        cm["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > 0
+    );
+    assert!(cm["metadata"]["creationTimestamp"].as_str().is_some());
+
+    let err = s.fails_stdin(&["create", "-f", "-"], CONFIGMAP);
+    assert!(err.contains(r#"Error from server (AlreadyExists): error when creating "STDIN": configmaps "settings" already exists"#), "{err}");
+
+    // Table output: NAME DATA AGE.
+    let table = s.ok(&["get", "configmaps"]);
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("DATA") && header.contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("settings ") && l.contains(" 1 ")),
+        "{table}"
+    );
+
+    s.ok(&["label", "configmap", "settings", "tier=front"]);
+    s.ok(&["annotate", "configmap", "settings", "note=hello"]);
+    let cm = s.json(&["get", "configmap", "settings"]);
+    assert_eq!(cm["metadata"]["labels"]["tier"], "front");
+    assert_eq!(cm["metadata"]["annotations"]["note"], "hello");
+    assert_eq!(
+        s.ok(&["get", "cm", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        "configmap/settings"
+    );
+    assert_eq!(
+        s.ok(&["get", "cm", "-l", "tier!=front", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        s.ok(&[
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=settings",
+            "-o",
+            "jsonpath={.items[0].data.color}"
+        ]),
+        "blue"
+    );
+
+    assert_eq!(
+        s.ok(&["delete", "configmap", "settings"]).trim(),
+        r#"configmap "settings" deleted"#
+    );
+    let err = s.fails(&["get", "configmap", "settings"]);
+    assert!(
+        err.contains(r#"Error from server (NotFound): configmaps "settings" not found"#),
+        "{err}"
+    );
+    let err = s.fails(&["get", "namespace", "nope"]);
+    assert!(err.contains(r#"namespaces "nope" not found"#), "{err}");
+}
+
+#[test]
+fn apply_is_idempotent_then_changes_and_patches() {
+    let s = Server::start();
+    assert_eq!(
+        s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT).trim(),
+        "deployment.apps/web created"
+    );
+    let first = s.json(&["get", "deploy", "web"]);
+    assert_eq!(first["metadata"]["generation"], 1);
+    // Defaults a Kubernetes user expects to read back.
+    assert_eq!(first["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(first["spec"]["template"]["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        first["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+
+    assert_eq!(
+        s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT).trim(),
+        "deployment.apps/web unchanged"
+    );
+    let again = s.json(&["get", "deploy", "web"]);
+    assert_eq!(
+        first["metadata"]["resourceVersion"],
+        again["metadata"]["resourceVersion"]
+    );
+
+    let changed = DEPLOYMENT
+        .replace("replicas: 2", "replicas: 3")
+        .replace("nginx:1.25", "nginx:1.26");
+    assert_eq!(
+        s.ok_stdin(&["apply", "-f", "-"], &changed).trim(),
+        "deployment.apps/web configured"
+    );
+    let d = s.json(&["get", "deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // The three patch flavours kubectl sends.
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":4}}"#,
+    ]);
+    assert_eq!(s.json(&["get", "deploy", "web"])["spec"]["replicas"], 4);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":5}]"#,
+    ]);
+    assert_eq!(s.json(&["get", "deploy", "web"])["spec"]["replicas"], 5);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
+    ]);
+    let d = s.json(&["get", "deploy", "web"]);
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["nginx", "sidecar"],
+        "strategic merge keeps containers by name"
+    );
+
+    s.ok(&["scale", "deploy", "web", "--replicas=7"]);
+    assert_eq!(s.json(&["get", "deploy", "web"])["spec"]["replicas"], 7);
+    let err = s.fails(&[
+        "scale",
+        "deploy",
+        "web",
+        "--replicas=1",
+        "--current-replicas=2",
+    ]);
+    assert!(
+        err.to_lowercase().contains("expected replicas to be 2"),
+        "{err}"
+    );
+
+    let err = s.fails(&[
+        "patch",
+        "deploy",
+        "nope",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{}}"#,
+    ]);
+    assert!(
+        err.contains(r#"deployments.apps "nope" not found"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_side_apply_creates_and_updates() {
+    let s = Server::start();
+    let out = s.ok_stdin(&["apply", "--server-side", "-f", "-"], CONFIGMAP);
+    assert_eq!(out.trim(), "configmap/settings serverside-applied");
+    let changed = CONFIGMAP.replace("color: blue", "color: green");
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    assert_eq!(s.json(&["get", "cm", "settings"])["data"]["color"], "green");
+}
+
+#[test]
+fn everything_survives_a_restart() {
+    let mut s = Server::start();
+    s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
+    s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    s.ok(&["create", "namespace", "team-a"]);
+    let before = s.json(&["get", "cm", "settings"]);
+    s.restart(true);
+    let after = s.json(&["get", "cm", "settings"]);
+    assert_eq!(before, after);
+    assert_eq!(s.json(&["get", "deploy", "web"])["spec"]["replicas"], 2);
+    assert!(s
+        .ok(&["get", "ns", "-o", "name"])
+        .contains("namespace/team-a"));
+    s.restart(false);
+    assert_eq!(s.json(&["get", "cm", "settings"])["data"]["color"], "blue");
+}
+
+#[test]
+fn bad_input_gets_a_status_and_changes_nothing() {
+    let s = Server::start();
+    let rv_before = s.json(&["get", "ns", "default"])["metadata"]["resourceVersion"].clone();
+    let post = |body: &str| -> String {
+        let dir = s.dir.path().join("body.json");
+        std::fs::write(&dir, body).unwrap();
+        s.fails(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            dir.to_str().unwrap(),
+        ])
+    };
+    let cases = [
+        (
+            "malformed JSON",
+            "{\"apiVersion\": \"v1\", \"kind\": ",
+            "BadRequest",
+        ),
+        (
+            "wrong field type",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":1}}"#,
+            "BadRequest",
+        ),
+        (
+            "invalid name",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#,
+            "Invalid",
+        ),
+        (
+            "no name",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#,
+            "Invalid",
+        ),
+        (
+            "wrong kind",
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#,
+            "BadRequest",
+        ),
+        (
+            "unknown apiVersion",
+            r#"{"apiVersion":"v9","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+            "BadRequest",
+        ),
+    ];
+    for (name, body, reason) in cases {
+        let err = post(body);
+        assert!(err.contains(reason), "{name}: {err}");
+    }
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#,
+        "x".repeat(4 * 1024 * 1024)
+    );
+    let err = post(&big);
+    assert!(
+        err.contains("RequestEntityTooLarge") || err.contains("too large"),
+        "{err}"
+    );
+    assert_eq!(s.ok(&["get", "cm", "-o", "name"]).trim(), "");
+
+    // A stale resourceVersion on update is a 409 Conflict.
+    s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
+    let mut cm = s.json(&["get", "cm", "settings"]);
+    s.ok(&["label", "cm", "settings", "x=y"]);
+    cm["data"]["color"] = "red".into();
+    let err = s.fails_stdin(&["replace", "-f", "-"], &cm.to_string());
+    assert!(
+        err.contains("Conflict") && err.contains("the object has been modified"),
+        "{err}"
+    );
+    assert_eq!(s.json(&["get", "cm", "settings"])["data"]["color"], "blue");
+
+    // An unknown kind.
+    let err = s.fails(&["get", "widgets"]);
+    assert!(
+        err.contains("the server doesn't have a resource type \"widgets\""),
+        "{err}"
+    );
+    // A missing namespace.
+    let err = s.fails_stdin(&["create", "-n", "nowhere", "-f", "-"], CONFIGMAP);
+    assert!(err.contains(r#"namespaces "nowhere" not found"#), "{err}");
+    assert_eq!(
+        s.json(&["get", "ns", "default"])["metadata"]["resourceVersion"],
+        rv_before
+    );
+}
+
+#[test]
+fn unauthenticated_requests_get_401() {
+    let s = Server::start();
+    let url = format!("https://127.0.0.1:{}", s.port);
+    let curl = |args: &[&str]| -> (String, String) {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl is installed by scripts/setup");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (body.to_owned(), code.to_owned())
+    };
+    let (body, code) = curl(&[&format!("{url}/api/v1/namespaces")]);
+    assert_eq!(code, "401");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("Unauthorized"))
+    );
+    // Health and version need no credentials.
+    for path in ["/healthz", "/livez", "/readyz", "/version"] {
+        assert_eq!(curl(&[&format!("{url}{path}")]).1, "200", "{path}");
+    }
+    // The join token authenticates; a wrong one does not.
+    let token = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    assert_eq!(
+        curl(&["-H", &auth, &format!("{url}/api/v1/namespaces")]).1,
+        "200"
+    );
+    assert_eq!(
+        curl(&[
+            "-H",
+            "Authorization: Bearer wrong",
+            &format!("{url}/api/v1/namespaces")
+        ])
+        .1,
+        "401"
+    );
+}
+
+#[test]
+fn watch_streams_changes() {
+    let s = Server::start();
+    s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
+    let rv = s.json(&["get", "cm", "settings"])["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(&["label", "cm", "settings", "step=2"]);
+    s.ok(&["delete", "cm", "settings"]);
+    let out = s.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=2"
+        ),
+    ]);
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["MODIFIED", "DELETED"], "{out}");
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["step"], "2");
+
+    // From "0": the current state as ADDED first.
+    s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
+    let out = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+    ]);
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["metadata"]["name"], "settings");
+}
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Size
+      type: string
+      jsonPath: .spec.size
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size:
+                type: string
+                enum: [small, large]
+              replicas:
+                type: integer
+                minimum: 0
+                default: 1
+          status:
+            type: object
+            properties:
+              ready:
+                type: boolean
+"#;
+
+#[test]
+fn custom_resources_are_served_validated_and_pruned() {
+    let s = Server::start();
+    s.ok_stdin(&["apply", "-f", "-"], CRD);
+    s.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    // Discovery picks the new group up.
+    let mut found = false;
+    for _ in 0..50 {
+        if s.ok(&["api-resources", "--api-group=example.com"])
+            .contains("widgets")
+        {
+            found = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(found, "widgets never appeared in discovery");
+
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: small\n  bogus: 1\n";
+    s.ok_stdin(&["apply", "--validate=false", "-f", "-"], widget);
+    let w = s.json(&["get", "widget", "w1"]);
+    assert_eq!(w["spec"]["replicas"], 1, "schema default applied");
+    assert!(
+        w["spec"].get("bogus").is_none(),
+        "unknown field pruned: {w}"
+    );
+    assert!(s.ok(&["get", "wd"]).contains("w1"));
+
+    let bad =
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w2\nspec:\n  size: huge\n";
+    let err = s.fails_stdin(&["apply", "--validate=false", "-f", "-"], bad);
+    assert!(
+        err.contains(r#"Unsupported value: "huge": supported values: "small", "large""#),
+        "{err}"
+    );
+    let missing = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w3\nspec: {}\n";
+    let err = s.fails_stdin(&["apply", "--validate=false", "-f", "-"], missing);
+    assert!(err.contains("spec.size: Required value"), "{err}");
+
+    // status only through the status subresource.
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    assert!(s.json(&["get", "widget", "w1"]).get("status").is_none());
+    s.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    assert_eq!(s.json(&["get", "widget", "w1"])["status"]["ready"], true);
+    s.ok(&["delete", "widget", "w1"]);
+    assert_eq!(s.ok(&["get", "widgets", "-o", "name"]).trim(), "");
+}
