@@ -7,6 +7,8 @@
 //! This crate does no I/O: no HTTP, no store, no clock (callers pass `now`).
 
 pub mod fields;
+pub mod kinds;
+pub mod openapi;
 pub mod registry;
 pub mod schema;
 pub mod selector;

@@ -235,3 +235,54 @@ fn group_item(reg: &Registry, g: &registry::Group) -> Value {
     }
     item
 }
+
+/// The OpenAPI v3 document of one group/version, built-in and custom
+/// resources alike.
+fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    let resources = resources_of(reg, group, version);
+    if resources.is_empty() {
+        return None;
+    }
+    let customs: Vec<Option<crate::registry::CustomVersion>> = resources
+        .iter()
+        .map(|r| reg.custom(r.group, r.version, r.plural))
+        .collect();
+    let specs: Vec<api::openapi::ResourceSpec<'_>> = resources
+        .iter()
+        .zip(&customs)
+        .map(|(r, c)| api::openapi::ResourceSpec {
+            res: r,
+            schema: c
+                .as_ref()
+                .map(|c| c.schema.as_ref().unwrap_or(&Value::Null))
+                .filter(|s| !s.is_null()),
+        })
+        .collect();
+    Some(api::openapi::v3_group_version(&specs))
+}
+
+/// `/openapi/v3` and `/openapi/v3/{api/v1|apis/G/V}`.
+pub fn openapi_v3(reg: &Registry, rest: &[&str]) -> Response {
+    match rest {
+        [] => {
+            let mut docs = Vec::new();
+            for g in reg.groups() {
+                for v in &g.versions {
+                    if let Some(doc) = openapi_doc(reg, g.name, v) {
+                        docs.push((g.name.to_owned(), v.to_string(), doc));
+                    }
+                }
+            }
+            json_response(StatusCode::OK, &api::openapi::v3_root(&docs))
+        }
+        ["api", version] => match openapi_doc(reg, "", version) {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => ApiError::path_not_found().into_response(),
+        },
+        ["apis", group, version] => match openapi_doc(reg, group, version) {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => ApiError::path_not_found().into_response(),
+        },
+        _ => ApiError::path_not_found().into_response(),
+    }
+}

@@ -194,6 +194,7 @@ fn non_resource(
         ["api", version] => discovery::resource_list(&state.registry, "", version),
         ["apis", group] => discovery::group(&state.registry, group),
         ["apis", group, version] => discovery::resource_list(&state.registry, group, version),
+        ["openapi", "v3", rest @ ..] => discovery::openapi_v3(&state.registry, rest),
         _ => ApiError::path_not_found().into_response(),
     }
 }

@@ -316,22 +316,21 @@ pub async fn create(
 /// A custom resource's schema: defaults, then pruning of unknown fields
 /// (an error under `fieldValidation=Strict`), then validation causes.
 fn apply_schema(scope: Scope<'_>, obj: &mut Value, params: &Params) -> ApiResult<Vec<Cause>> {
+    let res = scope.res;
     let Some(schema) = scope.schema else {
+        // Built-in kinds: unknown fields are dropped (an error when Strict),
+        // as decoding into Kubernetes' types drops them.
+        if let Some(schema) = api::openapi::resolved_schema(res.group, res.version, res.kind) {
+            let mut pruned = Vec::new();
+            api::schema::prune(&schema, obj, "", false, &mut pruned);
+            strict_check(&pruned, params)?;
+        }
         return Ok(Vec::new());
     };
     api::schema::apply_defaults(schema, obj);
     let mut pruned = Vec::new();
     api::schema::prune(schema, obj, "", true, &mut pruned);
-    if params.get("fieldValidation") == Some("Strict") && !pruned.is_empty() {
-        let list: Vec<String> = pruned
-            .iter()
-            .map(|p| format!("unknown field \"{p}\""))
-            .collect();
-        return Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            list.join(", ")
-        )));
-    }
+    strict_check(&pruned, params)?;
     let mut violations = Vec::new();
     // Metadata is validated by the generic rules, not the schema.
     let mut body = obj.clone();
@@ -349,6 +348,20 @@ fn apply_schema(scope: Scope<'_>, obj: &mut Value, params: &Params) -> ApiResult
             field: v.field,
         })
         .collect())
+}
+
+fn strict_check(pruned: &[String], params: &Params) -> ApiResult<()> {
+    if params.get("fieldValidation") == Some("Strict") && !pruned.is_empty() {
+        let list: Vec<String> = pruned
+            .iter()
+            .map(|p| format!("unknown field \"{p}\""))
+            .collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// New objects cannot be created in a namespace that does not exist or is

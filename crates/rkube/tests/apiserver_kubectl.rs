@@ -325,12 +325,12 @@ fn bad_input_gets_a_status_and_changes_nothing() {
         (
             "invalid name",
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#,
-            "Invalid",
+            r#"The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#,
         ),
         (
             "no name",
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#,
-            "Invalid",
+            "metadata.name: Required value: name or generateName is required",
         ),
         (
             "wrong kind",
