@@ -176,7 +176,29 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                 .await;
             }
             let filter = selectors(res, &req.params)?;
-            let page = rest::list(store, scope, &req.params, &|o| filter(o)).await?;
+            let page = if req.params.get("resourceVersion") == Some("0")
+                && req.params.get("continue").is_none()
+            {
+                // "Any version": served from the watch cache, whole (as
+                // Kubernetes does, limit does not apply).
+                let cache = state
+                    .caches
+                    .get(store, &api::registry::storage_prefix(res, None));
+                let (objects, revision) = cache.snapshot(&scope.prefix()).await;
+                let items = objects
+                    .iter()
+                    .filter(|o| filter(o))
+                    .map(|o| (**o).clone())
+                    .collect();
+                rest::ListPage {
+                    items,
+                    revision,
+                    continue_token: None,
+                    remaining: None,
+                }
+            } else {
+                rest::list(store, scope, &req.params, &|o| filter(o)).await?
+            };
             Ok(match out {
                 Output::Table(include) => {
                     let mut meta = json!({"resourceVersion": page.revision.to_string()});

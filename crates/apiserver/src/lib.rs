@@ -7,6 +7,7 @@
 //! (`strategy`, `defaults`, `typecheck`) → the store.
 
 pub mod auth;
+mod cache;
 mod defaults;
 mod discovery;
 mod handler;
@@ -45,6 +46,7 @@ pub struct State {
     pub authz: Box<dyn Authorizer>,
     pub metrics: metrics::Metrics,
     pub registry: Arc<registry::Registry>,
+    pub caches: cache::Caches,
 }
 
 impl State {
@@ -58,6 +60,7 @@ impl State {
             authz,
             metrics: metrics::Metrics::default(),
             registry,
+            caches: cache::Caches::default(),
         }
     }
 }

@@ -17,13 +17,15 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use store::{EventKind, Revision};
 
+use crate::cache;
 use crate::handler::{self, Output, OwnedScope};
 use crate::registry::CustomVersion;
-use crate::rest::{self, Params};
+use crate::rest::Params;
 use crate::status::{from_store, ApiError, ApiResult};
 use crate::State;
 
@@ -63,45 +65,23 @@ pub async fn serve(
     }
     let store = state.store.clone();
     let prefix = scope.scope().prefix();
+    let cache = state
+        .caches
+        .get(&store, &api::registry::storage_prefix(res, None));
 
     // Initial state, when asked for (or implied by an unset/0 version).
-    let initial = match (rv.as_deref(), send_initial) {
-        (_, Some(true)) | (None | Some("0"), None) => true,
-        _ => false,
-    };
-    let mut events: Vec<Value> = Vec::new();
-    let from: Revision;
-    if initial {
-        let mut list_params = params.clone();
-        list_params
-            .0
-            .retain(|k, _| k == "labelSelector" || k == "fieldSelector");
-        let page = rest::list(&store, scope.scope(), &list_params, &|o| filter(o)).await?;
-        from = page.revision;
-        for obj in page.items {
-            events.push(event("ADDED", obj));
-        }
-        if send_initial == Some(true) {
-            events.push(bookmark(res, from, true));
-        }
+    let initial = matches!(
+        (rv.as_deref(), send_initial),
+        (_, Some(true)) | (None | Some("0"), None)
+    );
+    let from = if initial {
+        None
     } else {
         let rv = rv.unwrap_or_default();
-        from = rv
-            .parse::<Revision>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-    }
-
-    let stream = match store.watch(&prefix, from).await {
-        Ok(s) => s,
-        Err(store::Error::Compacted { .. }) => {
-            // As Kubernetes: a 200 stream carrying one ERROR event.
-            let status = ApiError::gone(format!("too old resource version: {from}")).to_status();
-            let body = format!("{}\n", json!({"type": "ERROR", "object": status}));
-            return Ok(watch_response(
-                futures::stream::once(async move { body }).boxed(),
-            ));
-        }
-        Err(e) => return Err(from_store(e, res.group, res.plural, "")),
+        Some(
+            rv.parse::<Revision>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        )
     };
 
     let table = match out {
@@ -117,12 +97,156 @@ pub async fn serve(
         line.push('\n');
         line
     };
-    let initial_lines: Vec<String> = events.into_iter().map(&encode).collect();
-
     let deadline = tokio::time::Instant::now() + timeout;
-    let live = live_events(stream, filter, res, bookmarks, deadline, from).map(encode);
+    let filter = Arc::new(filter);
+
+    let mut first: Vec<Value> = Vec::new();
+    let live: BoxStream<'static, Change> = match cache.watch(&prefix, from).await {
+        cache::Start::Snapshot {
+            objects,
+            revision,
+            rx,
+        } => {
+            first.extend(
+                objects
+                    .iter()
+                    .filter(|o| filter(o))
+                    .map(|o| event("ADDED", (**o).clone())),
+            );
+            if send_initial == Some(true) {
+                first.push(bookmark(res, revision, true));
+            }
+            cached_changes(Vec::new(), rx, revision)
+        }
+        cache::Start::Resume { events, rx } => cached_changes(events, rx, from.unwrap_or(0)),
+        cache::Start::Miss => {
+            let from = from.unwrap_or(0);
+            match store.watch(&prefix, from).await {
+                Ok(s) => store_changes(s),
+                Err(store::Error::Compacted { .. }) => {
+                    // As Kubernetes: a 200 stream carrying one ERROR event.
+                    let status =
+                        ApiError::gone(format!("too old resource version: {from}")).to_status();
+                    let body = format!("{}\n", json!({"type": "ERROR", "object": status}));
+                    return Ok(watch_response(
+                        futures::stream::once(async move { body }).boxed(),
+                    ));
+                }
+                Err(e) => return Err(from_store(e, res.group, res.plural, "")),
+            }
+        }
+    };
+    let start_rv = from.unwrap_or(0);
+    let initial_lines: Vec<String> = first.into_iter().map(&encode).collect();
+    let live = watch_events(live, filter, res, bookmarks, deadline, start_rv).map(encode);
     let body = futures::stream::iter(initial_lines).chain(live).boxed();
     Ok(watch_response(body))
+}
+
+/// One change, from the cache or the store: what the object is now (None
+/// after a delete) and was before.
+struct Change {
+    revision: Revision,
+    kind: EventKind,
+    object: Option<Arc<Value>>,
+    prev: Option<Arc<Value>>,
+    /// An error that ends the watch.
+    error: Option<Value>,
+}
+
+fn cached_changes(
+    history: Vec<Arc<cache::CachedEvent>>,
+    rx: tokio::sync::broadcast::Receiver<Arc<cache::CachedEvent>>,
+    after: Revision,
+) -> BoxStream<'static, Change> {
+    let to_change = |e: &cache::CachedEvent| Change {
+        revision: e.revision,
+        kind: e.kind,
+        object: Some(e.object.clone()),
+        prev: e.prev.clone(),
+        error: None,
+    };
+    let replay: Vec<Change> = history.iter().map(|e| to_change(e)).collect();
+    let last = history.last().map_or(after, |e| e.revision);
+    let live = futures::stream::unfold((rx, last), move |(mut rx, last)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.revision <= last => continue,
+                Ok(e) => return Some((to_change(&e), (rx, e.revision))),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Too slow to follow: end the watch; the client resumes
+                    // from its last resourceVersion.
+                    let status = ApiError::gone(
+                        "the watch fell behind; resume from the last resourceVersion",
+                    )
+                    .to_status();
+                    let c = Change {
+                        revision: last,
+                        kind: EventKind::Put,
+                        object: None,
+                        prev: None,
+                        error: Some(status),
+                    };
+                    let (closed_tx, closed_rx) = tokio::sync::broadcast::channel(1);
+                    drop(closed_tx);
+                    return Some((c, (closed_rx, last)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    futures::stream::iter(replay).chain(live).boxed()
+}
+
+fn store_changes(stream: store::WatchStream) -> BoxStream<'static, Change> {
+    let decode = |kv: &store::KeyValue, rev: Revision| -> Option<Arc<Value>> {
+        let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        crate::object::set_meta(&mut obj, "resourceVersion", rev.to_string());
+        Some(Arc::new(obj))
+    };
+    stream
+        .map(move |ev| match ev {
+            Ok(ev) => {
+                let rev = ev.revision();
+                let prev = ev.prev.as_ref().and_then(|p| {
+                    decode(
+                        p,
+                        if ev.kind == EventKind::Delete {
+                            rev
+                        } else {
+                            p.mod_revision
+                        },
+                    )
+                });
+                let object = match ev.kind {
+                    EventKind::Put => decode(&ev.kv, rev),
+                    EventKind::Delete => prev.clone(),
+                };
+                Change {
+                    revision: rev,
+                    kind: ev.kind,
+                    object,
+                    prev,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                let status = match e {
+                    store::Error::Compacted { requested, .. } => {
+                        ApiError::gone(format!("too old resource version: {requested}")).to_status()
+                    }
+                    other => ApiError::internal(other.to_string()).to_status(),
+                };
+                Change {
+                    revision: 0,
+                    kind: EventKind::Put,
+                    object: None,
+                    prev: None,
+                    error: Some(status),
+                }
+            }
+        })
+        .boxed()
 }
 
 fn watch_response(lines: futures::stream::BoxStream<'static, String>) -> Response {
@@ -183,25 +307,25 @@ fn to_table_event(
     event(&kind, table)
 }
 
-/// Store events → watch events, with selector transitions, bookmarks and
-/// the deadline.
-fn live_events(
-    stream: store::WatchStream,
-    filter: impl Fn(&Value) -> bool + Send + Sync + 'static,
+/// Changes → watch events, with selector transitions, bookmarks and the
+/// deadline.
+fn watch_events(
+    changes: BoxStream<'static, Change>,
+    filter: Arc<impl Fn(&Value) -> bool + Send + Sync + 'static>,
     res: &'static api::registry::Resource,
     bookmarks: bool,
     deadline: tokio::time::Instant,
     from: Revision,
 ) -> impl Stream<Item = Value> + Send {
     struct St<F> {
-        stream: store::WatchStream,
-        filter: F,
+        changes: BoxStream<'static, Change>,
+        filter: Arc<F>,
         last: Revision,
         done: bool,
         bookmark_at: tokio::time::Instant,
     }
     let st = St {
-        stream,
+        changes,
         filter,
         last: from,
         done: false,
@@ -213,53 +337,33 @@ fn live_events(
         }
         loop {
             let next = tokio::select! {
-                ev = st.stream.next() => Some(ev),
+                c = st.changes.next() => c,
                 _ = tokio::time::sleep_until(deadline) => None,
                 _ = tokio::time::sleep_until(st.bookmark_at), if bookmarks => {
                     st.bookmark_at = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
                     return Some((bookmark(res, st.last, false), st));
                 }
             };
-            let Some(ev) = next else { return None };
-            let ev = match ev {
-                None => return None,
-                Some(Err(store::Error::Compacted { .. })) => {
-                    st.done = true;
-                    let status = ApiError::gone(format!("too old resource version: {}", st.last))
-                        .to_status();
-                    return Some((event("ERROR", status), st));
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    let status = ApiError::internal(e.to_string()).to_status();
-                    return Some((event("ERROR", status), st));
-                }
-                Some(Ok(ev)) => ev,
+            let c = next?;
+            if let Some(status) = c.error {
+                st.done = true;
+                return Some((event("ERROR", status), st));
+            }
+            st.last = c.revision;
+            let matches = |o: &Option<Arc<Value>>| o.as_ref().is_some_and(|o| (st.filter)(o));
+            let (cur_match, prev_match) = match c.kind {
+                EventKind::Put => (matches(&c.object), matches(&c.prev)),
+                EventKind::Delete => (false, matches(&c.prev) || matches(&c.object)),
             };
-            st.last = ev.revision();
-            let decode = |kv: &store::KeyValue, rev: Revision| -> Option<Value> {
-                let mut obj: Value = serde_json::from_slice(&kv.value).ok()?;
-                crate::object::set_meta(&mut obj, "resourceVersion", rev.to_string());
-                Some(obj)
-            };
-            let cur = match ev.kind {
-                EventKind::Put => decode(&ev.kv, ev.kv.mod_revision),
-                EventKind::Delete => None,
-            };
-            let prev = ev.prev.as_ref().and_then(|p| decode(p, ev.kv.mod_revision));
-            let cur_match = cur.as_ref().is_some_and(|o| (st.filter)(o));
-            let prev_match = prev.as_ref().is_some_and(|o| (st.filter)(o));
-            let out = match (ev.kind, cur, prev) {
-                (EventKind::Put, Some(cur), None) if cur_match => event("ADDED", cur),
-                (EventKind::Put, Some(cur), Some(_)) if cur_match && prev_match => {
-                    event("MODIFIED", cur)
+            let obj = |o: Option<Arc<Value>>| o.map(|o| (*o).clone()).unwrap_or(Value::Null);
+            let out = match c.kind {
+                EventKind::Put if cur_match && c.prev.is_some() && prev_match => {
+                    event("MODIFIED", obj(c.object))
                 }
-                (EventKind::Put, Some(cur), Some(_)) if cur_match => event("ADDED", cur),
-                (EventKind::Put, Some(cur), Some(_)) if prev_match => {
-                    // Stopped matching: a DELETED of the new state.
-                    event("DELETED", cur)
-                }
-                (EventKind::Delete, _, Some(prev)) if prev_match => event("DELETED", prev),
+                EventKind::Put if cur_match => event("ADDED", obj(c.object)),
+                // Stopped matching: a DELETED of the new state.
+                EventKind::Put if prev_match => event("DELETED", obj(c.object)),
+                EventKind::Delete if prev_match => event("DELETED", obj(c.object)),
                 _ => continue,
             };
             return Some((out, st));

@@ -463,6 +463,39 @@ fn watch_streams_changes() {
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["type"], "ADDED");
     assert_eq!(first["object"]["metadata"]["name"], "settings");
+
+    // A label selector turns starting and stopping to match into ADDED and
+    // DELETED.
+    let rv = s.json(&["get", "cm", "settings"])["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.ok(&["label", "cm", "settings", "watched=yes"]);
+    s.ok(&["label", "cm", "settings", "other=1"]);
+    s.ok(&["label", "cm", "settings", "watched-"]);
+    let out = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&labelSelector=watched%3Dyes&resourceVersion={rv}&timeoutSeconds=1"),
+    ]);
+    let types: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"], "{out}");
+    // A list at resourceVersion=0 is served from the watch cache.
+    let list: Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?resourceVersion=0",
+    ]))
+    .unwrap();
+    assert_eq!(list["items"][0]["metadata"]["labels"]["other"], "1");
 }
 
 const CRD: &str = r#"
