@@ -96,6 +96,26 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     Ok(value)
 }
 
+/// Fills a body's missing apiVersion and kind from the endpoint, as
+/// Kubernetes' decoder defaults them (clients such as the Python one send
+/// bodies without them).
+pub fn default_kind(res: &Resource, obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        if m.get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            m.insert("kind".into(), Value::from(res.kind));
+        }
+        if m.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            m.insert("apiVersion".into(), Value::from(res.api_version()));
+        }
+    }
+}
+
 /// Checks that a body's apiVersion and kind are the endpoint's.
 pub fn check_kind(res: &Resource, obj: &Value, what: &str) -> ApiResult<()> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -221,7 +241,8 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             if res.namespaced && info.namespace.is_none() {
                 return Err(ApiError::path_not_found());
             }
-            let obj = decode_body(&req.headers, &req.body)?;
+            let mut obj = decode_body(&req.headers, &req.body)?;
+            default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
             let created = rest::create(store, scope, obj, &req.params).await?;
@@ -235,7 +256,8 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
         }
         (&Method::PUT, Some(name), None | Some("status")) => {
             let part = part_of(info)?;
-            let obj = decode_body(&req.headers, &req.body)?;
+            let mut obj = decode_body(&req.headers, &req.body)?;
+            default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
             let updated = rest::update(store, scope, name, obj, part, &req.params).await?;
