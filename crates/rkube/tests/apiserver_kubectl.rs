@@ -283,7 +283,9 @@ fn everything_survives_a_restart() {
     let mut s = Server::start();
     s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
     s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
-    s.ok(&["create", "namespace", "team-a"]);
+    // (`kubectl create namespace` sends protobuf, which the server does not
+    // decode yet; a manifest goes as JSON.)
+    s.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n");
     let before = s.json(&["get", "cm", "settings"]);
     s.restart(true);
     let after = s.json(&["get", "cm", "settings"]);
