@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::validation::quote;
+
 /// One validation failure, in Kubernetes' field.Error terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -14,13 +16,6 @@ pub struct Violation {
     pub reason: &'static str,
     pub field: String,
     pub message: String,
-}
-
-fn quote(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("{s:?}"),
-        other => other.to_string(),
-    }
 }
 
 fn json_type(v: &Value) -> &'static str {

@@ -146,36 +146,11 @@ fn map_str(obj: &Value, ptr: &str) -> String {
     pairs.join(",")
 }
 
+/// A metav1.LabelSelector in its string form (`app=web,tier in (a,b)`).
 fn selector_str(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-        let mut p: Vec<String> = ml
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-            .collect();
-        p.sort();
-        parts.extend(p);
-    }
-    for e in sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let vals: Vec<&str> = e["values"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let key = e["key"].as_str().unwrap_or("");
-        parts.push(match e["operator"].as_str().unwrap_or("") {
-            "In" => format!("{key} in ({})", vals.join(",")),
-            "NotIn" => format!("{key} notin ({})", vals.join(",")),
-            "Exists" => key.to_owned(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => String::new(),
-        });
-    }
-    parts.join(",")
+    crate::selector::from_label_selector_json(sel)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 fn containers_images(spec: &Value) -> (String, String) {

@@ -159,7 +159,8 @@ pub struct Cause {
     pub message: String,
 }
 
-fn quote(v: &Value) -> String {
+/// A value as Kubernetes' field errors quote it.
+pub fn quote(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),

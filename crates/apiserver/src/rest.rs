@@ -95,6 +95,19 @@ pub fn with_rv(mut obj: Value, rv: Revision) -> Value {
     obj
 }
 
+/// The stored object and its revision, or 404.
+pub async fn current(
+    store: &Arc<dyn Store>,
+    scope: Scope<'_>,
+    name: &str,
+) -> ApiResult<store::KeyValue> {
+    store
+        .get(&scope.key(name))
+        .await
+        .map_err(scope.store_err(name))?
+        .ok_or_else(|| scope.not_found(name))
+}
+
 pub async fn get(store: &Arc<dyn Store>, scope: Scope<'_>, name: &str) -> ApiResult<Value> {
     match store
         .get(&scope.key(name))
@@ -431,12 +444,7 @@ pub async fn update(
         ),
         _ => None,
     };
-    let key = scope.key(name);
-    let kv = store
-        .get(&key)
-        .await
-        .map_err(scope.store_err(name))?
-        .ok_or_else(|| scope.not_found(name))?;
+    let kv = current(store, scope, name).await?;
     if given_rv.is_some_and(|rv| rv != kv.mod_revision) {
         return Err(ApiError::stale(scope.res.group, scope.res.plural, name));
     }
@@ -459,13 +467,8 @@ pub async fn update_with<F>(
 where
     F: Fn(&Value) -> ApiResult<Value>,
 {
-    let key = scope.key(name);
     for _ in 0..16 {
-        let kv = store
-            .get(&key)
-            .await
-            .map_err(scope.store_err(name))?
-            .ok_or_else(|| scope.not_found(name))?;
+        let kv = current(store, scope, name).await?;
         let old = decode(&kv)?;
         let new = change(&old)?;
         // A patch that names a resourceVersion is a precondition.
@@ -672,11 +675,7 @@ pub async fn delete(
 ) -> ApiResult<Value> {
     let key = scope.key(name);
     for _ in 0..16 {
-        let kv = store
-            .get(&key)
-            .await
-            .map_err(scope.store_err(name))?
-            .ok_or_else(|| scope.not_found(name))?;
+        let kv = current(store, scope, name).await?;
         let mut obj = decode(&kv)?;
         let uid = meta_str(&obj, "uid").unwrap_or_default().to_owned();
         if let Some(want) = &opts.precondition_uid {

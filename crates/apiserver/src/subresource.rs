@@ -119,12 +119,7 @@ pub async fn serve(
 async fn bind(state: &Arc<State>, scope: Scope<'_>, name: &str, node: &str) -> ApiResult<()> {
     let key = scope.key(name);
     for _ in 0..8 {
-        let kv = state
-            .store
-            .get(&key)
-            .await
-            .map_err(scope.store_err(name))?
-            .ok_or_else(|| scope.not_found(name))?;
+        let kv = rest::current(&state.store, scope, name).await?;
         let mut pod = rest::decode(&kv)?;
         if object::is_deleting(&pod) {
             return Err(ApiError::conflict(
@@ -173,22 +168,19 @@ async fn bind(state: &Arc<State>, scope: Scope<'_>, name: &str, node: &str) -> A
 /// The autoscaling/v1 Scale view of a scalable object.
 fn to_scale(obj: &Value) -> Value {
     let meta = object::meta(obj);
-    let selector = obj
-        .pointer("/spec/selector/matchLabels")
-        .or_else(|| {
-            obj.pointer("/spec/selector")
-                .filter(|s| s.get("matchExpressions").is_none())
-        })
-        .and_then(Value::as_object)
-        .map(|m| {
-            let mut pairs: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect();
-            pairs.sort();
-            pairs.join(",")
-        })
-        .unwrap_or_default();
+    // The selector in its string form (matchLabels and matchExpressions;
+    // ReplicationControllers have a plain map).
+    let selector = match obj.pointer("/spec/selector") {
+        Some(sel) if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() => {
+            api::selector::from_label_selector_json(sel)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        }
+        Some(sel) => api::selector::from_label_selector_json(&json!({"matchLabels": sel}))
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

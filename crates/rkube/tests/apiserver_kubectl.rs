@@ -285,7 +285,10 @@ fn everything_survives_a_restart() {
     s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
     // (`kubectl create namespace` sends protobuf, which the server does not
     // decode yet; a manifest goes as JSON.)
-    s.ok_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
+    );
     let before = s.json(&["get", "cm", "settings"]);
     s.restart(true);
     let after = s.json(&["get", "cm", "settings"]);
