@@ -114,11 +114,22 @@ fn inline(schema: &Value, defs: &Map<String, Value>, stack: &mut Vec<String>) ->
                     return Value::Object(target);
                 }
             }
-            Value::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), inline(v, defs, stack)))
-                    .collect(),
-            )
+            let mut out: Map<String, Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), inline(v, defs, stack)))
+                .collect();
+            // Free-form built-in types (FieldsV1, RawExtension, JSON) are
+            // objects with no declared fields: keep what they hold.
+            if out.get("type").and_then(Value::as_str) == Some("object")
+                && !out.contains_key("properties")
+                && !out.contains_key("additionalProperties")
+            {
+                out.insert(
+                    "x-kubernetes-preserve-unknown-fields".into(),
+                    Value::Bool(true),
+                );
+            }
+            Value::Object(out)
         }
         Value::Array(a) => Value::Array(a.iter().map(|v| inline(v, defs, stack)).collect()),
         other => other.clone(),

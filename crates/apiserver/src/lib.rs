@@ -18,6 +18,7 @@ pub mod registry;
 pub mod request;
 mod rest;
 mod smp;
+mod ssa;
 pub mod status;
 mod strategy;
 mod subresource;
@@ -144,10 +145,31 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
             .into_response()
         }
     };
-    let params = match rest::Params::parse(parts.uri.query()) {
+    let mut params = match rest::Params::parse(parts.uri.query()) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let is_apply = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/apply-patch"));
+    if params.get("fieldManager").is_none() && !is_apply {
+        // As Kubernetes: the user agent's program name manages the fields.
+        let ua = parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
+        let manager: String = ua
+            .split('/')
+            .next()
+            .unwrap_or("unknown")
+            .chars()
+            .take(128)
+            .collect();
+        params.0.insert("fieldManager".into(), manager);
+    }
     let started = std::time::Instant::now();
     match info {
         Some(info) => {

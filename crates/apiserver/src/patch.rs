@@ -66,13 +66,10 @@ pub fn apply_patch(kind: PatchType, original: &Value, body: &[u8]) -> ApiResult<
             crate::smp::apply(original, &p).map_err(|e| ApiError::bad_request(e.to_string()))
         }
         PatchType::Apply => {
-            let p: Value = serde_yaml_ng::from_slice(body).map_err(|e| bad(&e))?;
-            if !p.is_object() {
-                return Err(ApiError::bad_request(
-                    "error decoding YAML: the apply configuration must be an object",
-                ));
-            }
-            crate::smp::apply(original, &p).map_err(|e| ApiError::bad_request(e.to_string()))
+            let config = apply_config(body)?;
+            let manager = "before-first-apply";
+            crate::ssa::apply(Some(original), &config, manager, "", true)
+                .map_err(|_| ApiError::bad_request("invalid apply configuration"))
         }
     }
 }
@@ -107,14 +104,23 @@ pub async fn patch(
                 "PATCH, application/apply-patch+yaml requires fieldManager to be set",
             ));
         }
+        let config = apply_config(&req.body)?;
+        check_kind(res, &config, res.kind)?;
+        crate::typecheck::check(res, &config)?;
+        let manager = req
+            .params
+            .get("fieldManager")
+            .unwrap_or_default()
+            .to_owned();
+        let force = req.params.flag("force");
+        let api_version = res.api_version();
         // Server-side apply creates the object when it does not exist.
         match rest::get(store, scope, name).await {
             Err(e) if e.code == 404 && part == Part::Main => {
-                let obj: Value = serde_yaml_ng::from_slice(&req.body)
-                    .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-                check_kind(res, &obj, res.kind)?;
-                crate::typecheck::check(res, &obj)?;
-                let mut obj = obj;
+                let mut obj = crate::ssa::apply(None, &config, &manager, &api_version, force)
+                    .map_err(|c| conflict_error(res, name, &c))?;
+                obj["apiVersion"] = config["apiVersion"].clone();
+                obj["kind"] = config["kind"].clone();
                 if object::name(&obj).is_empty() {
                     object::set_meta(&mut obj, "name", name);
                 }
@@ -123,6 +129,13 @@ pub async fn patch(
             Err(e) => return Err(e),
             Ok(_) => {}
         }
+        return rest::update_with(store, scope, name, part, &req.params, move |old| {
+            let mut applied = crate::ssa::apply(Some(old), &config, &manager, &api_version, force)
+                .map_err(|c| conflict_error(res, name, &c))?;
+            object::remove_meta(&mut applied, "resourceVersion");
+            Ok(applied)
+        })
+        .await;
     }
     let body = req.body.clone();
     rest::update_with(store, scope, name, part, &req.params, move |old| {
@@ -165,4 +178,56 @@ fn patch_names_rv(kind: PatchType, body: &[u8]) -> bool {
         }
         PatchType::Apply => false,
     }
+}
+
+fn apply_config(body: &[u8]) -> ApiResult<Value> {
+    let config: Value = serde_yaml_ng::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply configuration must be an object",
+        ));
+    }
+    Ok(config)
+}
+
+/// Kubernetes' apply conflict: 409 with one cause per field.
+fn conflict_error(
+    res: &api::registry::Resource,
+    name: &str,
+    conflicts: &[crate::ssa::Conflict],
+) -> ApiError {
+    let n = conflicts.len();
+    let message = if n == 1 {
+        let c = &conflicts[0];
+        format!(
+            "Apply failed with 1 conflict: conflict with \"{}\" using {}: {}",
+            c.manager, c.api_version, c.path
+        )
+    } else {
+        let mut lines = vec![format!("Apply failed with {n} conflicts:")];
+        let mut managers: Vec<(&str, &str)> = conflicts
+            .iter()
+            .map(|c| (c.manager.as_str(), c.api_version.as_str()))
+            .collect();
+        managers.dedup();
+        for (m, v) in managers {
+            lines.push(format!("conflicts with \"{m}\" using {v}:"));
+            for c in conflicts.iter().filter(|c| c.manager == m) {
+                lines.push(format!("- {}", c.path));
+            }
+        }
+        lines.join("\n")
+    };
+    let mut e = ApiError::conflict(res.group, res.plural, name, "");
+    e.message = message;
+    e.causes = conflicts
+        .iter()
+        .map(|c| crate::status::Cause {
+            reason: "FieldManagerConflict".into(),
+            message: format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+            field: c.path.clone(),
+        })
+        .collect();
+    e
 }

@@ -283,6 +283,10 @@ pub async fn create(
         }
     }
     strategy::prepare_for_create(res, &mut obj);
+    if object::meta(&obj).get("managedFields").is_none() {
+        let manager = params.get("fieldManager").unwrap_or("unknown").to_owned();
+        crate::ssa::record_update(None, &mut obj, &manager, &res.api_version(), "");
+    }
     let mut causes = apply_schema(scope, &mut obj, params)?;
     causes.extend(strategy::validate(res, &obj, None));
     if !causes.is_empty() {
@@ -574,6 +578,16 @@ async fn write_update(
 ) -> ApiResult<Value> {
     let res = scope.res;
     strategy::prepare_for_update(res, &mut new, old);
+    // A write that did not set managedFields itself (an apply does) is an
+    // update by its field manager.
+    if object::meta(&new).get("managedFields") == object::meta(old).get("managedFields") {
+        let manager = params.get("fieldManager").unwrap_or("unknown").to_owned();
+        let sub = match part_of_change(old, &new) {
+            true => "status",
+            false => "",
+        };
+        crate::ssa::record_update(Some(old), &mut new, &manager, &res.api_version(), sub);
+    }
     let mut causes = apply_schema(scope, &mut new, params)?;
     causes.extend(strategy::validate(res, &new, Some(old)));
     if !causes.is_empty() {
@@ -604,6 +618,14 @@ async fn write_update(
         .await
         .map_err(scope.store_err(name))?;
     Ok(with_rv(new, rev))
+}
+
+/// Whether a change touched only status (a status-subresource write).
+fn part_of_change(old: &Value, new: &Value) -> bool {
+    old.get("status") != new.get("status")
+        && object::spec_part(old) == object::spec_part(new)
+        && object::meta(old).get("labels") == object::meta(new).get("labels")
+        && object::meta(old).get("annotations") == object::meta(new).get("annotations")
 }
 
 /// DeleteOptions, from the body or the query.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 /// How a list field merges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// Replace the whole list (the default, atomic lists).
     Replace,
     /// Merge objects by this key.
@@ -46,6 +46,15 @@ fn list_strategy(field: &str) -> ListStrategy {
         "topologySpreadConstraints" => MergeKey("topologyKey"),
         "finalizers" => MergePrimitives,
         _ => Replace,
+    }
+}
+
+/// How the list `field` holding `items` merges (ports depend on which kind
+/// of port they are).
+pub(crate) fn list_strategy_for(field: &str, items: &[Value]) -> ListStrategy {
+    match field {
+        "ports" => ListStrategy::MergeKey(ports_key(items)),
+        _ => list_strategy(field),
     }
 }
 
@@ -157,13 +166,8 @@ fn merge_list(field: &str, base: Vec<Value>, patch: &[Value]) -> Result<Vec<Valu
             .cloned()
             .collect());
     }
-    let strategy = match field {
-        "ports" => {
-            let all: Vec<Value> = base.iter().chain(patch).cloned().collect();
-            ListStrategy::MergeKey(ports_key(&all))
-        }
-        _ => list_strategy(field),
-    };
+    let all: Vec<Value> = base.iter().chain(patch).cloned().collect();
+    let strategy = list_strategy_for(field, &all);
     match strategy {
         ListStrategy::Replace => Ok(patch.to_vec()),
         ListStrategy::MergePrimitives => {

@@ -275,7 +275,76 @@ fn server_side_apply_creates_and_updates() {
     assert_eq!(out.trim(), "configmap/settings serverside-applied");
     let changed = CONFIGMAP.replace("color: blue", "color: green");
     s.ok_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    let cm = s.json(&["get", "cm", "settings", "--show-managed-fields"]);
+    assert_eq!(cm["data"]["color"], "green");
+    let managed = &cm["metadata"]["managedFields"][0];
+    assert_eq!(
+        (managed["manager"].as_str(), managed["operation"].as_str()),
+        (Some("kubectl"), Some("Apply"))
+    );
+    assert!(
+        managed["fieldsV1"]["f:data"].get("f:color").is_some(),
+        "{managed}"
+    );
+
+    // Another manager may not take a field over without force.
+    let other = CONFIGMAP.replace("color: blue", "color: red");
+    let err = s.fails_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &other,
+    );
+    assert!(
+        err.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl" using v1: .data.color"#
+        ),
+        "{err}"
+    );
     assert_eq!(s.json(&["get", "cm", "settings"])["data"]["color"], "green");
+    s.ok_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        &other,
+    );
+    assert_eq!(s.json(&["get", "cm", "settings"])["data"]["color"], "red");
+
+    // A field the manager stops applying (and alone owned) is removed.
+    let with_size = changed.replace("color: green", "color: green\n  size: L");
+    s.ok_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &with_size,
+    );
+    assert_eq!(s.json(&["get", "cm", "settings"])["data"]["size"], "L");
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    let data = s.json(&["get", "cm", "settings"])["data"].clone();
+    assert!(data.get("size").is_none(), "{data}");
+    // Updates are recorded too: `kubectl label` manages the label it set.
+    s.ok(&["label", "cm", "settings", "team=a"]);
+    let cm = s.json(&["get", "cm", "settings", "--show-managed-fields"]);
+    let label_owner = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["fieldsV1"]
+                .pointer("/f:metadata/f:labels/f:team")
+                .is_some()
+        })
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap().to_owned(),
+                m["operation"].as_str().unwrap().to_owned(),
+            )
+        });
+    assert_eq!(
+        label_owner,
+        Some(("kubectl-label".to_owned(), "Update".to_owned()))
+    );
 }
 
 #[test]

@@ -1,0 +1,517 @@
+//! Server-side apply and field ownership (`metadata.managedFields`).
+//!
+//! Every write records which manager set which fields, in Kubernetes'
+//! FieldsV1 form (`{"f:data": {"f:color": {}}}`, list items by merge key as
+//! `k:{"name":"c"}`, set items as `v:"x"`). An apply (a) conflicts when it
+//! sets a field another manager owns to a different value, unless forced;
+//! (b) merges its configuration into the object; (c) removes the fields the
+//! same manager applied before and no longer applies, unless someone else
+//! owns them. A plain update takes ownership of the fields it changes.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+
+use crate::smp::{list_strategy_for, ListStrategy};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum El {
+    Field(String),
+    /// A list item by its merge key: the key fields as JSON.
+    Key(String),
+    /// A set item: the value as JSON.
+    Val(String),
+}
+
+pub type Path = Vec<El>;
+pub type FieldSet = BTreeSet<Path>;
+
+/// Metadata fields the server owns; they are never tracked.
+const UNTRACKED_META: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "generateName",
+    "selfLink",
+];
+
+/// The leaf fields an object (or apply configuration) sets.
+pub fn fields_of(obj: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    if let Some(m) = obj.as_object() {
+        for (k, v) in m {
+            if k == "apiVersion" || k == "kind" {
+                continue;
+            }
+            if k == "metadata" {
+                if let Some(meta) = v.as_object() {
+                    for (mk, mv) in meta
+                        .iter()
+                        .filter(|(mk, _)| !UNTRACKED_META.contains(&mk.as_str()))
+                    {
+                        walk(
+                            mk,
+                            mv,
+                            vec![El::Field("metadata".into()), El::Field(mk.clone())],
+                            &mut out,
+                        );
+                    }
+                }
+                continue;
+            }
+            walk(k, v, vec![El::Field(k.clone())], &mut out);
+        }
+    }
+    out
+}
+
+fn walk(name: &str, v: &Value, path: Path, out: &mut FieldSet) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let mut p = path.clone();
+                p.push(El::Field(k.clone()));
+                walk(k, child, p, out);
+            }
+        }
+        Value::Array(items) => match list_strategy_for(name, items) {
+            ListStrategy::MergeKey(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(El::Key(json!({mk: item[mk]}).to_string()));
+                    out.insert(p.clone());
+                    if let Some(m) = item.as_object() {
+                        for (k, child) in m {
+                            let mut q = p.clone();
+                            q.push(El::Field(k.clone()));
+                            walk(k, child, q, out);
+                        }
+                    }
+                }
+            }
+            ListStrategy::MergePrimitives => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(El::Val(item.to_string()));
+                    out.insert(p);
+                }
+            }
+            _ => {
+                out.insert(path);
+            }
+        },
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+/// FieldsV1 JSON of a set.
+pub fn encode(set: &FieldSet) -> Value {
+    let mut root = Map::new();
+    for path in set {
+        let mut node = &mut root;
+        for (i, el) in path.iter().enumerate() {
+            let key = match el {
+                El::Field(f) => format!("f:{f}"),
+                El::Key(k) => format!("k:{k}"),
+                El::Val(v) => format!("v:{v}"),
+            };
+            let child = node.entry(key).or_insert_with(|| json!({}));
+            node = child.as_object_mut().expect("fieldsV1 nodes are objects");
+            if i == path.len() - 1 && matches!(el, El::Key(_)) {
+                node.insert(".".into(), json!({}));
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// The set a FieldsV1 value describes.
+pub fn decode(fields: &Value) -> FieldSet {
+    let mut out = FieldSet::new();
+    fn go(node: &Value, path: &mut Path, out: &mut FieldSet) {
+        let Some(m) = node.as_object() else { return };
+        if m.is_empty() && !path.is_empty() {
+            out.insert(path.clone());
+            return;
+        }
+        for (k, child) in m {
+            if k == "." {
+                out.insert(path.clone());
+                continue;
+            }
+            let el = if let Some(f) = k.strip_prefix("f:") {
+                El::Field(f.to_owned())
+            } else if let Some(key) = k.strip_prefix("k:") {
+                El::Key(key.to_owned())
+            } else if let Some(v) = k.strip_prefix("v:") {
+                El::Val(v.to_owned())
+            } else {
+                continue;
+            };
+            path.push(el);
+            go(child, path, out);
+            path.pop();
+        }
+    }
+    go(fields, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The value at a path, if present.
+pub fn get<'a>(obj: &'a Value, path: &[El]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for el in path {
+        cur = match el {
+            El::Field(f) => cur.get(f)?,
+            El::Key(k) => {
+                let key: Map<String, Value> = serde_json::from_str(k).ok()?;
+                cur.as_array()?
+                    .iter()
+                    .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+            }
+            El::Val(v) => {
+                let want: Value = serde_json::from_str(v).ok()?;
+                cur.as_array()?.iter().find(|item| **item == want)?
+            }
+        };
+    }
+    Some(cur)
+}
+
+/// Removes the value at a path (a field, a keyed item, a set item).
+pub fn remove(obj: &mut Value, path: &[El]) {
+    let Some((last, parent_path)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for el in parent_path {
+        let next = match el {
+            El::Field(f) => cur.get_mut(f),
+            El::Key(k) => {
+                let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
+                    return;
+                };
+                cur.as_array_mut().and_then(|a| {
+                    a.iter_mut()
+                        .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))
+                })
+            }
+            El::Val(_) => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match last {
+        El::Field(f) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        El::Key(k) => {
+            if let (Ok(key), Some(a)) = (
+                serde_json::from_str::<Map<String, Value>>(k),
+                cur.as_array_mut(),
+            ) {
+                a.retain(|item| !key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
+            }
+        }
+        El::Val(v) => {
+            if let (Ok(want), Some(a)) = (serde_json::from_str::<Value>(v), cur.as_array_mut()) {
+                a.retain(|item| *item != want);
+            }
+        }
+    }
+}
+
+/// `.data.color`, `.spec.containers[name="c"].image` — as Kubernetes
+/// prints paths in conflict messages.
+pub fn display(path: &[El]) -> String {
+    let mut s = String::new();
+    for el in path {
+        match el {
+            El::Field(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            El::Key(k) => {
+                let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+                let parts: Vec<String> = key.iter().map(|(kk, kv)| format!("{kk}={kv}")).collect();
+                s.push_str(&format!("[{}]", parts.join(",")));
+            }
+            El::Val(v) => s.push_str(&format!("[={v}]")),
+        }
+    }
+    s
+}
+
+/// One managedFields entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Managed {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub time: String,
+    pub subresource: String,
+    pub fields: FieldSet,
+}
+
+pub fn read_managed(obj: &Value) -> Vec<Managed> {
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| Managed {
+                    manager: e["manager"].as_str().unwrap_or("").to_owned(),
+                    operation: e["operation"].as_str().unwrap_or("").to_owned(),
+                    api_version: e["apiVersion"].as_str().unwrap_or("").to_owned(),
+                    time: e["time"].as_str().unwrap_or("").to_owned(),
+                    subresource: e["subresource"].as_str().unwrap_or("").to_owned(),
+                    fields: decode(&e["fieldsV1"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn write_managed(obj: &mut Value, entries: &[Managed]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": encode(&e.fields),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if list.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+}
+
+fn entry<'a>(
+    entries: &'a mut Vec<Managed>,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    sub: &str,
+) -> &'a mut Managed {
+    let pos = entries
+        .iter()
+        .position(|e| e.manager == manager && e.operation == operation && e.subresource == sub);
+    let i = match pos {
+        Some(i) => i,
+        None => {
+            entries.push(Managed {
+                manager: manager.to_owned(),
+                operation: operation.to_owned(),
+                api_version: api_version.to_owned(),
+                time: String::new(),
+                subresource: sub.to_owned(),
+                fields: FieldSet::new(),
+            });
+            entries.len() - 1
+        }
+    };
+    let e = &mut entries[i];
+    e.time = crate::object::now_rfc3339();
+    e.api_version = api_version.to_owned();
+    e
+}
+
+/// Records an update (create, PUT, non-apply PATCH) by `manager`: it owns
+/// the fields it changed; fields that are gone are owned by no one.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    sub: &str,
+) {
+    let mut entries = old.map(read_managed).unwrap_or_default();
+    let now = fields_of(new);
+    let changed: FieldSet = now
+        .iter()
+        .filter(|p| old.is_none_or(|o| get(o, p) != get(new, p)))
+        .cloned()
+        .collect();
+    for e in entries.iter_mut() {
+        e.fields.retain(|p| now.contains(p) && !changed.contains(p));
+    }
+    if !changed.is_empty() {
+        entry(&mut entries, manager, "Update", api_version, sub)
+            .fields
+            .extend(changed);
+    }
+    write_managed(new, &entries);
+}
+
+/// A field another manager owns with a different value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub manager: String,
+    pub api_version: String,
+    pub path: String,
+}
+
+/// Applies `config` by `manager` to `old` (None: the object is new).
+pub fn apply(
+    old: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    api_version: &str,
+    force: bool,
+) -> Result<Value, Vec<Conflict>> {
+    let base = old.cloned().unwrap_or_else(|| json!({}));
+    let mut entries = old.map(read_managed).unwrap_or_default();
+    let applied = fields_of(config);
+    let mut conflicts = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+    {
+        for p in applied.intersection(&e.fields) {
+            if get(&base, p) != get(config, p) {
+                conflicts.push(Conflict {
+                    manager: e.manager.clone(),
+                    api_version: e.api_version.clone(),
+                    path: display(p),
+                });
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(conflicts);
+    }
+    let mut merged = crate::smp::apply(&base, config).map_err(|_| Vec::new())?;
+    // Fields this manager applied before and no longer applies go, unless
+    // another manager owns them too.
+    let previous: FieldSet = entries
+        .iter()
+        .filter(|e| e.manager == manager && e.operation == "Apply")
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    for p in previous.difference(&applied) {
+        let shared = entries
+            .iter()
+            .any(|e| !(e.manager == manager && e.operation == "Apply") && e.fields.contains(p));
+        if !shared {
+            remove(&mut merged, p);
+        }
+    }
+    if force {
+        for e in entries
+            .iter_mut()
+            .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+        {
+            let taken: Vec<Path> = e
+                .fields
+                .intersection(&applied)
+                .filter(|p| get(&base, p) != get(config, p))
+                .cloned()
+                .collect();
+            for p in taken {
+                e.fields.remove(&p);
+            }
+        }
+    }
+    entry(&mut entries, manager, "Apply", api_version, "").fields = applied;
+    if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    write_managed(&mut merged, &entries);
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let obj = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["x"]},
+            "spec": {"containers": [{"name": "c", "image": "i", "args": ["1", "2"]}]}});
+        let set = fields_of(&obj);
+        let v1 = encode(&set);
+        assert_eq!(
+            v1,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}, "f:finalizers": {"v:\"x\"": {}}},
+                   "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:args": {}, "f:image": {}, "f:name": {}}}}})
+        );
+        assert_eq!(decode(&v1), set);
+        assert_eq!(
+            display(&[
+                El::Field("spec".into()),
+                El::Field("containers".into()),
+                El::Key(r#"{"name":"c"}"#.into()),
+                El::Field("image".into())
+            ]),
+            r#".spec.containers[name="c"].image"#
+        );
+    }
+
+    #[test]
+    fn apply_conflicts_force_and_removal() {
+        let cfg = |color: &str, extra: bool| {
+            let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"color": color}});
+            if extra {
+                v["data"]["size"] = json!("L");
+            }
+            v
+        };
+        // A applies color+size; B updates color; A re-applies a different color.
+        let a1 = apply(None, &cfg("blue", true), "a", "v1", false).unwrap();
+        let mut b = a1.clone();
+        b["data"]["color"] = json!("red");
+        record_update(Some(&a1), &mut b, "b", "v1", "");
+        let managers: Vec<(String, String)> = read_managed(&b)
+            .into_iter()
+            .map(|e| (e.manager, e.operation))
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("a".to_owned(), "Apply".to_owned()),
+                ("b".to_owned(), "Update".to_owned())
+            ]
+        );
+        let err = apply(Some(&b), &cfg("green", true), "a", "v1", false).unwrap_err();
+        assert_eq!(
+            err,
+            [Conflict {
+                manager: "b".into(),
+                api_version: "v1".into(),
+                path: ".data.color".into()
+            }]
+        );
+        // Same value as the other owner: no conflict, shared ownership.
+        assert!(apply(Some(&b), &cfg("red", true), "a", "v1", false).is_ok());
+        // Forced: A takes color; dropping size from the config removes it.
+        let forced = apply(Some(&b), &cfg("green", false), "a", "v1", true).unwrap();
+        assert_eq!(forced["data"], json!({"color": "green"}));
+        let owners: Vec<String> = read_managed(&forced)
+            .into_iter()
+            .map(|e| e.manager)
+            .collect();
+        assert_eq!(owners, ["a"]);
+    }
+}
