@@ -72,6 +72,25 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
 }
 
 /// Decodes a request body (JSON or YAML) into an object.
+/// Under `fieldValidation=Strict`, a JSON body with a key twice is a 400.
+fn strict_duplicates(params: &Params, body: &[u8]) -> ApiResult<()> {
+    if params.get("fieldValidation") != Some("Strict") {
+        return Ok(());
+    }
+    let dups = crate::duplicates::find(body);
+    if dups.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = dups
+        .iter()
+        .map(|d| format!("duplicate field \"{d}\""))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "strict decoding error: {}",
+        list.join(", ")
+    )))
+}
+
 pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -242,6 +261,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                 return Err(ApiError::path_not_found());
             }
             let mut obj = decode_body(&req.headers, &req.body)?;
+            strict_duplicates(&req.params, &req.body)?;
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
@@ -257,6 +277,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
         (&Method::PUT, Some(name), None | Some("status")) => {
             let part = part_of(info)?;
             let mut obj = decode_body(&req.headers, &req.body)?;
+            strict_duplicates(&req.params, &req.body)?;
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;

@@ -10,6 +10,7 @@ pub mod auth;
 mod cache;
 mod defaults;
 mod discovery;
+mod duplicates;
 mod handler;
 mod metrics;
 mod object;

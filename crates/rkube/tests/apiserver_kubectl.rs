@@ -432,6 +432,52 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     );
     assert_eq!(s.ok(&["get", "cm", "-o", "name"]).trim(), "");
 
+    // Strict field validation: unknown and duplicate fields are errors.
+    let strict = s.dir.path().join("strict.json");
+    std::fs::write(
+        &strict,
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"s"},"data":{"a":"1","a":"2"},"bogus":1}"#,
+    )
+    .unwrap();
+    let err = s.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "-f",
+        strict.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(r#"strict decoding error: duplicate field \"data.a\""#)
+            || err.contains(r#"duplicate field "data.a""#),
+        "{err}"
+    );
+    std::fs::write(
+        &strict,
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"s"},"bogus":1}"#,
+    )
+    .unwrap();
+    let err = s.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "-f",
+        strict.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(r#"unknown field"#) && err.contains("bogus"),
+        "{err}"
+    );
+    // Without Strict the unknown field is dropped, as Kubernetes does.
+    s.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        strict.to_str().unwrap(),
+    ]);
+    assert!(s.json(&["get", "cm", "s"]).get("bogus").is_none());
+    s.ok(&["delete", "cm", "s"]);
+
     // A stale resourceVersion on update is a 409 Conflict.
     s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
     let mut cm = s.json(&["get", "cm", "settings"]);
