@@ -12,5 +12,6 @@ pub mod openapi;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+pub mod spec_validation;
 pub mod table;
 pub mod validation;

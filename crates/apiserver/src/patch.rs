@@ -129,12 +129,20 @@ pub async fn patch(
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        return rest::update_with(store, scope, name, part, &req.params, move |old| {
-            let mut applied = crate::ssa::apply(Some(old), &config, &manager, &api_version, force)
-                .map_err(|c| conflict_error(res, name, &c))?;
-            object::remove_meta(&mut applied, "resourceVersion");
-            Ok(applied)
-        })
+        return rest::update_with(
+            store,
+            scope,
+            name,
+            part,
+            &req.params.applied(),
+            move |old| {
+                let mut applied =
+                    crate::ssa::apply(Some(old), &config, &manager, &api_version, force)
+                        .map_err(|c| conflict_error(res, name, &c))?;
+                object::remove_meta(&mut applied, "resourceVersion");
+                Ok(applied)
+            },
+        )
         .await;
     }
     let body = req.body.clone();

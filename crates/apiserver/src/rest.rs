@@ -21,8 +21,22 @@ impl Params {
     pub fn parse(query: Option<&str>) -> ApiResult<Params> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
-        Ok(Params(pairs.into_iter().collect()))
+        // Keys starting with '_' are the server's own (see APPLIED).
+        Ok(Params(
+            pairs
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .collect(),
+        ))
     }
+    /// Marks the parameters of a server-side apply, whose managedFields the
+    /// apply itself computed.
+    pub fn applied(&self) -> Params {
+        let mut p = self.clone();
+        p.0.insert(APPLIED.into(), "true".into());
+        p
+    }
+
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
@@ -48,6 +62,10 @@ impl Params {
             .transpose()
     }
 }
+
+/// The internal parameter set on applies (clients cannot send it: keys
+/// starting with '_' are dropped when parsing).
+const APPLIED: &str = "_applied";
 
 /// Where one resource's objects live and how they are named in errors.
 #[derive(Clone, Copy)]
@@ -578,9 +596,9 @@ async fn write_update(
 ) -> ApiResult<Value> {
     let res = scope.res;
     strategy::prepare_for_update(res, &mut new, old);
-    // A write that did not set managedFields itself (an apply does) is an
-    // update by its field manager.
-    if object::meta(&new).get("managedFields") == object::meta(old).get("managedFields") {
+    // A write other than an apply (which computed managedFields itself) is
+    // an update by its field manager.
+    if !params.flag(APPLIED) {
         let manager = params.get("fieldManager").unwrap_or("unknown").to_owned();
         let sub = match part_of_change(old, &new) {
             true => "status",

@@ -177,6 +177,7 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
     let mut causes: Vec<Cause> =
         api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule)
             .into_iter()
+            .chain(api::spec_validation::validate(res.group, res.kind, obj))
             .map(|c| Cause {
                 reason: c.reason.to_owned(),
                 message: c.message,

@@ -221,6 +221,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         service_cidr = %args.service_cidr,
         "API server listening"
     );
+    if !args.disable_agent {
+        tracing::warn!(
+            node = args.node_name.as_deref().unwrap_or("<hostname>"),
+            "the node agent is not built yet: running the control plane only"
+        );
+    }
     tokio::select! {
         r = apiserver::serve_tls(state, listener, tls) => r.context("API server")?,
         _ = shutdown_signal() => tracing::info!("shutting down"),
