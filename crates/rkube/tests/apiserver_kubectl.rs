@@ -432,6 +432,26 @@ fn bad_input_gets_a_status_and_changes_nothing() {
     );
     assert_eq!(s.ok(&["get", "cm", "-o", "name"]).trim(), "");
 
+    // Spec validation, as Kubernetes words it.
+    let mismatched = DEPLOYMENT.replacen(
+        "      labels:\n        app: web\n    spec:",
+        "      labels:\n        app: other\n    spec:",
+        1,
+    );
+    let err = s.fails_stdin(&["apply", "-f", "-"], &mismatched);
+    assert!(
+        err.contains(
+            r#"The Deployment "web" is invalid: spec.template.metadata.labels: Invalid value:"#
+        ) && err.contains("`selector` does not match template `labels`"),
+        "{err}"
+    );
+    let no_image = DEPLOYMENT.replace("        image: nginx:1.25\n", "");
+    let err = s.fails_stdin(&["apply", "-f", "-"], &no_image);
+    assert!(
+        err.contains("spec.template.spec.containers[0].image: Required value"),
+        "{err}"
+    );
+
     // Strict field validation: unknown and duplicate fields are errors.
     let strict = s.dir.path().join("strict.json");
     std::fs::write(
