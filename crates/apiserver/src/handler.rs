@@ -72,6 +72,47 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
 }
 
 /// Decodes a request body (JSON or YAML) into an object.
+fn is_service(res: &Resource) -> bool {
+    res.group.is_empty() && res.kind == "Service"
+}
+
+/// Creates an object; a Service first gets its ClusterIP and node ports
+/// (released again if the create fails).
+pub async fn create_with_allocations(
+    state: &Arc<State>,
+    scope: Scope<'_>,
+    mut obj: Value,
+    params: &Params,
+) -> ApiResult<Value> {
+    let mut held = Vec::new();
+    if let (true, Some(cidr), false) =
+        (is_service(scope.res), state.service_cidr, params.dry_run()?)
+    {
+        if let Some(ns) = scope.namespace {
+            object::set_meta(&mut obj, "namespace", ns);
+        }
+        crate::defaults::apply(scope.res, &mut obj);
+        held = crate::alloc::allocate(&state.store, cidr, &mut obj).await?;
+    }
+    match rest::create(&state.store, scope, obj, params).await {
+        Ok(created) => Ok(created),
+        Err(e) => {
+            crate::alloc::release(&state.store, &held).await;
+            Err(e)
+        }
+    }
+}
+
+/// A deleted Service gives its addresses and ports back.
+async fn release_if_gone(state: &Arc<State>, scope: Scope<'_>, obj: &Value, opts: &DeleteOptions) {
+    if !is_service(scope.res) || opts.dry_run {
+        return;
+    }
+    if let Ok(None) = state.store.get(&scope.key(object::name(obj))).await {
+        crate::alloc::release(&state.store, &crate::alloc::held(obj)).await;
+    }
+}
+
 /// Under `fieldValidation=Strict`, a JSON body with a key twice is a 400.
 fn strict_duplicates(params: &Params, body: &[u8]) -> ApiResult<()> {
     if params.get("fieldValidation") != Some("Strict") {
@@ -265,7 +306,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
-            let created = rest::create(store, scope, obj, &req.params).await?;
+            let created = create_with_allocations(state, scope, obj, &req.params).await?;
             Ok(respond(
                 StatusCode::CREATED,
                 res,
@@ -296,6 +337,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
         (&Method::DELETE, Some(name), None) => {
             let opts = DeleteOptions::parse(&req.body, &req.params)?;
             let obj = rest::delete(store, scope, name, &opts).await?;
+            release_if_gone(state, scope, &obj, &opts).await;
             Ok(respond(StatusCode::OK, res, None, obj, Output::Object))
         }
         (&Method::DELETE, None, None) => {
@@ -314,7 +356,10 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                     schema,
                 };
                 match rest::delete(store, item_scope, object::name(&item), &opts).await {
-                    Ok(obj) => deleted.push(obj),
+                    Ok(obj) => {
+                        release_if_gone(state, item_scope, &obj, &opts).await;
+                        deleted.push(obj)
+                    }
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }

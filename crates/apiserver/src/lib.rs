@@ -6,6 +6,7 @@
 //! (`request`) → the generic REST storage (`rest`) with per-kind rules
 //! (`strategy`, `defaults`, `typecheck`) → the store.
 
+mod alloc;
 pub mod auth;
 mod cache;
 mod defaults;
@@ -49,6 +50,8 @@ pub struct State {
     pub metrics: metrics::Metrics,
     pub registry: Arc<registry::Registry>,
     pub caches: cache::Caches,
+    /// Where ClusterIPs come from (None: Services get none).
+    pub service_cidr: Option<alloc::ServiceCidr>,
 }
 
 impl State {
@@ -63,7 +66,14 @@ impl State {
             metrics: metrics::Metrics::default(),
             registry,
             caches: cache::Caches::default(),
+            service_cidr: None,
         }
+    }
+
+    /// Allocates ClusterIPs from `cidr` (e.g. "10.43.0.0/16").
+    pub fn with_service_cidr(mut self, cidr: &str) -> Result<State, String> {
+        self.service_cidr = Some(alloc::ServiceCidr::parse(cidr)?);
+        Ok(self)
     }
 }
 
@@ -78,6 +88,32 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
 
 /// Creates the system namespaces when missing (idempotent; safe with
 /// several servers on one store).
+/// Creates the `kubernetes` Service in `default` (ClusterIP = the first
+/// address of the service range, port 443 → the API server's port).
+pub async fn bootstrap_service(state: &Arc<State>, api_port: u16) -> Result<(), ApiError> {
+    let Some(cidr) = state.service_cidr else {
+        return Ok(());
+    };
+    let res = api::registry::find("", "v1", "services").expect("services are registered");
+    let scope = rest::Scope {
+        res,
+        namespace: Some("default"),
+        schema: None,
+    };
+    let svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": cidr.first().to_string(), "sessionAffinity": "None",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
+    });
+    match handler::create_with_allocations(state, scope, svc, &rest::Params::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" || e.message.contains("already allocated") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn bootstrap(store: &Arc<dyn Store>) -> Result<(), ApiError> {
     let res = api::registry::find("", "v1", "namespaces").expect("namespaces are registered");
     let scope = rest::Scope {

@@ -200,11 +200,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .load_token_file(path)
             .with_context(|| format!("reading --token-auth-file {}", path.display()))?;
     }
-    let state = Arc::new(apiserver::State::new(
-        store.clone(),
-        authn,
-        Box::new(apiserver::auth::AllowAuthenticated),
-    ));
+    let state = Arc::new(
+        apiserver::State::new(
+            store.clone(),
+            authn,
+            Box::new(apiserver::auth::AllowAuthenticated),
+        )
+        .with_service_cidr(&args.service_cidr)
+        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?,
+    );
+    apiserver::bootstrap_service(&state, args.https_listen_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the kubernetes Service: {e}"))?;
     let tls = apiserver::tls_config(&pki.serving_cert, &pki.serving_key, &pki.ca_cert)
         .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
     let addr: std::net::SocketAddr = format!("{}:{}", args.bind_address, args.https_listen_port)

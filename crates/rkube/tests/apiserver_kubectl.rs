@@ -740,3 +740,41 @@ fn custom_resources_are_served_validated_and_pruned() {
     s.ok(&["delete", "widget", "w1"]);
     assert_eq!(s.ok(&["get", "widgets", "-o", "name"]).trim(), "");
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    let s = Server::start_with(&["--service-cidr=10.96.0.0/24"]);
+    let k8s = s.json(&["get", "svc", "kubernetes"]);
+    assert_eq!(k8s["spec"]["clusterIP"], "10.96.0.1");
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n";
+    s.ok_stdin(&["apply", "-f", "-"], svc);
+    let web = s.json(&["get", "svc", "web"]);
+    let ip = web["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.96.0.") && ip != "10.96.0.1", "{ip}");
+    let node_port = web["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&node_port));
+    // Re-applying keeps the allocations (they are immutable / kept).
+    s.ok_stdin(&["apply", "-f", "-"], svc);
+    assert_eq!(
+        s.json(&["get", "svc", "web"])["spec"]["clusterIP"],
+        ip.as_str()
+    );
+    let table = s.ok(&["get", "svc", "web"]);
+    assert!(
+        table.contains(&format!("80:{node_port}/TCP")) && table.contains(&ip),
+        "{table}"
+    );
+
+    // An explicit address that is taken is refused; once freed it can be had.
+    let explicit = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: other\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n"
+    );
+    let err = s.fails_stdin(&["apply", "-f", "-"], &explicit);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    s.ok(&["delete", "svc", "web"]);
+    s.ok_stdin(&["apply", "-f", "-"], &explicit);
+    assert_eq!(
+        s.json(&["get", "svc", "other"])["spec"]["clusterIP"],
+        ip.as_str()
+    );
+}
