@@ -115,15 +115,22 @@ impl EtcdStore {
     }
 }
 
+/// Largest gRPC response accepted: big lists come in one message (tonic's
+/// default of 4 MiB would fail a list of a few thousand objects).
+const MAX_MESSAGE: usize = 1 << 30;
+
+impl EtcdStore {
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(backend)?;
+        let resp = self.kv().get(key, None).await.map_err(backend)?;
         resp.kvs().first().map(to_kv).transpose()
     }
 
@@ -132,7 +139,7 @@ impl Store for EtcdStore {
         let txn = Txn::new()
             .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(key, value, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists(key.to_owned()));
         }
@@ -145,7 +152,7 @@ impl Store for EtcdStore {
             .when(vec![Compare::mod_revision(key, CompareOp::Equal, expected)])
             .and_then(vec![TxnOp::put(key, value, None)])
             .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
         if resp.succeeded() {
             return header_revision(resp.header());
         }
@@ -168,7 +175,7 @@ impl Store for EtcdStore {
         }
         .and_then(vec![delete])
         .or_else(vec![TxnOp::get(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+        let resp = self.kv().txn(txn).await.map_err(backend)?;
         if !resp.succeeded() {
             return match failed_get(&resp)? {
                 None => Err(Error::NotFound(key.to_owned())),
@@ -204,8 +211,7 @@ impl Store for EtcdStore {
             get = get.with_revision(opts.revision);
         }
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(start, Some(get))
             .await
             .map_err(|e| range_error(e, opts.revision))?;
@@ -224,8 +230,7 @@ impl Store for EtcdStore {
     async fn count(&self, prefix: &str) -> Result<i64> {
         let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(
                 prefix,
                 Some(GetOptions::new().with_range(end).with_count_only()),
@@ -237,8 +242,7 @@ impl Store for EtcdStore {
 
     async fn current_revision(&self) -> Result<Revision> {
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get("/", Some(GetOptions::new().with_count_only()))
             .await
             .map_err(backend)?;
@@ -254,6 +258,7 @@ impl Store for EtcdStore {
         let stream = self
             .client
             .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
             .watch(prefix, Some(options))
             .await
             .map_err(backend)?;
@@ -268,8 +273,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         match self
-            .client
-            .kv_client()
+            .kv()
             .compact(revision, Some(CompactionOptions::new().with_physical()))
             .await
         {

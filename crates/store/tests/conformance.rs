@@ -125,6 +125,7 @@ conformance!(
     concurrent_writers_get_unique_consecutive_revisions,
     kill_9_of_a_writer_loses_no_acknowledged_write,
     oversized_value_is_rejected,
+    lists_larger_than_a_grpc_message,
 );
 
 fn val(s: &str) -> Vec<u8> {
@@ -715,6 +716,19 @@ async fn oversized_value_is_rejected<H: Harness>(h: H) {
         s.get("/big").await.unwrap().unwrap().value.len(),
         1024 * 1024
     );
+}
+
+async fn lists_larger_than_a_grpc_message<H: Harness>(h: H) {
+    let s = h.store();
+    // 48 x 128 KiB = 6 MiB in one list, past gRPC's default 4 MiB.
+    for i in 0..48 {
+        s.create(&format!("/big/{i:02}"), vec![b'x'; 128 * 1024])
+            .await
+            .unwrap();
+    }
+    let all = s.list("/big/", ListOptions::default()).await.unwrap();
+    assert_eq!(all.items.len(), 48);
+    assert!(all.items.iter().all(|kv| kv.value.len() == 128 * 1024));
 }
 
 // ---- backend-specific: opening bad databases ----
