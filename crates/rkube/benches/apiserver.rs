@@ -6,8 +6,8 @@
 //!
 //!     cargo bench -p rkube --bench apiserver
 //!
-//! BENCH_SCALE=0.1 shrinks the counts (the test suite runs it that way to
-//! keep it working).
+//! BENCH_SCALE=0.1 shrinks the counts, for a quick check that the bench
+//! still runs (CI does not run benches).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -3,8 +3,8 @@
 //!
 //!     cargo bench -p rkube-store --bench store
 //!
-//! BENCH_SCALE=0.1 shrinks every count (used by the test suite to check the
-//! bench still runs).
+//! BENCH_SCALE=0.1 shrinks every count, for a quick check that the bench
+//! still runs (CI does not run benches).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
