@@ -232,22 +232,13 @@ pub async fn allocate(
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store::sqlite::SqliteStore::open(store::sqlite::SqliteConfig::new(
-            dir.path().join("db"),
-        ))
-        .unwrap();
-        (dir, Arc::new(s))
-    }
-
     fn svc(spec: Value) -> Value {
         json!({"metadata": {"name": "s", "namespace": "d"}, "spec": spec})
     }
 
     #[tokio::test]
     async fn allocates_unique_addresses_and_ports() {
-        let (_d, s) = store().await;
+        let (_d, s) = crate::test_support::sqlite_store();
         let cidr = ServiceCidr::parse("10.43.0.0/29").unwrap(); // 6 usable
         assert_eq!(cidr.first(), Ipv4Addr::new(10, 43, 0, 1));
         let mut ips = std::collections::HashSet::new();
@@ -284,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn node_ports() {
-        let (_d, s) = store().await;
+        let (_d, s) = crate::test_support::sqlite_store();
         let cidr = ServiceCidr::parse("10.43.0.0/16").unwrap();
         let mut v = svc(
             json!({"type": "NodePort", "ports": [{"port": 80}, {"port": 443, "nodePort": 30443}]}),

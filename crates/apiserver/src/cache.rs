@@ -261,15 +261,6 @@ impl Caches {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store::sqlite::SqliteStore::open(store::sqlite::SqliteConfig::new(
-            dir.path().join("db"),
-        ))
-        .unwrap();
-        (dir, Arc::new(s))
-    }
-
     fn obj(name: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({"metadata": {"name": name}})).unwrap()
     }
@@ -283,7 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn snapshot_resume_and_miss() {
-        let (_d, s) = store().await;
+        let (_d, s) = crate::test_support::sqlite_store();
         let r1 = s.create("/registry/pods/a/p1", obj("p1")).await.unwrap();
         s.create("/registry/pods/b/p2", obj("p2")).await.unwrap();
         let caches = Caches::default();

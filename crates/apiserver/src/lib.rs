@@ -27,6 +27,19 @@ mod subresource;
 mod typecheck;
 mod watch;
 
+#[cfg(test)]
+mod test_support {
+    use std::sync::Arc;
+
+    /// A store in a temporary directory, for unit tests.
+    pub fn sqlite_store() -> (tempfile::TempDir, Arc<dyn store::Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = store::sqlite::SqliteConfig::new(dir.path().join("db"));
+        let s = store::sqlite::SqliteStore::open(config).unwrap();
+        (dir, Arc::new(s))
+    }
+}
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
