@@ -160,6 +160,12 @@ impl ApiError {
         )
     }
 
+    pub fn too_many_requests(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(429, "TooManyRequests", message);
+        e.retry_after = Some(10);
+        e
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }

@@ -109,10 +109,100 @@ pub async fn serve(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        ("eviction", &Method::POST) => {
+            let eviction = decode_body(&req.headers, &req.body)?;
+            evict(state, scope, name, &eviction).await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// policy/v1 Eviction: deletes the pod unless that would break its
+/// PodDisruptionBudget (429), counting the disruption in the budget's status.
+async fn evict(
+    state: &Arc<State>,
+    scope: Scope<'_>,
+    name: &str,
+    eviction: &Value,
+) -> ApiResult<()> {
+    let pod = rest::get(&state.store, scope, name).await?;
+    let ns = scope.namespace.unwrap_or_default();
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let terminal = matches!(phase, "Succeeded" | "Failed") || object::is_deleting(&pod);
+    if !terminal {
+        let pdb_res = api::registry::find("policy", "v1", "poddisruptionbudgets")
+            .expect("PDBs are registered");
+        let pdb_scope = Scope {
+            res: pdb_res,
+            namespace: Some(ns),
+            schema: None,
+        };
+        let labels = object::meta(&pod).get("labels");
+        let page = rest::list(
+            &state.store,
+            pdb_scope,
+            &rest::Params::default(),
+            &|pdb: &Value| {
+                pdb.pointer("/spec/selector")
+                    .and_then(|s| api::selector::from_label_selector_json(s).ok())
+                    .is_some_and(|s| !s.is_empty() && s.matches_value(labels))
+            },
+        )
+        .await?;
+        match page.items.as_slice() {
+            [] => {}
+            [pdb] => {
+                let pdb_name = object::name(pdb).to_owned();
+                let pod_name = name.to_owned();
+                rest::update_with(&state.store, pdb_scope, &pdb_name, Part::Status, &rest::Params::default(), |cur| {
+                    let allowed = cur.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+                    if allowed <= 0 {
+                        let healthy = cur.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+                        let desired = cur.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+                        let mut e = ApiError::too_many_requests(
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                        );
+                        e.causes = vec![crate::status::Cause {
+                            reason: "DisruptionBudget".into(),
+                            message: format!(
+                                "The disruption budget {} needs {desired} healthy pods and has {healthy} currently",
+                                object::name(cur)
+                            ),
+                            field: String::new(),
+                        }];
+                        return Err(e);
+                    }
+                    let mut next = cur.clone();
+                    next["status"]["disruptionsAllowed"] = json!(allowed - 1);
+                    next["status"]["disruptedPods"][&pod_name] = json!(object::now_rfc3339());
+                    object::remove_meta(&mut next, "resourceVersion");
+                    Ok(next)
+                })
+                .await?;
+            }
+            _ => {
+                return Err(ApiError::internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                ))
+            }
+        }
+    }
+    let body = eviction
+        .get("deleteOptions")
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    let opts = rest::DeleteOptions::parse(body.as_bytes(), &rest::Params::default())?;
+    rest::delete(&state.store, scope, name, &opts).await?;
+    Ok(())
 }
 
 /// Sets spec.nodeName once, as pods/binding does.

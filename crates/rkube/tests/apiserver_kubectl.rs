@@ -778,3 +778,63 @@ fn services_get_cluster_ips_and_node_ports() {
         ip.as_str()
     );
 }
+
+#[test]
+fn eviction_respects_pod_disruption_budgets() {
+    let s = Server::start();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: db-0\n  labels:\n    app: db\nspec:\n  containers:\n  - name: db\n    image: busybox:1.36\n";
+    let pdb = "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: db\nspec:\n  minAvailable: 1\n  selector:\n    matchLabels:\n      app: db\n";
+    s.ok_stdin(&["apply", "-f", "-"], pod);
+    s.ok_stdin(&["apply", "-f", "-"], pdb);
+    let eviction = s.dir.path().join("eviction.json");
+    std::fs::write(
+        &eviction,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"db-0","namespace":"default"}}"#,
+    )
+    .unwrap();
+    let evict = || {
+        s.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/db-0/eviction",
+            "-f",
+            eviction.to_str().unwrap(),
+        ])
+    };
+    // The budget allows no disruption (status as the PDB controller writes it).
+    s.ok(&[
+        "patch", "pdb", "db", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"disruptionsAllowed":0,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#,
+    ]);
+    let out = evict();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{err}"
+    );
+    assert!(s.ok(&["get", "pods", "-o", "name"]).contains("pod/db-0"));
+    // Now it allows one: the pod goes and the budget counts it.
+    s.ok(&[
+        "patch",
+        "pdb",
+        "db",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"disruptionsAllowed":1}}"#,
+    ]);
+    let out = evict();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s.ok(&["get", "pods", "-o", "name"]).trim(), "");
+    let pdb = s.json(&["get", "pdb", "db"]);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+    assert!(
+        pdb["status"]["disruptedPods"].get("db-0").is_some(),
+        "{pdb}"
+    );
+}
