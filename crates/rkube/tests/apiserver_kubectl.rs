@@ -838,3 +838,56 @@ fn eviction_respects_pod_disruption_budgets() {
         "{pdb}"
     );
 }
+
+/// The core flow with every kubectl minor version this machine has from
+/// 1.32 on (users' kubectl may be older or newer than the server).
+#[test]
+fn other_kubectl_versions_work_too() {
+    let s = Server::start();
+    let mut tried = 0;
+    for minor in [32, 33, 34] {
+        let bin =
+            std::path::PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+        if !bin.exists() {
+            continue;
+        }
+        tried += 1;
+        let run = |args: &[&str], input: Option<&str>| -> String {
+            use std::io::Write;
+            let mut child = s
+                .kubectl_cmd_with(&bin)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.unwrap_or("").as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl 1.{minor} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let name = format!("web-{minor}");
+        let manifest = DEPLOYMENT.replace("name: web\n", &format!("name: {name}\n"));
+        assert!(run(&["apply", "-f", "-"], Some(&manifest)).contains("created"));
+        assert!(run(&["apply", "-f", "-"], Some(&manifest)).contains("unchanged"));
+        let table = run(&["get", "deploy", &name, "-o", "wide"], None);
+        assert!(
+            table.contains("READY") && table.contains("nginx:1.25"),
+            "{table}"
+        );
+        run(&["scale", "deploy", &name, "--replicas=3"], None);
+        assert!(run(&["explain", "deployment.spec.replicas"], None).contains("replicas"));
+        run(&["delete", "deploy", &name], None);
+    }
+    assert!(tried >= 1, "no kubectl 1.32+ binary found");
+}

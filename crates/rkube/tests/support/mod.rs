@@ -122,7 +122,12 @@ impl Server {
     }
 
     pub fn kubectl_cmd(&self) -> Command {
-        let mut cmd = Command::new(kubectl_binary());
+        self.kubectl_cmd_with(&kubectl_binary())
+    }
+
+    /// A specific kubectl binary (for version-compatibility tests).
+    pub fn kubectl_cmd_with(&self, binary: &Path) -> Command {
+        let mut cmd = Command::new(binary);
         cmd.env("KUBECONFIG", self.kubeconfig())
             .env("HOME", self.dir.path())
             .env_remove("KUBECTL_EXTERNAL_DIFF")
