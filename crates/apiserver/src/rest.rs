@@ -623,6 +623,7 @@ async fn write_update(
     // An object being deleted goes once its last finalizer is removed.
     if object::is_deleting(&new)
         && object::finalizers(&new).is_empty()
+        && !strategy::spec_finalizers_pending(res, &new)
         && !strategy::waits_for_node(res, &new)
     {
         store
@@ -761,7 +762,8 @@ pub async fn delete(
             }
         }
         let grace = strategy::graceful_deletion(scope.res, &obj, opts.grace_period);
-        if finalizers.is_empty() && grace.is_none() {
+        let spec_held = strategy::spec_finalizers_pending(scope.res, &obj);
+        if finalizers.is_empty() && grace.is_none() && !spec_held {
             if opts.dry_run {
                 return Ok(obj);
             }
@@ -788,6 +790,12 @@ pub async fn delete(
                 object::set_meta(&mut obj, "deletionGracePeriodSeconds", secs);
                 changed = true;
             }
+        }
+        if spec_held && obj.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating")
+        {
+            // A namespace waits for the namespace controller to empty it.
+            obj["status"]["phase"] = Value::from("Terminating");
+            changed = true;
         }
         if !changed {
             return Ok(obj);

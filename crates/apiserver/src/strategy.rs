@@ -72,6 +72,17 @@ pub fn graceful_deletion(res: &Resource, obj: &Value, requested: Option<i64>) ->
     }
 }
 
+/// Whether a namespace still has `spec.finalizers` (the namespace
+/// controller's `kubernetes` one): it stays Terminating until they are
+/// removed through the finalize subresource.
+pub fn spec_finalizers_pending(res: &Resource, obj: &Value) -> bool {
+    is(res, "", "Namespace")
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+}
+
 /// Whether a deleting object stays until its node finishes it.
 pub fn waits_for_node(res: &Resource, obj: &Value) -> bool {
     is(res, "", "Pod")

@@ -109,6 +109,23 @@ pub async fn serve(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        ("finalize", &Method::PUT) => {
+            // Only spec.finalizers changes through finalize.
+            let body = decode_body(&req.headers, &req.body)?;
+            let finalizers = body
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let updated =
+                rest::update_with(&state.store, scope, name, Part::Main, &req.params, |old| {
+                    let mut next = old.clone();
+                    next["spec"]["finalizers"] = finalizers.clone();
+                    object::remove_meta(&mut next, "resourceVersion");
+                    Ok(next)
+                })
+                .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
         ("eviction", &Method::POST) => {
             let eviction = decode_body(&req.headers, &req.body)?;
             evict(state, scope, name, &eviction).await?;

@@ -891,3 +891,39 @@ fn other_kubectl_versions_work_too() {
     }
     assert!(tried >= 1, "no kubectl 1.32+ binary found");
 }
+
+#[test]
+fn namespaces_terminate_until_finalized() {
+    let s = Server::start();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",
+    );
+    assert_eq!(
+        s.json(&["get", "ns", "doomed"])["spec"]["finalizers"][0],
+        "kubernetes"
+    );
+    s.ok(&["delete", "ns", "doomed", "--wait=false"]);
+    let ns = s.json(&["get", "ns", "doomed"]);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let err = s.fails_stdin(&["create", "-n", "doomed", "-f", "-"], CONFIGMAP);
+    assert!(
+        err.contains(
+            "unable to create new content in namespace doomed because it is being terminated"
+        ),
+        "{err}"
+    );
+    // The namespace controller's last step: remove the finalizer.
+    let body = s.dir.path().join("finalize.json");
+    std::fs::write(&body, r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"},"spec":{"finalizers":[]}}"#).unwrap();
+    s.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/doomed/finalize",
+        "-f",
+        body.to_str().unwrap(),
+    ]);
+    let err = s.fails(&["get", "ns", "doomed"]);
+    assert!(err.contains(r#"namespaces "doomed" not found"#), "{err}");
+}
