@@ -927,3 +927,103 @@ fn namespaces_terminate_until_finalized() {
     let err = s.fails(&["get", "ns", "doomed"]);
     assert!(err.contains(r#"namespaces "doomed" not found"#), "{err}");
 }
+
+#[test]
+fn edit_describe_watch_and_cascading_deletes() {
+    let s = Server::start();
+    s.ok_stdin(&["apply", "-f", "-"], CONFIGMAP);
+    // edit through an editor that rewrites the file.
+    let editor = s.dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/color: blue/color: purple/' \"$1\"\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let out = s
+        .kubectl_cmd()
+        .env("KUBE_EDITOR", &editor)
+        .args(["edit", "cm", "settings"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.json(&["get", "cm", "settings"])["data"]["color"],
+        "purple"
+    );
+
+    let described = s.ok(&["describe", "cm", "settings"]);
+    assert!(
+        described.contains("Name:         settings") && described.contains("purple"),
+        "{described}"
+    );
+
+    // get --watch prints the change as a table row.
+    let watcher = s
+        .kubectl_cmd()
+        .args([
+            "get",
+            "cm",
+            "settings",
+            "--watch",
+            "--output-watch-events",
+            "--request-timeout=3s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    s.ok(&["label", "cm", "settings", "seen=yes"]);
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ADDED") && text.contains("MODIFIED") && text.contains("settings"),
+        "{text}"
+    );
+
+    // Deletes with the three cascade modes and a grace period are accepted;
+    // foreground and orphan leave their finalizer for the garbage collector.
+    s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    let out = s.ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "--cascade=orphan",
+        "--wait=false",
+    ]);
+    assert!(out.contains(r#"deployment.apps "web" deleted"#), "{out}");
+    let d = s.json(&["get", "deploy", "web"]);
+    assert_eq!(d["metadata"]["finalizers"][0], "orphan");
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    let cm2 = CONFIGMAP.replace("name: settings", "name: other");
+    s.ok_stdin(&["apply", "-f", "-"], &cm2);
+    s.ok(&[
+        "delete",
+        "cm",
+        "other",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(
+        s.json(&["get", "cm", "other"])["metadata"]["finalizers"][0],
+        "foregroundDeletion"
+    );
+    s.ok(&[
+        "delete",
+        "cm",
+        "settings",
+        "--cascade=background",
+        "--grace-period=0",
+        "--force",
+    ]);
+    assert!(s.fails(&["get", "cm", "settings"]).contains("not found"));
+}
