@@ -59,6 +59,11 @@ fn builtins() -> &'static Builtins {
     })
 }
 
+/// A schema definition by its OpenAPI name (`io.k8s.api.core.v1.Pod`).
+pub fn definition(name: &str) -> Option<&'static Value> {
+    builtins().definitions.get(name)
+}
+
 /// The schema name of a built-in kind.
 pub fn schema_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
     builtins()

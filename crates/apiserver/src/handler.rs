@@ -113,6 +113,23 @@ async fn release_if_gone(state: &Arc<State>, scope: Scope<'_>, obj: &Value, opts
     }
 }
 
+/// A DELETE's body as JSON (kubectl's typed clients send DeleteOptions as
+/// protobuf).
+fn delete_body(req: &Request) -> ApiResult<Vec<u8>> {
+    let ct = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if crate::protobuf::is_protobuf(ct) && !req.body.is_empty() {
+        Ok(decode_body(&req.headers, &req.body)?
+            .to_string()
+            .into_bytes())
+    } else {
+        Ok(req.body.to_vec())
+    }
+}
+
 /// Under `fieldValidation=Strict`, a JSON body with a key twice is a 400.
 fn strict_duplicates(params: &Params, body: &[u8]) -> ApiResult<()> {
     if params.get("fieldValidation") != Some("Strict") {
@@ -139,6 +156,8 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         .unwrap_or("application/json");
     let media = ct.split(';').next().unwrap_or("").trim();
     let value: Value = match media {
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode_to_json(body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode protobuf body: {e}")))?,
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
@@ -335,13 +354,13 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             Ok(respond(StatusCode::OK, res, custom.as_ref(), obj, out))
         }
         (&Method::DELETE, Some(name), None) => {
-            let opts = DeleteOptions::parse(&req.body, &req.params)?;
+            let opts = DeleteOptions::parse(&delete_body(req)?, &req.params)?;
             let obj = rest::delete(store, scope, name, &opts).await?;
             release_if_gone(state, scope, &obj, &opts).await;
             Ok(respond(StatusCode::OK, res, None, obj, Output::Object))
         }
         (&Method::DELETE, None, None) => {
-            let opts = DeleteOptions::parse(&req.body, &req.params)?;
+            let opts = DeleteOptions::parse(&delete_body(req)?, &req.params)?;
             let filter = selectors(res, &req.params)?;
             let mut params = req.params.clone();
             params.0.remove("limit");

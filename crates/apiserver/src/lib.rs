@@ -16,6 +16,7 @@ mod handler;
 mod metrics;
 mod object;
 mod patch;
+mod protobuf;
 pub mod registry;
 pub mod request;
 mod rest;

@@ -352,12 +352,7 @@ fn everything_survives_a_restart() {
     let mut s = Server::start();
     s.ok_stdin(&["create", "-f", "-"], CONFIGMAP);
     s.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT);
-    // (`kubectl create namespace` sends protobuf, which the server does not
-    // decode yet; a manifest goes as JSON.)
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
-    );
+    s.ok(&["create", "namespace", "team-a"]);
     let before = s.json(&["get", "cm", "settings"]);
     s.restart(true);
     let after = s.json(&["get", "cm", "settings"]);
@@ -1026,4 +1021,92 @@ fn edit_describe_watch_and_cascading_deletes() {
         "--force",
     ]);
     assert!(s.fails(&["get", "cm", "settings"]).contains("not found"));
+}
+
+/// kubectl's generator commands send protobuf bodies.
+#[test]
+fn kubectl_create_generators_send_protobuf() {
+    let s = Server::start();
+    s.ok(&["create", "namespace", "gen"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "gen",
+        "--from-literal=a=1",
+        "--from-literal=b=two",
+    ]);
+    let cm = s.json(&["get", "cm", "cfg", "-n", "gen"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "two"}));
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "-n",
+        "gen",
+        "--from-literal=password=s3cret",
+    ]);
+    assert_eq!(
+        s.json(&["get", "secret", "pw", "-n", "gen"])["data"]["password"],
+        "czNjcmV0"
+    );
+    s.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "gen",
+        "--image=nginx:1.25",
+        "--replicas=2",
+        "--port=80",
+    ]);
+    let d = s.json(&["get", "deploy", "web", "-n", "gen"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    s.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "gen",
+        "--tcp=80:8080",
+    ]);
+    assert_eq!(
+        s.json(&["get", "svc", "web", "-n", "gen"])["spec"]["ports"][0]["targetPort"],
+        8080
+    );
+    s.ok(&[
+        "run",
+        "one",
+        "-n",
+        "gen",
+        "--image=busybox:1.36",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "1",
+    ]);
+    let pod = s.json(&["get", "pod", "one", "-n", "gen"]);
+    assert_eq!(
+        pod["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "1"])
+    );
+    s.ok(&["create", "job", "j", "-n", "gen", "--image=busybox:1.36"]);
+    s.ok(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "gen",
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    s.ok(&["delete", "pod", "one", "-n", "gen"]);
 }
