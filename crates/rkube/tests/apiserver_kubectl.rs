@@ -961,8 +961,9 @@ fn edit_describe_watch_and_cascading_deletes() {
         "{described}"
     );
 
-    // get --watch prints the change as a table row.
-    let watcher = s
+    // get --watch prints the change as a table row: wait for the initial
+    // ADDED row before changing the object, so the change is a MODIFIED.
+    let mut watcher = s
         .kubectl_cmd()
         .args([
             "get",
@@ -970,20 +971,39 @@ fn edit_describe_watch_and_cascading_deletes() {
             "settings",
             "--watch",
             "--output-watch-events",
-            "--request-timeout=3s",
+            "--request-timeout=20s",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |word: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while let Ok(line) =
+            rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(word) && line.contains("settings") {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(wait_for("ADDED"), "no ADDED row");
     s.ok(&["label", "cm", "settings", "seen=yes"]);
-    let out = watcher.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("ADDED") && text.contains("MODIFIED") && text.contains("settings"),
-        "{text}"
-    );
+    assert!(wait_for("MODIFIED"), "no MODIFIED row");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 
     // Deletes with the three cascade modes and a grace period are accepted;
     // foreground and orphan leave their finalizer for the garbage collector.
