@@ -41,12 +41,33 @@ pub fn user_from_cert(der: &[u8]) -> Option<User> {
 }
 
 /// Bearer tokens → users.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Authenticator {
     tokens: HashMap<String, User>,
+    service_accounts: Option<std::sync::Arc<crate::sa_token::TokenIssuer>>,
 }
 
 impl Authenticator {
+    /// Accepts (and lets the server issue) service account tokens.
+    pub fn set_service_account_issuer(&mut self, issuer: crate::sa_token::TokenIssuer) {
+        self.service_accounts = Some(std::sync::Arc::new(issuer));
+    }
+
+    pub fn service_account_issuer(&self) -> Option<&crate::sa_token::TokenIssuer> {
+        self.service_accounts.as_deref()
+    }
+
+    /// The user of a bearer token, if it is a known static token or a valid
+    /// service account token.
+    pub fn token_user(&self, token: &str) -> Option<User> {
+        if let Some(u) = self.tokens.get(token) {
+            return Some(u.clone());
+        }
+        let issuer = self.service_accounts.as_ref()?;
+        let claims = issuer.verify(token, chrono::Utc::now().timestamp())?;
+        Some(crate::sa_token::user(&claims))
+    }
+
     pub fn add_token(&mut self, token: impl Into<String>, user: User) {
         self.tokens.insert(token.into(), user);
     }
@@ -93,7 +114,7 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))?
             .trim();
-        self.tokens.get(token).cloned()
+        self.token_user(token)
     }
 }
 

@@ -250,6 +250,24 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
     if info.namespace.is_some() && !res.namespaced {
         return Err(ApiError::path_not_found());
     }
+    if info.subresource.is_none() {
+        let verb = match (&req.method, info.name.is_some()) {
+            (&Method::GET, false) if req.params.flag("watch") => "watch",
+            (&Method::GET, false) => "list",
+            (&Method::GET, true) => "get",
+            (&Method::POST, false) => "create",
+            (&Method::PUT, true) => "update",
+            (&Method::PATCH, true) => "patch",
+            (&Method::DELETE, true) => "delete",
+            (&Method::DELETE, false) => "deletecollection",
+            _ => "",
+        };
+        if !res.verbs.contains(&verb) {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+    }
     let custom = state
         .registry
         .custom(&info.group, &info.version, &info.resource);
@@ -315,6 +333,13 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
         (&Method::GET, Some(name), None) => {
             let obj = rest::get(store, scope, name).await?;
             Ok(respond(StatusCode::OK, res, custom.as_ref(), obj, out))
+        }
+        (&Method::POST, None, None) if crate::reviews::is_review(res) => {
+            let mut obj = decode_body(&req.headers, &req.body)?;
+            default_kind(res, &mut obj);
+            check_kind(res, &obj, res.kind)?;
+            let answered = crate::reviews::answer(state, res, obj, &req.user);
+            Ok(json_response(StatusCode::CREATED, &answered))
         }
         (&Method::POST, None, None) => {
             if res.namespaced && info.namespace.is_none() {

@@ -20,6 +20,8 @@ mod protobuf;
 pub mod registry;
 pub mod request;
 mod rest;
+mod reviews;
+pub mod sa_token;
 mod smp;
 mod ssa;
 pub mod status;

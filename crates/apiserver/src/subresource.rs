@@ -126,6 +126,62 @@ pub async fn serve(
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
+        ("token", &Method::POST) => {
+            let sa = rest::get(&state.store, scope, name).await?;
+            let mut request = decode_body(&req.headers, &req.body)?;
+            let issuer = state
+                .authn
+                .service_account_issuer()
+                .ok_or_else(|| ApiError::internal("no service account signing key configured"))?;
+            let seconds = request
+                .pointer("/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(3600);
+            if seconds < 600 {
+                return Err(ApiError::invalid(
+                    "authentication.k8s.io",
+                    "TokenRequest",
+                    name,
+                    vec![crate::status::Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
+                        field: "spec.expirationSeconds".into(),
+                    }],
+                ));
+            }
+            let audiences: Vec<String> = request
+                .pointer("/spec/audiences")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let claims = crate::sa_token::Claims {
+                namespace: scope.namespace.unwrap_or_default().to_owned(),
+                name: name.to_owned(),
+                uid: object::meta_str(&sa, "uid").unwrap_or_default().to_owned(),
+                audiences: audiences.clone(),
+            };
+            let now = chrono::Utc::now();
+            let token = issuer
+                .issue(&claims, seconds, now.timestamp())
+                .map_err(ApiError::internal)?;
+            let exp = (now + chrono::Duration::seconds(seconds))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let audiences = if audiences.is_empty() {
+                vec![crate::sa_token::ISSUER.to_owned()]
+            } else {
+                audiences
+            };
+            request["apiVersion"] = json!("authentication.k8s.io/v1");
+            request["kind"] = json!("TokenRequest");
+            request["spec"]["audiences"] = json!(audiences);
+            request["spec"]["expirationSeconds"] = json!(seconds);
+            request["status"] = json!({"token": token, "expirationTimestamp": exp});
+            Ok(json_response(StatusCode::CREATED, &request))
+        }
         ("eviction", &Method::POST) => {
             let eviction = decode_body(&req.headers, &req.body)?;
             evict(state, scope, name, &eviction).await?;

@@ -195,6 +195,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         pki.token.clone(),
         apiserver::auth::User::new("rkube:node", &["system:nodes"]),
     );
+    authn.set_service_account_issuer(
+        apiserver::sa_token::TokenIssuer::from_pem(&pki.service_account_key)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     if let Some(path) = &args.token_auth_file {
         authn
             .load_token_file(path)

@@ -19,6 +19,8 @@ pub struct ServerPki {
     pub serving_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    /// Signs service account tokens (PKCS#8 P-256).
+    pub service_account_key: String,
     pub token: String,
 }
 
@@ -182,6 +184,10 @@ pub fn ensure(cfg: &PkiConfig<'_>) -> Result<ServerPki> {
         .pem())
     })?;
 
+    let service_account_key = read_or(&dir.join("service.key"), || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?;
+
     let token_path = cfg.data_dir.join("server").join("token");
     let token = match cfg.token {
         Some(t) => {
@@ -196,6 +202,7 @@ pub fn ensure(cfg: &PkiConfig<'_>) -> Result<ServerPki> {
         serving_key,
         admin_cert,
         admin_key,
+        service_account_key,
         token,
     })
 }

@@ -1130,3 +1130,93 @@ fn kubectl_create_generators_send_protobuf() {
     ]);
     s.ok(&["delete", "pod", "one", "-n", "gen"]);
 }
+
+#[test]
+fn service_account_tokens_authenticate() {
+    let s = Server::start();
+    s.ok(&["create", "serviceaccount", "robot"]);
+    let token = s
+        .ok(&["create", "token", "robot", "--duration=1h"])
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let err = s.fails(&["create", "token", "nobody"]);
+    assert!(
+        err.contains(r#"serviceaccounts "nobody" not found"#),
+        "{err}"
+    );
+
+    // The token is a credential: kubectl with it alone is the service account.
+    let url = format!("https://127.0.0.1:{}", s.port);
+    let as_robot = |args: &[&str]| {
+        std::process::Command::new(support::kubectl_binary())
+            .env("HOME", s.dir.path())
+            .env("KUBECONFIG", "/dev/null")
+            .args([
+                "--server",
+                &url,
+                "--insecure-skip-tls-verify",
+                "--token",
+                &token,
+            ])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = as_robot(&["auth", "whoami", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "system:serviceaccount:default:robot"
+    );
+    assert!(who["status"]["userInfo"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g == "system:serviceaccounts:default"));
+    let out = as_robot(&["get", "sa", "robot", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "serviceaccount/robot"
+    );
+    assert_eq!(s.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+
+    // TokenReview says who a token belongs to, and rejects a forged one.
+    let review = s.dir.path().join("review.json");
+    let forged = format!("{}x", token);
+    for (t, authenticated) in [(token.as_str(), true), (forged.as_str(), false)] {
+        std::fs::write(
+            &review,
+            serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": t}}).to_string(),
+        )
+        .unwrap();
+        let out = s.ok(&[
+            "create",
+            "--raw",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            "-f",
+            review.to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"]["authenticated"], authenticated, "{v}");
+    }
+    // Reviews are answered, never stored.
+    let err = s.fails(&[
+        "get",
+        "--raw",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+    ]);
+    assert!(
+        err.contains("NotFound")
+            || err.contains("not found")
+            || err.contains("MethodNotAllowed")
+            || err.contains("not allow"),
+        "{err}"
+    );
+}
