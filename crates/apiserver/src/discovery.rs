@@ -247,18 +247,21 @@ fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Option<Value> {
         .iter()
         .map(|r| reg.custom(r.group, r.version, r.plural))
         .collect();
-    let specs: Vec<api::openapi::ResourceSpec<'_>> = resources
+    let specs: Vec<api::openapi::ResourceSpec> = resources
         .iter()
-        .zip(&customs)
+        .zip(customs)
         .map(|(r, c)| api::openapi::ResourceSpec {
-            res: r,
-            schema: c
-                .as_ref()
-                .map(|c| c.schema.as_ref().unwrap_or(&Value::Null))
-                .filter(|s| !s.is_null()),
+            group: r.group.to_owned(),
+            version: r.version.to_owned(),
+            kind: r.kind.to_owned(),
+            plural: r.plural.to_owned(),
+            namespaced: r.namespaced,
+            verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
+            subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
+            schema: c.and_then(|c| c.schema).filter(|s| !s.is_null()),
         })
         .collect();
-    Some(api::openapi::v3_group_version(&specs))
+    Some(api::openapi::v3_group_version(group, version, &specs))
 }
 
 /// `/openapi/v3` and `/openapi/v3/{api/v1|apis/G/V}`.
