@@ -37,25 +37,73 @@ pub fn normalize_endpoint(endpoint: &str) -> String {
     }
 }
 
-fn backend(e: etcd_client::Error) -> Error {
-    Error::Backend(e.to_string())
+/// The text of an etcd error: the server's message for a gRPC status (e.g.
+/// `etcdserver: mvcc: required revision has been compacted`), else the
+/// client's description.
+fn error_message(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            format!("{} ({:?})", status.message(), status.code())
+        }
+        other => other.to_string(),
+    }
 }
 
-/// Maps etcd's revision errors (gRPC OutOfRange) to typed ones.
+fn backend(e: etcd_client::Error) -> Error {
+    Error::Backend(error_message(&e))
+}
+
+/// etcd's message (gRPC OutOfRange) for a revision older than its
+/// compaction. etcd 3.4 says `etcdserver: mvcc: required revision has been
+/// compacted` and does not tell which revision it compacted to.
+const COMPACTED_MESSAGE: &str = "required revision has been compacted";
+/// etcd's message (gRPC OutOfRange) for a revision past its current one:
+/// `etcdserver: mvcc: required revision is a future revision`.
+const FUTURE_MESSAGE: &str = "required revision is a future revision";
+
+/// Which of etcd's revision errors a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RevisionError {
+    Compacted,
+    Future,
+}
+
+fn revision_error(message: &str) -> Option<RevisionError> {
+    if message.contains(COMPACTED_MESSAGE) {
+        Some(RevisionError::Compacted)
+    } else if message.contains(FUTURE_MESSAGE) {
+        Some(RevisionError::Future)
+    } else {
+        None
+    }
+}
+
+/// Maps an error of a request at revision `requested` to a typed one. The
+/// revisions etcd does not report (the compacted one, the current one) are
+/// 0 here; [`EtcdStore::revision_error`] looks them up.
 fn range_error(e: etcd_client::Error, requested: Revision) -> Error {
-    let msg = e.to_string();
-    if msg.contains("required revision has been compacted") {
-        Error::Compacted {
+    let message = error_message(&e);
+    match revision_error(&message) {
+        Some(RevisionError::Compacted) => Error::Compacted {
             requested,
             compacted: 0,
-        }
-    } else if msg.contains("required revision is a future revision") {
-        Error::FutureRevision {
+        },
+        Some(RevisionError::Future) => Error::FutureRevision {
             requested,
             current: 0,
-        }
-    } else {
-        Error::Backend(msg)
+        },
+        None => Error::Backend(message),
+    }
+}
+
+/// The etcd range `[key, end)` of every key under `prefix`. etcd rejects an
+/// empty key, so the empty prefix is `["\0", "\0")`, etcd's "all keys".
+fn key_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    match prefix_end(prefix) {
+        Some(end) => (prefix.as_bytes().to_vec(), end),
+        None if prefix.is_empty() => (vec![0], vec![0]),
+        // A prefix of all 0xff bytes (impossible in UTF-8): every key from it.
+        None => (prefix.as_bytes().to_vec(), vec![0]),
     }
 }
 
@@ -119,11 +167,68 @@ impl EtcdStore {
 /// default of 4 MiB would fail a list of a few thousand objects).
 const MAX_MESSAGE: usize = 1 << 30;
 
+/// How long a watch may take to be confirmed by etcd.
+const WATCH_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the look-up of the compacted revision may take (error path only).
+const COMPACTED_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl EtcdStore {
     fn kv(&self) -> etcd_client::KvClient {
         self.client
             .kv_client()
             .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    fn watch_client(&self) -> etcd_client::WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    /// [`range_error`], with the revisions etcd leaves out of its message
+    /// looked up (best effort: 0 where the look-up fails).
+    async fn revision_error(&self, e: etcd_client::Error, requested: Revision) -> Error {
+        match range_error(e, requested) {
+            Error::Compacted { requested, .. } => Error::Compacted {
+                requested,
+                compacted: self.compacted_revision().await.unwrap_or(0),
+            },
+            Error::FutureRevision { requested, .. } => Error::FutureRevision {
+                requested,
+                current: self.current_revision().await.unwrap_or(0),
+            },
+            other => other,
+        }
+    }
+
+    /// The revision etcd last compacted to, or `None` when it cannot tell.
+    ///
+    /// etcd has no request for it; a watch from revision 1 is answered with
+    /// the compact revision when history was compacted. Without a compaction
+    /// the watch stays open and this gives up after
+    /// [`COMPACTED_PROBE_TIMEOUT`], so it is only for error paths.
+    async fn compacted_revision(&self) -> Option<Revision> {
+        let probe = async {
+            let options = WatchOptions::new().with_start_revision(1);
+            let mut stream = self
+                .watch_client()
+                .watch("/rkube/compaction-probe", Some(options))
+                .await
+                .ok()?;
+            while let Some(resp) = stream.message().await.ok()? {
+                if resp.compact_revision() > 0 {
+                    return Some(resp.compact_revision());
+                }
+                if resp.canceled() {
+                    return None;
+                }
+            }
+            None
+        };
+        tokio::time::timeout(COMPACTED_PROBE_TIMEOUT, probe)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -198,11 +303,11 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
+        let (key, end) = key_range(prefix);
         let start = match &opts.start {
-            Some(s) if s.as_str() > prefix => s.clone(),
-            _ => prefix.to_owned(),
+            Some(s) if s.as_str() > prefix => s.clone().into_bytes(),
+            _ => key,
         };
-        let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
         let mut get = GetOptions::new().with_range(end);
         if opts.limit > 0 {
             get = get.with_limit(opts.limit);
@@ -210,11 +315,11 @@ impl Store for EtcdStore {
         if opts.revision > 0 {
             get = get.with_revision(opts.revision);
         }
-        let resp = self
-            .kv()
-            .get(start, Some(get))
-            .await
-            .map_err(|e| range_error(e, opts.revision))?;
+        let resp = self.kv().get(start, Some(get)).await;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.revision_error(e, opts.revision).await),
+        };
         let revision = if opts.revision > 0 {
             opts.revision
         } else {
@@ -228,11 +333,11 @@ impl Store for EtcdStore {
     }
 
     async fn count(&self, prefix: &str) -> Result<i64> {
-        let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
+        let (key, end) = key_range(prefix);
         let resp = self
             .kv()
             .get(
-                prefix,
+                key,
                 Some(GetOptions::new().with_range(end).with_count_only()),
             )
             .await
@@ -250,24 +355,34 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<WatchStream> {
-        let end = prefix_end(prefix).unwrap_or_else(|| vec![0]);
+        let (key, end) = key_range(prefix);
         let mut options = WatchOptions::new().with_range(end).with_prev_key();
         if from > 0 {
             options = options.with_start_revision(from + 1);
         }
         let stream = self
-            .client
             .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE)
-            .watch(prefix, Some(options))
+            .watch(key, Some(options))
             .await
             .map_err(backend)?;
-        let state = WatchState {
+        let mut state = WatchState {
             stream,
             pending: Default::default(),
             from,
             done: false,
         };
+        // Wait until etcd has registered the watch: "from now" then means
+        // every write that starts after this returns.
+        let created = tokio::time::timeout(WATCH_CREATE_TIMEOUT, state.stream.message())
+            .await
+            .map_err(|_| Error::Backend("etcd did not confirm the watch in time".into()))?
+            .map_err(backend)?
+            .ok_or_else(|| Error::Backend("etcd closed the watch before confirming it".into()))?;
+        if let Some(err) = state.handle(created) {
+            // Compacted or canceled at once: the stream yields the error.
+            state.pending.clear();
+            return Ok(futures::stream::once(async move { Err(err) }).boxed());
+        }
         Ok(futures::stream::unfold(state, WatchState::next).boxed())
     }
 
@@ -278,13 +393,11 @@ impl Store for EtcdStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.to_string()
-                    .contains("required revision has been compacted") =>
-            {
+            // Already compacted to `revision` or further.
+            Err(e) if revision_error(&error_message(&e)) == Some(RevisionError::Compacted) => {
                 Ok(())
             }
-            Err(e) => Err(range_error(e, revision)),
+            Err(e) => Err(self.revision_error(e, revision).await),
         }
     }
 }
@@ -317,41 +430,59 @@ impl WatchState {
                     return Some((Err(backend(e)), self));
                 }
             };
-            if resp.compact_revision() > 0 {
-                self.done = true;
-                let err = Error::Compacted {
-                    requested: self.from,
-                    compacted: resp.compact_revision(),
-                };
+            if let Some(err) = self.handle(resp) {
+                // Events before the error were queued by `handle` but an
+                // error ends the stream: the caller restarts from the last
+                // revision it saw, so dropping them loses nothing.
+                self.pending.clear();
                 return Some((Err(err), self));
             }
-            if resp.canceled() {
-                self.done = true;
-                let reason = resp.cancel_reason().to_owned();
-                return Some((
-                    Err(Error::Backend(format!("etcd canceled the watch: {reason}"))),
-                    self,
-                ));
-            }
-            for ev in resp.events() {
-                let Some(kv) = ev.kv() else { continue };
-                let prev = ev.prev_kv().map(to_kv).transpose();
-                let kv = to_kv(kv);
-                let (kv, prev) = match (kv, prev) {
-                    (Ok(kv), Ok(prev)) => (kv, prev),
-                    (Err(e), _) | (_, Err(e)) => {
-                        self.done = true;
-                        self.pending.clear();
-                        return Some((Err(e), self));
-                    }
-                };
-                let kind = match ev.event_type() {
-                    EventType::Put => EventKind::Put,
-                    EventType::Delete => EventKind::Delete,
-                };
-                self.pending.push_back(WatchEvent { kind, kv, prev });
-            }
         }
+    }
+
+    /// Queues the events of one response; an error ends the watch.
+    fn handle(&mut self, resp: etcd_client::WatchResponse) -> Option<Error> {
+        if resp.compact_revision() > 0 {
+            self.done = true;
+            return Some(Error::Compacted {
+                requested: self.from,
+                compacted: resp.compact_revision(),
+            });
+        }
+        if resp.canceled() {
+            self.done = true;
+            let reason = resp.cancel_reason();
+            return Some(match revision_error(reason) {
+                Some(RevisionError::Compacted) => Error::Compacted {
+                    requested: self.from,
+                    compacted: 0,
+                },
+                _ => Error::Backend(format!("etcd canceled the watch: {reason}")),
+            });
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let kv = match to_kv(kv) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    self.done = true;
+                    return Some(e);
+                }
+            };
+            let prev = match ev.prev_kv().map(to_kv).transpose() {
+                Ok(prev) => prev,
+                Err(e) => {
+                    self.done = true;
+                    return Some(e);
+                }
+            };
+            let kind = match ev.event_type() {
+                EventType::Put => EventKind::Put,
+                EventType::Delete => EventKind::Delete,
+            };
+            self.pending.push_back(WatchEvent { kind, kv, prev });
+        }
+        None
     }
 }
 
@@ -370,5 +501,45 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(normalize_endpoint(input), want);
         }
+    }
+
+    #[test]
+    fn key_ranges() {
+        assert_eq!(key_range("/a/"), (b"/a/".to_vec(), b"/a0".to_vec()));
+        assert_eq!(key_range(""), (vec![0], vec![0]));
+    }
+
+    /// The exact messages of etcd 3.4.23 (gRPC code OutOfRange).
+    #[test]
+    fn revision_errors_are_recognized() {
+        let cases = [
+            (
+                "etcdserver: mvcc: required revision has been compacted",
+                Some(RevisionError::Compacted),
+            ),
+            (
+                "etcdserver: mvcc: required revision is a future revision",
+                Some(RevisionError::Future),
+            ),
+            // Without the `etcdserver:` prefix, as a watch cancel reason
+            // would carry it (etcd 3.4 sets only compact_revision).
+            (
+                "mvcc: required revision has been compacted",
+                Some(RevisionError::Compacted),
+            ),
+            ("etcdserver: request timed out", None),
+        ];
+        for (message, want) in cases {
+            assert_eq!(revision_error(message), want, "{message}");
+        }
+    }
+
+    #[test]
+    fn other_errors_are_backend_errors() {
+        let err = range_error(etcd_client::Error::InvalidArgs("bad key".into()), 7);
+        assert!(
+            matches!(&err, Error::Backend(m) if m.contains("bad key")),
+            "{err:?}"
+        );
     }
 }

@@ -16,12 +16,28 @@ pub fn etcd_available() -> bool {
     etcd_binary().exists()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two distinct free loopback ports (both held while picking, so they
+/// differ); another process may still take them before etcd binds them,
+/// which [`EtcdServer::start`] survives by trying again.
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
+}
+
+/// Why etcd did not come up.
+enum StartError {
+    /// It exited; `address_in_use` when a port was taken meanwhile.
+    Exited {
+        log: String,
+        address_in_use: bool,
+    },
+    TimedOut {
+        log: String,
+    },
 }
 
 /// A single-member etcd on loopback ports in a temporary directory, killed
@@ -34,32 +50,51 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
+    /// Starts etcd and waits until it answers; panics (with etcd's log)
+    /// when it does not within 20 s.
     pub async fn start() -> EtcdServer {
-        let mut s = EtcdServer {
-            dir: tempfile::tempdir().expect("temp dir"),
-            client_port: free_port(),
-            peer_port: free_port(),
-            child: None,
-        };
-        s.spawn().await;
-        s
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (client_port, peer_port) = free_ports();
+            let mut s = EtcdServer {
+                dir: tempfile::tempdir().expect("temp dir"),
+                client_port,
+                peer_port,
+                child: None,
+            };
+            match s.spawn().await {
+                Ok(()) => return s,
+                // A port was taken between picking and binding: new ports.
+                Err(StartError::Exited {
+                    address_in_use: true,
+                    ..
+                }) if attempt < 5 => continue,
+                Err(e) => e.panic(),
+            }
+        }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// etcd's stdout and stderr, across restarts.
+    pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("etcd.log")
     }
 
-    async fn spawn(&mut self) {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    async fn spawn(&mut self) -> Result<(), StartError> {
         assert!(etcd_available(), "etcd is not installed: run scripts/setup");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
-            .unwrap();
+            .expect("open the etcd log");
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let child = Command::new(etcd_binary())
@@ -75,7 +110,8 @@ impl EtcdServer {
             .arg(format!("--initial-cluster=test={peer}"))
             .arg("--logger=zap")
             .arg("--log-level=error")
-            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the etcd log"))
             .stderr(log)
             .spawn()
             .expect("start etcd");
@@ -83,21 +119,26 @@ impl EtcdServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "etcd exited with {status}: {}",
-                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
-                );
+                self.child = None;
+                let log = format!("etcd exited with {status}: {}", self.log());
+                let address_in_use = log.contains("address already in use");
+                return Err(StartError::Exited {
+                    log,
+                    address_in_use,
+                });
             }
-            if let Ok(mut c) = etcd_client::Client::connect([client.as_str()], None).await {
-                if c.status().await.is_ok() {
-                    return;
-                }
+            let ready = async {
+                let mut c = etcd_client::Client::connect([client.as_str()], None).await?;
+                c.status().await
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), ready).await {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                panic!(
-                    "etcd did not start in 20s: {}",
-                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
-                );
+                self.kill();
+                return Err(StartError::TimedOut {
+                    log: format!("etcd did not start in 20s: {}", self.log()),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -111,10 +152,23 @@ impl EtcdServer {
         }
     }
 
-    /// Starts etcd again on the same data dir and ports.
+    /// Starts etcd again on the same data dir and ports (after [`kill`],
+    /// or killing it first).
+    ///
+    /// [`kill`]: EtcdServer::kill
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        if let Err(e) = self.spawn().await {
+            e.panic();
+        }
+    }
+}
+
+impl StartError {
+    fn panic(self) -> ! {
+        match self {
+            StartError::Exited { log, .. } | StartError::TimedOut { log } => panic!("{log}"),
+        }
     }
 }
 
