@@ -152,12 +152,6 @@ fn builtins() -> &'static Builtins {
     })
 }
 
-/// A schema definition by its OpenAPI name (`io.k8s.api.core.v1.Pod`), as
-/// k8s-openapi has it (without the list and patch extensions).
-pub fn definition(name: &str) -> Option<&'static Value> {
-    builtins().definitions.get(name)
-}
-
 /// The schema name of a built-in kind.
 pub fn schema_name(group: &str, version: &str, kind: &str) -> Option<&'static str> {
     builtins()
