@@ -68,6 +68,10 @@ pub struct State {
     pub caches: cache::Caches,
     /// Where ClusterIPs come from (None: Services get none).
     pub service_cidr: Option<alloc::ServiceCidr>,
+    /// The cluster CA (PEM), served unauthenticated at /cacerts so that
+    /// agents can fetch it and check it against their join token, as
+    /// k3s does.
+    pub ca_bundle: Option<String>,
 }
 
 impl State {
@@ -83,7 +87,14 @@ impl State {
             registry,
             caches: cache::Caches::default(),
             service_cidr: None,
+            ca_bundle: None,
         }
+    }
+
+    /// Serves `pem` at /cacerts.
+    pub fn with_ca_bundle(mut self, pem: &str) -> State {
+        self.ca_bundle = Some(pem.to_owned());
+        self
     }
 
     /// Allocates ClusterIPs from `cidr` (e.g. "10.43.0.0/16").
@@ -151,7 +162,7 @@ pub async fn bootstrap(store: &Arc<dyn Store>) -> Result<(), ApiError> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/" | "/cacerts"
     ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
@@ -164,6 +175,15 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
     if is_public(&path) {
         return match path.trim_end_matches('/') {
             "/version" => handler::json_response(StatusCode::OK, &discovery::version()),
+            "/cacerts" => match &state.ca_bundle {
+                Some(pem) => (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                    pem.clone(),
+                )
+                    .into_response(),
+                None => ApiError::path_not_found().into_response(),
+            },
             _ => health(&state, &path).await,
         };
     }

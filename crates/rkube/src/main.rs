@@ -2,6 +2,7 @@
 //! together; it holds no cluster logic of its own.
 
 mod datastore;
+mod join;
 mod pki;
 
 use std::path::PathBuf;
@@ -78,6 +79,13 @@ struct ServerArgs {
     /// Run only the control plane, no local node.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controllers (replicasets, deployments, garbage
+    /// collection, namespaces, ...).
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Pod network range; each node gets a /24 of it.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
@@ -107,8 +115,12 @@ struct AgentArgs {
         default_value = "/var/lib/rkube"
     )]
     data_dir: PathBuf,
+    /// Node name (with --simulated-nodes: the prefix of the node names).
     #[arg(long, env = "RKUBE_NODE_NAME")]
     node_name: Option<String>,
+    /// Run this many simulated nodes (no containers) instead of a real one.
+    #[arg(long)]
+    simulated_nodes: Option<usize>,
 }
 
 /// Parses `300ms`, `90s`, `5m`, `1h` (Go duration style, one unit).
@@ -183,6 +195,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         api_service_ip: first_service_ip(&args.service_cidr),
         token: args.token.as_deref(),
     })?;
+    join::write_node_token(&args.data_dir, &pki.ca_cert, &pki.token)?;
     let url = format!("https://127.0.0.1:{}", args.https_listen_port);
     let kubeconfig = pki::admin_kubeconfig(&pki, &url);
     pki::write_kubeconfig(&args.data_dir.join("kubeconfig.yaml"), &kubeconfig)?;
@@ -232,6 +245,40 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         service_cidr = %args.service_cidr,
         "API server listening"
     );
+    let mut components = tokio::task::JoinSet::new();
+    let admin = args.data_dir.join("kubeconfig.yaml");
+    let identity = format!(
+        "{}_{}",
+        args.node_name.clone().unwrap_or_else(hostname),
+        uuid_like()
+    );
+    if !args.disable_controller_manager {
+        let (admin, identity) = (admin.clone(), identity.clone());
+        components.spawn(async move {
+            let client = runtime::client::from_kubeconfig(&admin).await?;
+            runtime::LeaderElection::new("kube-system", "kube-controller-manager", &identity)
+                .run(client.clone(), move || controllers::run(client.clone()))
+                .await;
+            anyhow::Ok(())
+        });
+    }
+    if !args.disable_scheduler {
+        let (admin, identity) = (admin.clone(), identity.clone());
+        components.spawn(async move {
+            let client = runtime::client::from_kubeconfig(&admin).await?;
+            runtime::LeaderElection::new("kube-system", "kube-scheduler", &identity)
+                .run(client.clone(), move || {
+                    let client = client.clone();
+                    async move {
+                        if let Err(e) = scheduler::run(client, scheduler::Config::default()).await {
+                            tracing::error!(error = %e, "scheduler stopped");
+                        }
+                    }
+                })
+                .await;
+            anyhow::Ok(())
+        });
+    }
     if !args.disable_agent {
         tracing::warn!(
             node = args.node_name.as_deref().unwrap_or("<hostname>"),
@@ -240,9 +287,25 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     tokio::select! {
         r = apiserver::serve_tls(state, listener, tls) => r.context("API server")?,
+        Some(r) = components.join_next() => match r {
+            Ok(Ok(())) => anyhow::bail!("a component stopped"),
+            Ok(Err(e)) => return Err(e.context("a component failed")),
+            Err(e) => anyhow::bail!("a component panicked: {e}"),
+        },
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// A random suffix telling processes on one host apart.
+fn uuid_like() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// The first usable address of the service range: the `kubernetes` Service.
@@ -255,11 +318,22 @@ fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "rkube agent (joining {} with data dir {}) needs the node agent, which is not built yet",
-        args.server,
-        args.data_dir.display()
-    )
+    let client = join::client(&args.server, &args.token).await?;
+    let Some(count) = args.simulated_nodes else {
+        anyhow::bail!(
+            "rkube agent (joining {} with data dir {}) runs real containers only once the node agent is built; use --simulated-nodes N",
+            args.server,
+            args.data_dir.display()
+        )
+    };
+    let config = agent::simulated::Config {
+        count,
+        prefix: args.node_name.unwrap_or_else(|| "sim".to_owned()),
+    };
+    tokio::select! {
+        r = agent::simulated::run(client, config) => r,
+        _ = shutdown_signal() => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

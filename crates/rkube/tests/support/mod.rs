@@ -221,6 +221,57 @@ fn unsafe_sigterm(pid: u32) {
         .status();
 }
 
+/// An `rkube agent --simulated-nodes` process joined to a [`Server`].
+pub struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `nodes` simulated nodes named PREFIX-0.. in their own
+    /// process, joined with the server's node token.
+    pub fn start_simulated_agent(&self, nodes: usize, prefix: &str) -> Agent {
+        let log = self.dir.path().join(format!("agent-{prefix}.log"));
+        let token = std::fs::read_to_string(self.data_dir().join("server/node-token")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .arg(format!("--server=https://127.0.0.1:{}", self.port))
+            .arg(format!("--token={}", token.trim()))
+            .arg(format!("--data-dir={}", self.dir.path().join(format!("agent-{prefix}")).display()))
+            .arg(format!("--simulated-nodes={nodes}"))
+            .arg(format!("--node-name={prefix}"))
+            .env("RKUBE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rkube agent");
+        Agent {
+            child: Some(child),
+            log,
+        }
+    }
+}
+
+impl Agent {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the agent: its nodes stop heartbeating.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop(true);
