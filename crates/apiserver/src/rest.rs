@@ -319,6 +319,7 @@ pub async fn create(
         check_namespace_open(store, ns).await?;
     }
     let name = object::name(&obj).to_owned();
+    drop_empty_metadata(&mut obj);
     let m = object::meta_mut(&mut obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
@@ -508,6 +509,19 @@ where
     Err(ApiError::stale(scope.res.group, scope.res.plural, name))
 }
 
+/// Empty lists and maps in metadata are left out, as Go's omitempty does
+/// (a patch that removes the last owner reference leaves no `[]`).
+fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, v| {
+            !(matches!(k.as_str(), "ownerReferences" | "finalizers" | "labels" | "annotations")
+                && (v.as_array().is_some_and(|a| a.is_empty())
+                    || v.as_object().is_some_and(|o| o.is_empty())
+                    || v.is_null()))
+        });
+    }
+}
+
 fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> ApiResult<Value> {
     let res = scope.res;
     if !new.is_object() {
@@ -531,6 +545,17 @@ fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> Ap
         (None, Some(ns)) => object::set_meta(&mut new, "namespace", ns),
         _ => {}
     }
+    // A uid in the body is a precondition, as in Kubernetes.
+    if let (Some(given), Some(stored)) = (object::meta_str(&new, "uid"), object::meta_str(old, "uid")) {
+        if !given.is_empty() && given != stored {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Precondition failed: UID in precondition: {given}, UID in object meta: {stored}"),
+            ));
+        }
+    }
+    drop_empty_metadata(&mut new);
     let has_status = strategy::has_status_subresource(res);
     match part {
         Part::Status => {

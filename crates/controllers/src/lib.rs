@@ -1,11 +1,115 @@
 //! The controller manager: one module per controller, each reconciling
 //! observed state towards desired state through the API.
+//!
+//! Every controller has the same shape (client-go's): it registers change
+//! handlers on shared [`Informers`] that turn changes into keys on its own
+//! [`runtime::WorkQueue`], and a `reconcile(key)` that reads the *current*
+//! objects from the informer caches (never the event that woke it),
+//! computes what to write with pure functions (unit-tested with tables),
+//! and writes through the API. Failures are retried with back-off.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::watcher;
+use kube::{Api, Resource};
+use runtime::Informer;
+use serde::de::DeserializeOwned;
+
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
+pub mod endpoints;
+pub mod garbagecollector;
+pub mod job;
+pub mod namespace;
+pub mod podutil;
+pub mod replicaset;
+pub mod serviceaccount;
+pub mod statefulset;
+
+/// Shared informers, one per resource type, created on first use.
+pub struct Informers {
+    client: kube::Client,
+    map: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    started: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client) -> Self {
+        Informers {
+            client,
+            map: Mutex::new(HashMap::new()),
+            started: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The informer of all `K` in all namespaces.
+    pub fn get<K>(&self) -> Arc<Informer<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let mut map = self.map.lock().unwrap();
+        if let Some(i) = map.get(&TypeId::of::<K>()) {
+            return i.downcast_ref::<Arc<Informer<K>>>().unwrap().clone();
+        }
+        let informer = Informer::new(Api::<K>::all(self.client.clone()), watcher::Config::default());
+        map.insert(TypeId::of::<K>(), Box::new(informer.clone()));
+        let i = informer.clone();
+        self.started.lock().unwrap().push(Box::new(move || {
+            i.start();
+        }));
+        informer
+    }
+
+    /// Starts every informer handed out so far.
+    pub fn start(&self) {
+        for start in self.started.lock().unwrap().drain(..) {
+            start();
+        }
+    }
+}
+
+/// What every controller gets.
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: kube::Client,
+    pub informers: Arc<Informers>,
+}
+
+impl Ctx {
+    pub fn recorder(&self, component: &str) -> runtime::Recorder {
+        runtime::Recorder::new(self.client.clone(), component)
+    }
+}
 
 /// Runs every controller until the returned future is dropped (leadership
-/// lost) or the process ends.
+/// lost) or the process ends. Everything it starts is owned by it.
 pub fn run(client: kube::Client) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
-        let _ = client;
+        let ctx = Ctx {
+            client: client.clone(),
+            informers: Arc::new(Informers::new(client)),
+        };
+        let mut set = tokio::task::JoinSet::new();
+        replicaset::start(&ctx, &mut set);
+        deployment::start(&ctx, &mut set);
+        endpoints::start(&ctx, &mut set);
+        serviceaccount::start(&ctx, &mut set);
+        namespace::start(&ctx, &mut set);
+        garbagecollector::start(&ctx, &mut set);
+        job::start(&ctx, &mut set);
+        cronjob::start(&ctx, &mut set);
+        statefulset::start(&ctx, &mut set);
+        daemonset::start(&ctx, &mut set);
+        ctx.informers.start();
+        while let Some(r) = set.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a controller task failed");
+            }
+        }
         futures::future::pending::<()>().await
     }
 }

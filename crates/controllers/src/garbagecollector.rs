@@ -1,0 +1,3 @@
+//! (in progress)
+
+pub fn start(_ctx: &crate::Ctx, _set: &mut tokio::task::JoinSet<()>) {}

@@ -1,0 +1,94 @@
+//! The controller manager against the real binary, driven by kubectl.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Server;
+
+/// Polls `f` until it returns Some (at most `secs` seconds).
+fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pod_names(s: &Server, selector: &str) -> Vec<String> {
+    let v = s.json(&["get", "pods", "-l", selector, "-o", "json"]);
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const RS: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: c
+        image: nginx
+"#;
+
+#[test]
+fn replicaset_keeps_its_replicas_and_adopts_and_releases() {
+    let s = Server::start_with(&["--disable-scheduler"]);
+    s.ok_stdin(&["apply", "-f", "-"], RS);
+    let pods = eventually(30, "3 pods", || {
+        let p = pod_names(&s, "app=web");
+        (p.len() == 3).then_some(p)
+    });
+    for p in &pods {
+        assert!(p.starts_with("web-"), "{p}");
+        let owner = s.json(&["get", "pod", p, "-o", "json"]);
+        assert_eq!(owner["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(owner["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    // Desired 3, actual 2: the controller makes it 3 again.
+    s.ok(&["delete", "pod", &pods[0], "--wait=false"]);
+    eventually(30, "a replacement pod", || {
+        let p = pod_names(&s, "app=web");
+        (p.len() == 3 && !p.contains(&pods[0])).then_some(())
+    });
+    eventually(30, "status.replicas 3", || {
+        let rs = s.json(&["get", "rs", "web", "-o", "json"]);
+        (rs["status"]["replicas"] == 3 && rs["status"]["observedGeneration"] == 1).then_some(())
+    });
+    // Scale down: surplus pods go.
+    s.ok(&["scale", "rs", "web", "--replicas=1"]);
+    eventually(30, "1 pod", || (pod_names(&s, "app=web").len() == 1).then_some(()));
+    // A relabelled pod is released (and replaced).
+    let only = pod_names(&s, "app=web").remove(0);
+    s.ok(&["label", "pod", &only, "app=moved", "--overwrite"]);
+    eventually(30, "release and replacement", || {
+        let moved = s.json(&["get", "pod", &only, "-o", "json"]);
+        (moved["metadata"]["ownerReferences"].is_null() && pod_names(&s, "app=web").len() == 1)
+            .then_some(())
+    });
+    // Labelled back, the orphan is adopted and the surplus deleted.
+    s.ok(&["label", "pod", &only, "app=web", "--overwrite"]);
+    eventually(30, "adoption and scale back to 1", || {
+        let p = pod_names(&s, "app=web");
+        (p.len() == 1).then_some(())
+    });
+    // Events are recorded for the ReplicaSet.
+    let describe = s.ok(&["describe", "rs", "web"]);
+    assert!(describe.contains("SuccessfulCreate"), "{describe}");
+}
