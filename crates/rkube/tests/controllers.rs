@@ -92,3 +92,51 @@ fn replicaset_keeps_its_replicas_and_adopts_and_releases() {
     let describe = s.ok(&["describe", "rs", "web"]);
     assert!(describe.contains("SuccessfulCreate"), "{describe}");
 }
+
+fn rs_yaml(name: &str, replicas: u32) -> String {
+    RS.replace("name: web", &format!("name: {name}"))
+        .replace("app: web", &format!("app: {name}"))
+        .replace("replicas: 3", &format!("replicas: {replicas}"))
+}
+
+#[test]
+fn cascading_deletes_in_three_modes_and_namespace_cleanup() {
+    let s = Server::start_with(&["--disable-scheduler"]);
+    for name in ["bg", "fg", "orph"] {
+        s.ok_stdin(&["apply", "-f", "-"], &rs_yaml(name, 2));
+    }
+    for name in ["bg", "fg", "orph"] {
+        eventually(30, "2 pods each", || (pod_names(&s, &format!("app={name}")).len() == 2).then_some(()));
+    }
+    // Background: the owner goes at once, the pods after it.
+    s.ok(&["delete", "rs", "bg", "--cascade=background"]);
+    eventually(30, "bg pods collected", || pod_names(&s, "app=bg").is_empty().then_some(()));
+    // Foreground: the pods go (the owner waits for them, then goes).
+    s.ok(&["delete", "rs", "fg", "--cascade=foreground"]);
+    eventually(30, "fg pods and owner gone", || {
+        let gone = s.kubectl(&["get", "rs", "fg"]);
+        (pod_names(&s, "app=fg").is_empty() && !gone.status.success()).then_some(())
+    });
+    // Orphan: the pods stay, without owner references.
+    s.ok(&["delete", "rs", "orph", "--cascade=orphan"]);
+    eventually(30, "orphans released", || {
+        let v = s.json(&["get", "pods", "-l", "app=orph", "-o", "json"]);
+        let items = v["items"].as_array().unwrap().clone();
+        (items.len() == 2 && items.iter().all(|p| p["metadata"]["ownerReferences"].is_null()))
+            .then_some(())
+    });
+    assert!(!s.kubectl(&["get", "rs", "orph"]).status.success());
+
+    // A namespace gets a default service account; deleting it deletes its
+    // content and then the namespace.
+    s.ok(&["create", "namespace", "scratch"]);
+    eventually(30, "default service account", || {
+        s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"]).status.success().then_some(())
+    });
+    s.ok(&["create", "configmap", "c1", "-n", "scratch", "--from-literal=a=b"]);
+    s.ok_stdin(&["apply", "-n", "scratch", "-f", "-"], &rs_yaml("inns", 1));
+    s.ok(&["delete", "namespace", "scratch", "--wait=false"]);
+    eventually(60, "namespace removed", || {
+        (!s.kubectl(&["get", "namespace", "scratch"]).status.success()).then_some(())
+    });
+}

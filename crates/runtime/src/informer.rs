@@ -59,6 +59,9 @@ where
     store: Store<K>,
     writer: std::sync::Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Arc<RwLock<Vec<Handler<K>>>>,
+    /// True once the first list is in the cache. (kube's
+    /// `Store::wait_until_ready` wakes only one of several waiters.)
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -75,6 +78,7 @@ where
             store: writer.as_reader(),
             writer: std::sync::Mutex::new(Some(writer)),
             handlers: Arc::new(RwLock::new(Vec::new())),
+            synced: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -92,7 +96,13 @@ where
 
     /// Waits until the first list is in the cache.
     pub async fn wait_synced(&self) {
-        let _ = self.store.wait_until_ready().await;
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Whether the first list is in the cache.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
     }
 
     /// Starts listing and watching on a task of its own (once).
@@ -104,6 +114,7 @@ where
             .take()
             .expect("informer started twice");
         let handlers = self.handlers.clone();
+        let synced = self.synced.clone();
         let stream = watcher::watcher(self.api.clone(), self.config.clone()).default_backoff();
         let kind = K::kind(&()).to_string();
         tokio::spawn(async move {
@@ -163,6 +174,9 @@ where
                     }
                 }
                 writer.apply_watcher_event(&event);
+                if matches!(event, Event::InitDone) {
+                    synced.send_replace(true);
+                }
                 if !changes.is_empty() {
                     let handlers = handlers.read().unwrap();
                     for change in &changes {

@@ -223,6 +223,7 @@ where
         let f = f.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(key) = queue.get().await {
+                tracing::trace!(controller = name, %key, "reconciling");
                 match f(key.clone()).await {
                     Ok(next) => {
                         queue.forget(&key);
