@@ -25,6 +25,7 @@ pub mod discovery;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod history;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod podutil;
