@@ -25,7 +25,6 @@ pub mod discovery;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod history;
-pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod podutil;
