@@ -92,7 +92,7 @@ async fn start() -> (Server, Client) {
         bin.display()
     );
     let child = Command::new(bin)
-        .args(["server", "--disable-agent", "--bind-address=127.0.0.1"])
+        .args(["server", "--disable-agent", "--disable-controller-manager", "--disable-scheduler", "--bind-address=127.0.0.1"])
         .arg(format!("--https-listen-port={port}"))
         .arg(format!("--data-dir={}", dir.path().display()))
         .env("RKUBE_LOG", "warn")
@@ -338,7 +338,7 @@ async fn main() {
     let full_rss = rss_mib(pid);
 
     println!();
-    println!("API server benchmark (rkube server --disable-agent, SQLite)");
+    println!("API server benchmark (rkube server, API server alone, SQLite)");
     for (name, figures) in rows {
         println!("{name:<44} {figures}");
     }

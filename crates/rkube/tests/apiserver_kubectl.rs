@@ -738,7 +738,7 @@ fn custom_resources_are_served_validated_and_pruned() {
 
 #[test]
 fn services_get_cluster_ips_and_node_ports() {
-    let s = Server::start_with(&["--service-cidr=10.96.0.0/24"]);
+    let s = Server::start_with(&["--service-cidr=10.96.0.0/24", "--disable-controller-manager"]);
     let k8s = s.json(&["get", "svc", "kubernetes"]);
     assert_eq!(k8s["spec"]["clusterIP"], "10.96.0.1");
     let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n";

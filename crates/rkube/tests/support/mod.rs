@@ -37,9 +37,14 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// The API server alone (no controllers, no scheduler): what the API
+    /// server tests check is its own behaviour.
     pub fn start() -> Server {
-        Server::start_with(&[])
+        Server::start_with(&["--disable-controller-manager", "--disable-scheduler"])
     }
+
+    /// `rkube server --disable-agent` with these extra flags (controllers
+    /// and scheduler run unless disabled here).
 
     pub fn start_with(extra: &[&str]) -> Server {
         let mut s = Server {
