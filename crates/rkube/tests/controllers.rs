@@ -140,3 +140,54 @@ fn cascading_deletes_in_three_modes_and_namespace_cleanup() {
         (!s.kubectl(&["get", "namespace", "scratch"]).status.success()).then_some(())
     });
 }
+
+#[test]
+fn endpoints_and_slices_follow_pods() {
+    let s = Server::start_with(&["--disable-scheduler"]);
+    s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    for (name, ip, ready) in [("p1", "10.42.0.11", "True"), ("p2", "10.42.0.12", "False")] {
+        s.ok(&["run", name, "--image=nginx", "--labels=app=web", "--overrides", r#"{"spec":{"nodeName":"n1"}}"#]);
+        let status = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"{ready}"}}]}}}}"#
+        );
+        s.ok(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", &status]);
+    }
+    let ep = eventually(30, "endpoints with both pods", || {
+        let out = s.kubectl(&["get", "endpoints", "web", "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let subset = v["subsets"][0].clone();
+        (subset["addresses"].as_array().map(Vec::len) == Some(1)
+            && subset["notReadyAddresses"].as_array().map(Vec::len) == Some(1))
+        .then_some(v)
+    });
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "10.42.0.11");
+    assert_eq!(ep["subsets"][0]["addresses"][0]["targetRef"]["name"], "p1");
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+    let wide = s.ok(&["get", "endpoints", "web"]);
+    assert!(wide.contains("10.42.0.11:8080"), "{wide}");
+
+    let slices = s.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+    let slice = &slices["items"][0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    let eps = slice["endpoints"].as_array().unwrap();
+    assert_eq!(eps.len(), 2);
+    assert_eq!(eps[0]["conditions"]["ready"], true);
+    assert_eq!(eps[1]["conditions"]["ready"], false);
+
+    // A pod going away leaves; the service going away takes both along.
+    s.ok(&["delete", "pod", "p2", "--grace-period=0", "--force"]);
+    eventually(30, "p2 gone from endpoints", || {
+        let v = s.json(&["get", "endpoints", "web", "-o", "json"]);
+        v["subsets"][0]["notReadyAddresses"].is_null().then_some(())
+    });
+    s.ok(&["delete", "service", "web"]);
+    eventually(30, "endpoints and slices removed", || {
+        let ep = s.kubectl(&["get", "endpoints", "web"]);
+        let sl = s.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+        (!ep.status.success() && sl["items"].as_array().unwrap().is_empty()).then_some(())
+    });
+}
