@@ -1062,7 +1062,7 @@ impl Controller {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetUpdateStrategy, RollingUpdateStatefulSetStrategy};
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
     fn template(image: &str) -> PodTemplateSpec {
