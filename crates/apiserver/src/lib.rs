@@ -26,6 +26,7 @@ mod smp;
 mod ssa;
 pub mod status;
 mod strategy;
+pub use strategy::set_default_toleration_seconds;
 mod subresource;
 mod typecheck;
 mod watch;

@@ -98,12 +98,57 @@ pub fn waits_for_node(res: &Resource, obj: &Value) -> bool {
             > 0
 }
 
+static TOLERATION_SECONDS: std::sync::OnceLock<(i64, i64)> = std::sync::OnceLock::new();
+
+/// Sets the tolerationSeconds new pods get for the not-ready and
+/// unreachable NoExecute taints (kube-apiserver's
+/// --default-not-ready-toleration-seconds and
+/// --default-unreachable-toleration-seconds; 300 each by default). Once
+/// per process.
+pub fn set_default_toleration_seconds(not_ready: i64, unreachable: i64) {
+    let _ = TOLERATION_SECONDS.set((not_ready, unreachable));
+}
+
+/// The DefaultTolerationSeconds admission plugin: a pod that does not
+/// tolerate the not-ready/unreachable NoExecute taints gets tolerations
+/// for them, bounded in time, so it is evicted from a failed node.
+fn default_toleration_seconds(pod: &mut Value) {
+    let (not_ready, unreachable) = *TOLERATION_SECONDS.get().unwrap_or(&(300, 300));
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", not_ready),
+        ("node.kubernetes.io/unreachable", unreachable),
+    ] {
+        let tolerated = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            (effect.is_empty() || effect == "NoExecute") && (k == key || (k.is_empty() && op == "Exists"))
+        });
+        if !tolerated {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": seconds,
+            }));
+        }
+    }
+}
+
 /// Resets what a client may not set on create.
 pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
         ("", "Pod") => {
             let qos = crate::defaults::pod_qos_class(obj);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+            default_toleration_seconds(obj);
         }
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});

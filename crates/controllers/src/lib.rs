@@ -27,6 +27,9 @@ pub mod garbagecollector;
 pub mod history;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -87,9 +90,33 @@ impl Ctx {
     }
 }
 
+/// Settings of the controller manager (kube-controller-manager's flags).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Pod network range nodes get their podCIDR from (None: no IPAM).
+    pub cluster_cidr: Option<String>,
+    /// Prefix length of each node's range.
+    pub node_cidr_mask_size: u8,
+    /// How long a node may be silent before it is Unknown.
+    pub node_monitor_grace_period: std::time::Duration,
+    /// Finished pods kept before the oldest are deleted.
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            node_monitor_grace_period: std::time::Duration::from_secs(40),
+            terminated_pod_gc_threshold: 12_500,
+        }
+    }
+}
+
 /// Runs every controller until the returned future is dropped (leadership
 /// lost) or the process ends. Everything it starts is owned by it.
-pub fn run(client: kube::Client) -> impl std::future::Future<Output = ()> + Send + 'static {
+pub fn run(client: kube::Client, config: Config) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
         let ctx = Ctx {
             client: client.clone(),
@@ -106,6 +133,14 @@ pub fn run(client: kube::Client) -> impl std::future::Future<Output = ()> + Send
         cronjob::start(&ctx, &mut set);
         statefulset::start(&ctx, &mut set);
         daemonset::start(&ctx, &mut set);
+        nodelifecycle::start(&ctx, &mut set, config.node_monitor_grace_period);
+        podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
+        if let Some(cidr) = &config.cluster_cidr {
+            match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
+                Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),
+                Err(e) => tracing::error!(error = %e, "node IPAM disabled"),
+            }
+        }
         ctx.informers.start();
         while let Some(r) = set.join_next().await {
             if let Err(e) = r {

@@ -86,6 +86,19 @@ struct ServerArgs {
     /// Do not run the scheduler.
     #[arg(long)]
     disable_scheduler: bool,
+    /// How long a node may go without a heartbeat before it is marked
+    /// Unknown and tainted unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// tolerationSeconds new pods get for node.kubernetes.io/not-ready.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// tolerationSeconds new pods get for node.kubernetes.io/unreachable.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    /// Finished pods kept before the oldest are garbage collected.
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
     /// Pod network range; each node gets a /24 of it.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
@@ -185,6 +198,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             interval: args.etcd_compaction_interval,
         },
     );
+    apiserver::set_default_toleration_seconds(
+        args.default_not_ready_toleration_seconds,
+        args.default_unreachable_toleration_seconds,
+    );
     apiserver::bootstrap(&store)
         .await
         .map_err(|e| anyhow::anyhow!("creating system namespaces: {e}"))?;
@@ -254,10 +271,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     );
     if !args.disable_controller_manager {
         let (admin, identity) = (admin.clone(), identity.clone());
+        let config = controllers::Config {
+            cluster_cidr: Some(args.cluster_cidr.clone()),
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            ..Default::default()
+        };
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             runtime::LeaderElection::new("kube-system", "kube-controller-manager", &identity)
-                .run(client.clone(), move || controllers::run(client.clone()))
+                .run(client.clone(), move || controllers::run(client.clone(), config.clone()))
                 .await;
             anyhow::Ok(())
         });
