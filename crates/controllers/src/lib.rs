@@ -22,6 +22,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod history;
@@ -135,6 +136,7 @@ pub fn run(client: kube::Client, config: Config) -> impl std::future::Future<Out
         daemonset::start(&ctx, &mut set);
         nodelifecycle::start(&ctx, &mut set, config.node_monitor_grace_period);
         podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
+        disruption::start(&ctx, &mut set);
         if let Some(cidr) = &config.cluster_cidr {
             match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
                 Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),
