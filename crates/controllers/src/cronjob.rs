@@ -24,7 +24,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use runtime::workqueue::{run_workers, Next};
@@ -54,7 +56,13 @@ pub struct Schedule {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScheduleKind {
-    Spec { minute: u64, hour: u64, dom: u64, month: u64, dow: u64 },
+    Spec {
+        minute: u64,
+        hour: u64,
+        dom: u64,
+        month: u64,
+        dow: u64,
+    },
     /// `@every DURATION` (whole seconds, at least 1).
     Every(i64),
 }
@@ -66,18 +74,58 @@ struct Bounds {
 }
 
 const MONTHS: &[(&str, u32)] = &[
-    ("jan", 1), ("feb", 2), ("mar", 3), ("apr", 4), ("may", 5), ("jun", 6),
-    ("jul", 7), ("aug", 8), ("sep", 9), ("oct", 10), ("nov", 11), ("dec", 12),
+    ("jan", 1),
+    ("feb", 2),
+    ("mar", 3),
+    ("apr", 4),
+    ("may", 5),
+    ("jun", 6),
+    ("jul", 7),
+    ("aug", 8),
+    ("sep", 9),
+    ("oct", 10),
+    ("nov", 11),
+    ("dec", 12),
 ];
-const DAYS: &[(&str, u32)] = &[("sun", 0), ("mon", 1), ("tue", 2), ("wed", 3), ("thu", 4), ("fri", 5), ("sat", 6)];
-const MINUTE: Bounds = Bounds { min: 0, max: 59, names: &[] };
-const HOUR: Bounds = Bounds { min: 0, max: 23, names: &[] };
-const DOM: Bounds = Bounds { min: 1, max: 31, names: &[] };
-const MONTH: Bounds = Bounds { min: 1, max: 12, names: MONTHS };
-const DOW: Bounds = Bounds { min: 0, max: 6, names: DAYS };
+const DAYS: &[(&str, u32)] = &[
+    ("sun", 0),
+    ("mon", 1),
+    ("tue", 2),
+    ("wed", 3),
+    ("thu", 4),
+    ("fri", 5),
+    ("sat", 6),
+];
+const MINUTE: Bounds = Bounds {
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: Bounds = Bounds {
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DOM: Bounds = Bounds {
+    min: 1,
+    max: 31,
+    names: &[],
+};
+const MONTH: Bounds = Bounds {
+    min: 1,
+    max: 12,
+    names: MONTHS,
+};
+const DOW: Bounds = Bounds {
+    min: 0,
+    max: 6,
+    names: DAYS,
+};
 
 fn parse_uint(s: &str) -> Result<u32, String> {
-    let n: i64 = s.parse().map_err(|e| format!("failed to parse int from {s}: {e}"))?;
+    let n: i64 = s
+        .parse()
+        .map_err(|e| format!("failed to parse int from {s}: {e}"))?;
     if n < 0 {
         return Err(format!("negative number ({n}) not allowed: {s}"));
     }
@@ -125,13 +173,21 @@ fn parse_range(expr: &str, b: &Bounds) -> Result<u64, String> {
         _ => return Err(format!("too many slashes: {expr}")),
     };
     if start < b.min {
-        return Err(format!("beginning of range ({start}) below minimum ({}): {expr}", b.min));
+        return Err(format!(
+            "beginning of range ({start}) below minimum ({}): {expr}",
+            b.min
+        ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
-        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
+        return Err(format!(
+            "beginning of range ({start}) beyond end of range ({end}): {expr}"
+        ));
     }
     if step == 0 {
         return Err(format!("step of range should be a positive number: {expr}"));
@@ -162,13 +218,17 @@ fn parse_go_duration(s: &str) -> Result<i64, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
         if n == 0 {
             return Err(err());
         }
         let value: f64 = rest[..n].parse().map_err(|_| err())?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = match &rest[..u] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -223,7 +283,11 @@ pub fn parse(spec: &str) -> Result<Schedule, String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("expected exactly 5 fields, found {}: {:?}", fields.len(), fields));
+        return Err(format!(
+            "expected exactly 5 fields, found {}: {:?}",
+            fields.len(),
+            fields
+        ));
     }
     Ok(Schedule {
         tz,
@@ -271,7 +335,13 @@ impl Schedule {
             ScheduleKind::Every(secs) => {
                 return Timestamp::from_second(t.as_second() + secs).ok();
             }
-            ScheduleKind::Spec { minute, hour, dom, month, dow } => (minute, hour, dom, month, dow),
+            ScheduleKind::Spec {
+                minute,
+                hour,
+                dom,
+                month,
+                dow,
+            } => (minute, hour, dom, month, dow),
         };
         let tz = self.tz.as_ref().unwrap_or(default_tz);
         let after = t.as_second();
@@ -316,9 +386,11 @@ fn instants(tz: &TimeZone, dt: DateTime) -> Vec<Timestamp> {
     match amb.offset() {
         AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).into_iter().collect(),
         AmbiguousOffset::Gap { .. } => vec![],
-        AmbiguousOffset::Fold { before, after } => {
-            before.to_timestamp(dt).into_iter().chain(after.to_timestamp(dt)).collect()
-        }
+        AmbiguousOffset::Fold { before, after } => before
+            .to_timestamp(dt)
+            .into_iter()
+            .chain(after.to_timestamp(dt))
+            .collect(),
     }
 }
 
@@ -377,7 +449,8 @@ pub fn most_recent_schedule_time(
     }
     let elapsed = now.as_second() - t1.as_second();
     let missed = elapsed / between + 1;
-    let potential = Timestamp::from_second(t1.as_second() + (missed - 2) * between).map_err(|e| e.to_string())?;
+    let potential = Timestamp::from_second(t1.as_second() + (missed - 2) * between)
+        .map_err(|e| e.to_string())?;
     let mut most_recent = None;
     let mut t = sched.next(potential, tz);
     while let Some(x) = t {
@@ -387,13 +460,22 @@ pub fn most_recent_schedule_time(
         most_recent = Some(x);
         t = sched.next(x, tz);
     }
-    let kind = if missed > 100 { Missed::Many } else { Missed::Few };
+    let kind = if missed > 100 {
+        Missed::Many
+    } else {
+        Missed::Few
+    };
     Ok((earliest, most_recent, kind))
 }
 
 /// How long until the schedule time after the most recent one (plus
 /// Kubernetes' 100 ms).
-pub fn next_schedule_delay(cj: &CronJob, now: Timestamp, sched: &Schedule, tz: &TimeZone) -> Option<Duration> {
+pub fn next_schedule_delay(
+    cj: &CronJob,
+    now: Timestamp,
+    sched: &Schedule,
+    tz: &TimeZone,
+) -> Option<Duration> {
     let from = match most_recent_schedule_time(cj, now, sched, tz, false) {
         Err(_) => now,
         Ok((_, Some(t), _)) => t,
@@ -447,17 +529,31 @@ pub fn job_is_finished(job: &Job) -> Option<&'static str> {
     conds
         .iter()
         .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        .map(|c| if c.type_ == "Complete" { "Complete" } else { "Failed" })
+        .map(|c| {
+            if c.type_ == "Complete" {
+                "Complete"
+            } else {
+                "Failed"
+            }
+        })
 }
 
 /// Decides a sync of `cj` given its jobs (from the cache) and the uids of
 /// active jobs confirmed gone. `default_tz` is the controller's zone.
-pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timestamp, default_tz: &TimeZone) -> Plan {
+pub fn plan(
+    cj: &CronJob,
+    jobs: &[Arc<Job>],
+    gone: &HashSet<String>,
+    now: Timestamp,
+    default_tz: &TimeZone,
+) -> Plan {
     let mut plan = Plan::default();
     let status = cj.status.clone().unwrap_or_default();
     let mut active = status.active.clone().unwrap_or_default();
     plan.last_successful_time = status.last_successful_time.as_ref().map(|t| t.0);
-    let in_active = |active: &[ObjectReference], uid: &str| active.iter().any(|r| r.uid.as_deref() == Some(uid));
+    let in_active = |active: &[ObjectReference], uid: &str| {
+        active.iter().any(|r| r.uid.as_deref() == Some(uid))
+    };
     let mut children = HashSet::new();
     for j in jobs {
         let uid = j.metadata.uid.clone().unwrap_or_default();
@@ -476,7 +572,10 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
             plan.events.push((
                 "Normal",
                 "SawCompletedJob",
-                format!("Saw completed job: {name}, condition: {}", finished.unwrap()),
+                format!(
+                    "Saw completed job: {name}, condition: {}",
+                    finished.unwrap()
+                ),
             ));
         }
         if finished == Some("Complete") {
@@ -495,7 +594,10 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
         plan.events.push((
             "Normal",
             "MissingJob",
-            format!("Active job went missing: {}", r.name.as_deref().unwrap_or_default()),
+            format!(
+                "Active job went missing: {}",
+                r.name.as_deref().unwrap_or_default()
+            ),
         ));
         false
     });
@@ -508,7 +610,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
     }
     if let Some(tz) = &spec.time_zone {
         if let Err(e) = load_location(tz) {
-            plan.events.push(("Warning", "UnknownTimeZone", format!("invalid timeZone: {tz:?}: {e}")));
+            plan.events.push((
+                "Warning",
+                "UnknownTimeZone",
+                format!("invalid timeZone: {tz:?}: {e}"),
+            ));
             return plan;
         }
     }
@@ -540,7 +646,11 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
     let tz = default_tz;
     let scheduled = match most_recent_schedule_time(cj, now, &sched, tz, true) {
         Err(e) => {
-            plan.events.push(("Warning", "InvalidSchedule", format!("invalid schedule: {} : {e}", spec.schedule)));
+            plan.events.push((
+                "Warning",
+                "InvalidSchedule",
+                format!("invalid schedule: {} : {e}", spec.schedule),
+            ));
             return plan;
         }
         Ok((_, t, missed)) => {
@@ -571,14 +681,22 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
         plan.events.push((
             "Warning",
             "MissSchedule",
-            format!("Missed scheduled time to start a job: {}", rfc1123z(scheduled)),
+            format!(
+                "Missed scheduled time to start a job: {}",
+                rfc1123z(scheduled)
+            ),
         ));
         plan.requeue = next_schedule_delay(&with_status, now, &sched, tz);
         return plan;
     }
     let name = job_name(cj.metadata.name.as_deref().unwrap_or_default(), scheduled);
     let last = status.last_schedule_time.as_ref().map(|t| t.0);
-    if plan.active.iter().any(|r| r.name.as_deref() == Some(name.as_str())) || last == Some(scheduled) {
+    if plan
+        .active
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()))
+        || last == Some(scheduled)
+    {
         plan.requeue = next_schedule_delay(&with_status, now, &sched, tz);
         return plan;
     }
@@ -587,7 +705,8 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
         plan.events.push((
             "Normal",
             "JobAlreadyActive",
-            "Not starting job because prior execution is running and concurrency policy is Forbid".into(),
+            "Not starting job because prior execution is running and concurrency policy is Forbid"
+                .into(),
         ));
         plan.requeue = next_schedule_delay(&with_status, now, &sched, tz);
         return plan;
@@ -596,26 +715,44 @@ pub fn plan(cj: &CronJob, jobs: &[Arc<Job>], gone: &HashSet<String>, now: Timest
         plan.replace = std::mem::take(&mut plan.active);
     }
     plan.create = Some(scheduled);
-    with_status.status.get_or_insert_with(Default::default).last_schedule_time = Some(Time(scheduled));
+    with_status
+        .status
+        .get_or_insert_with(Default::default)
+        .last_schedule_time = Some(Time(scheduled));
     plan.requeue = next_schedule_delay(&with_status, now, &sched, tz);
     plan
 }
 
 fn rfc1123z(t: Timestamp) -> String {
-    t.to_zoned(TimeZone::UTC).strftime("%a, %d %b %Y %H:%M:%S %z").to_string()
+    t.to_zoned(TimeZone::UTC)
+        .strftime("%a, %d %b %Y %H:%M:%S %z")
+        .to_string()
 }
 
 /// Finished jobs to delete beyond the history limits, oldest first.
 pub fn history_to_delete(cj: &CronJob, jobs: &[Arc<Job>]) -> Vec<Arc<Job>> {
-    let Some(spec) = cj.spec.as_ref() else { return vec![] };
-    let (ok_limit, failed_limit) = (spec.successful_jobs_history_limit, spec.failed_jobs_history_limit);
+    let Some(spec) = cj.spec.as_ref() else {
+        return vec![];
+    };
+    let (ok_limit, failed_limit) = (
+        spec.successful_jobs_history_limit,
+        spec.failed_jobs_history_limit,
+    );
     let mut out = Vec::new();
     for (want, limit) in [("Complete", ok_limit), ("Failed", failed_limit)] {
         let Some(limit) = limit else { continue };
-        let mut finished: Vec<&Arc<Job>> = jobs.iter().filter(|j| job_is_finished(j) == Some(want)).collect();
+        let mut finished: Vec<&Arc<Job>> = jobs
+            .iter()
+            .filter(|j| job_is_finished(j) == Some(want))
+            .collect();
         // By start time (none: last), then name.
         finished.sort_by(|a, b| {
-            let st = |j: &Job| j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+            let st = |j: &Job| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(|t| t.0)
+            };
             match (st(a), st(b)) {
                 (Some(x), Some(y)) if x != y => x.cmp(&y),
                 (Some(_), None) => std::cmp::Ordering::Less,
@@ -641,15 +778,26 @@ pub fn job_for(cj: &CronJob, scheduled: Timestamp) -> Job {
         .unwrap_or(TimeZone::UTC);
     annotations.insert(
         SCHEDULED_TIMESTAMP_ANNOTATION.into(),
-        scheduled.to_zoned(tz).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string().replace("+00:00", "Z"),
+        scheduled
+            .to_zoned(tz)
+            .strftime("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+            .replace("+00:00", "Z"),
     );
     Job {
         metadata: ObjectMeta {
-            name: Some(job_name(cj.metadata.name.as_deref().unwrap_or_default(), scheduled)),
+            name: Some(job_name(
+                cj.metadata.name.as_deref().unwrap_or_default(),
+                scheduled,
+            )),
             namespace: cj.metadata.namespace.clone(),
             labels: tm.labels,
             annotations: Some(annotations),
-            owner_references: Some(vec![podutil::controller_ref("batch/v1", "CronJob", &cj.metadata)]),
+            owner_references: Some(vec![podutil::controller_ref(
+                "batch/v1",
+                "CronJob",
+                &cj.metadata,
+            )]),
             ..Default::default()
         },
         spec: spec.job_template.spec.clone(),
@@ -704,9 +852,14 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             let owners = [Some(job.as_ref()), ch.old().map(|o| o.as_ref())];
             let mut keys = BTreeMap::new();
             for j in owners.into_iter().flatten() {
-                if let Some(r) = podutil::controller_of(&j.metadata).filter(|r| r.kind == "CronJob") {
+                if let Some(r) = podutil::controller_of(&j.metadata).filter(|r| r.kind == "CronJob")
+                {
                     keys.insert(
-                        format!("{}/{}", j.metadata.namespace.as_deref().unwrap_or_default(), r.name),
+                        format!(
+                            "{}/{}",
+                            j.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        ),
                         (),
                     );
                 }
@@ -746,12 +899,24 @@ impl Controller {
         let job_api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         // Active jobs missing from the cache: ask the API server.
         let mut gone = HashSet::new();
-        for r in cj.status.as_ref().and_then(|s| s.active.as_ref()).into_iter().flatten() {
+        for r in cj
+            .status
+            .as_ref()
+            .and_then(|s| s.active.as_ref())
+            .into_iter()
+            .flatten()
+        {
             let ruid = r.uid.clone().unwrap_or_default();
-            if jobs.iter().any(|j| j.metadata.uid.as_deref() == Some(ruid.as_str())) {
+            if jobs
+                .iter()
+                .any(|j| j.metadata.uid.as_deref() == Some(ruid.as_str()))
+            {
                 continue;
             }
-            match job_api.get_opt(r.name.as_deref().unwrap_or_default()).await? {
+            match job_api
+                .get_opt(r.name.as_deref().unwrap_or_default())
+                .await?
+            {
                 Some(j) if j.metadata.uid.as_deref() == Some(ruid.as_str()) => {}
                 _ => {
                     gone.insert(ruid);
@@ -768,11 +933,18 @@ impl Controller {
             }
         }
         let mut active = plan.active.clone();
-        let mut last_schedule = cj.status.as_ref().and_then(|s| s.last_schedule_time.clone());
+        let mut last_schedule = cj
+            .status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.clone());
         for r in &plan.replace {
             let jname = r.name.clone().unwrap_or_default();
             match job_api.delete(&jname, &background(r.uid.clone())).await {
-                Ok(_) => self.recorder.normal(cj.as_ref(), "SuccessfulDelete", format!("Deleted job {jname}")),
+                Ok(_) => self.recorder.normal(
+                    cj.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted job {jname}"),
+                ),
                 Err(e) if runtime::is_not_found(&e) => {}
                 Err(e) => {
                     self.recorder.warning(
@@ -791,13 +963,19 @@ impl Controller {
                     self.recorder.normal(
                         cj.as_ref(),
                         "SuccessfulCreate",
-                        format!("Created job {}", j.metadata.name.as_deref().unwrap_or_default()),
+                        format!(
+                            "Created job {}",
+                            j.metadata.name.as_deref().unwrap_or_default()
+                        ),
                     );
                     Some(j)
                 }
                 Err(e) if runtime::is_conflict(&e) => {
-                    let existing = job_api.get(want.metadata.name.as_deref().unwrap_or_default()).await?;
-                    let ours = podutil::controller_of(&existing.metadata).is_some_and(|r| r.uid == uid);
+                    let existing = job_api
+                        .get(want.metadata.name.as_deref().unwrap_or_default())
+                        .await?;
+                    let ours =
+                        podutil::controller_of(&existing.metadata).is_some_and(|r| r.uid == uid);
                     let listed = active.iter().any(|r| r.uid == existing.metadata.uid);
                     (ours && !listed).then_some(existing)
                 }
@@ -819,8 +997,15 @@ impl Controller {
         let doomed = history_to_delete(&cj, &jobs);
         for j in &doomed {
             let jname = j.metadata.name.clone().unwrap_or_default();
-            match job_api.delete(&jname, &background(j.metadata.uid.clone())).await {
-                Ok(_) => self.recorder.normal(cj.as_ref(), "SuccessfulDelete", format!("Deleted job {jname}")),
+            match job_api
+                .delete(&jname, &background(j.metadata.uid.clone()))
+                .await
+            {
+                Ok(_) => self.recorder.normal(
+                    cj.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted job {jname}"),
+                ),
                 Err(e) if runtime::is_not_found(&e) => {}
                 Err(e) => {
                     self.recorder.warning(
@@ -835,7 +1020,10 @@ impl Controller {
         let old = cj.status.clone().unwrap_or_default();
         let new_active = (!active.is_empty()).then_some(active);
         let new_success = plan.last_successful_time.map(Time);
-        if old.active != new_active || old.last_schedule_time != last_schedule || old.last_successful_time != new_success {
+        if old.active != new_active
+            || old.last_schedule_time != last_schedule
+            || old.last_successful_time != new_success
+        {
             let patch = json!({
                 "metadata": {"resourceVersion": cj.metadata.resource_version},
                 "status": {
@@ -845,7 +1033,10 @@ impl Controller {
                 }
             });
             let api: Api<CronJob> = Api::namespaced(self.client.clone(), ns);
-            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) => return Ok(Next::Done),
                 Err(e) => return Err(e),
@@ -900,13 +1091,22 @@ mod tests {
             ("* * * *", "expected exactly 5 fields, found 4"),
             ("60 * * * *", "end of range (60) above maximum (59): 60"),
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
-            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
-            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            (
+                "5-1 * * * *",
+                "beginning of range (5) beyond end of range (1): 5-1",
+            ),
+            (
+                "*/0 * * * *",
+                "step of range should be a positive number: */0",
+            ),
             ("x * * * *", "failed to parse int from x"),
             ("1-2-3 * * * *", "too many hyphens: 1-2-3"),
             ("* * * * 7", "end of range (7) above maximum (6): 7"),
             ("@fortnightly", "unrecognized descriptor: @fortnightly"),
-            ("CRON_TZ=Mars/Base 0 9 * * *", "provided bad location Mars/Base"),
+            (
+                "CRON_TZ=Mars/Base 0 9 * * *",
+                "provided bad location Mars/Base",
+            ),
         ];
         for (s, want) in bad {
             let e = parse(s).unwrap_err();
@@ -919,27 +1119,107 @@ mod tests {
         let utc = TimeZone::UTC;
         let ny = TimeZone::get("America/New_York").unwrap();
         let cases: &[(&str, &TimeZone, &str, Option<&str>)] = &[
-            ("*/1 * * * *", &utc, "2024-01-01T10:00:30Z", Some("2024-01-01T10:01:00Z")),
-            ("*/1 * * * *", &utc, "2024-01-01T10:01:00Z", Some("2024-01-01T10:02:00Z")),
-            ("*/15 * * * *", &utc, "2024-01-01T10:16:00Z", Some("2024-01-01T10:30:00Z")),
-            ("@hourly", &utc, "2024-01-01T23:30:00Z", Some("2024-01-02T00:00:00Z")),
-            ("@yearly", &utc, "2024-06-01T00:00:00Z", Some("2025-01-01T00:00:00Z")),
-            ("@weekly", &utc, "2024-01-01T00:00:00Z", Some("2024-01-07T00:00:00Z")),
-            ("0 0 29 2 *", &utc, "2024-03-01T00:00:00Z", Some("2028-02-29T00:00:00Z")),
+            (
+                "*/1 * * * *",
+                &utc,
+                "2024-01-01T10:00:30Z",
+                Some("2024-01-01T10:01:00Z"),
+            ),
+            (
+                "*/1 * * * *",
+                &utc,
+                "2024-01-01T10:01:00Z",
+                Some("2024-01-01T10:02:00Z"),
+            ),
+            (
+                "*/15 * * * *",
+                &utc,
+                "2024-01-01T10:16:00Z",
+                Some("2024-01-01T10:30:00Z"),
+            ),
+            (
+                "@hourly",
+                &utc,
+                "2024-01-01T23:30:00Z",
+                Some("2024-01-02T00:00:00Z"),
+            ),
+            (
+                "@yearly",
+                &utc,
+                "2024-06-01T00:00:00Z",
+                Some("2025-01-01T00:00:00Z"),
+            ),
+            (
+                "@weekly",
+                &utc,
+                "2024-01-01T00:00:00Z",
+                Some("2024-01-07T00:00:00Z"),
+            ),
+            (
+                "0 0 29 2 *",
+                &utc,
+                "2024-03-01T00:00:00Z",
+                Some("2028-02-29T00:00:00Z"),
+            ),
             ("0 0 30 2 *", &utc, "2024-03-01T00:00:00Z", None),
             // Day of month OR day of week when both are restricted.
-            ("0 0 13 * 5", &utc, "2024-09-01T00:00:00Z", Some("2024-09-06T00:00:00Z")),
-            ("0 0 13 * *", &utc, "2024-09-01T00:00:00Z", Some("2024-09-13T00:00:00Z")),
+            (
+                "0 0 13 * 5",
+                &utc,
+                "2024-09-01T00:00:00Z",
+                Some("2024-09-06T00:00:00Z"),
+            ),
+            (
+                "0 0 13 * *",
+                &utc,
+                "2024-09-01T00:00:00Z",
+                Some("2024-09-13T00:00:00Z"),
+            ),
             // Time zones: 9:00 in New York is 14:00 UTC in winter, 13:00 in summer.
-            ("0 9 * * *", &ny, "2024-01-15T15:00:00Z", Some("2024-01-16T14:00:00Z")),
-            ("0 9 * * *", &ny, "2024-07-15T15:00:00Z", Some("2024-07-16T13:00:00Z")),
-            ("CRON_TZ=Asia/Tokyo 0 9 * * *", &utc, "2024-01-15T00:30:00Z", Some("2024-01-16T00:00:00Z")),
+            (
+                "0 9 * * *",
+                &ny,
+                "2024-01-15T15:00:00Z",
+                Some("2024-01-16T14:00:00Z"),
+            ),
+            (
+                "0 9 * * *",
+                &ny,
+                "2024-07-15T15:00:00Z",
+                Some("2024-07-16T13:00:00Z"),
+            ),
+            (
+                "CRON_TZ=Asia/Tokyo 0 9 * * *",
+                &utc,
+                "2024-01-15T00:30:00Z",
+                Some("2024-01-16T00:00:00Z"),
+            ),
             // Spring forward: 02:30 does not exist on 2024-03-10 in New York.
-            ("30 2 * * *", &ny, "2024-03-09T08:00:00Z", Some("2024-03-11T06:30:00Z")),
+            (
+                "30 2 * * *",
+                &ny,
+                "2024-03-09T08:00:00Z",
+                Some("2024-03-11T06:30:00Z"),
+            ),
             // Fall back: 01:30 happens twice on 2024-11-03.
-            ("30 1 * * *", &ny, "2024-11-03T05:31:00Z", Some("2024-11-03T06:30:00Z")),
-            ("30 1 * * *", &ny, "2024-11-03T04:00:00Z", Some("2024-11-03T05:30:00Z")),
-            ("@every 90s", &utc, "2024-01-01T00:00:00Z", Some("2024-01-01T00:01:30Z")),
+            (
+                "30 1 * * *",
+                &ny,
+                "2024-11-03T05:31:00Z",
+                Some("2024-11-03T06:30:00Z"),
+            ),
+            (
+                "30 1 * * *",
+                &ny,
+                "2024-11-03T04:00:00Z",
+                Some("2024-11-03T05:30:00Z"),
+            ),
+            (
+                "@every 90s",
+                &utc,
+                "2024-01-01T00:00:00Z",
+                Some("2024-01-01T00:01:30Z"),
+            ),
         ];
         for (spec, tz, after, want) in cases {
             let s = parse(spec).unwrap();
@@ -981,7 +1261,8 @@ mod tests {
             spec: None,
             status: Some(JobStatus {
                 start_time: Some(Time(Timestamp::from_second(start).unwrap())),
-                completion_time: (finished == Some("Complete")).then(|| Time(Timestamp::from_second(start + 5).unwrap())),
+                completion_time: (finished == Some("Complete"))
+                    .then(|| Time(Timestamp::from_second(start + 5).unwrap())),
                 conditions: finished.map(|f| {
                     vec![JobCondition {
                         type_: f.into(),
@@ -1026,7 +1307,9 @@ mod tests {
         assert_eq!((r.1, r.2), (Some(ts("2024-01-02T10:30:00Z")), Missed::Few));
         // Never-firing schedule.
         let never = parse("0 0 30 2 *").unwrap();
-        assert!(most_recent_schedule_time(&c, ts("2024-01-02T10:30:05Z"), &never, &utc, true).is_err());
+        assert!(
+            most_recent_schedule_time(&c, ts("2024-01-02T10:30:05Z"), &never, &utc, true).is_err()
+        );
     }
 
     #[test]
@@ -1035,13 +1318,21 @@ mod tests {
         let now = ts("2024-01-01T10:05:10Z");
         let none = HashSet::new();
         // Due: creates the job for 10:05 and requeues for 10:06 (+100ms).
-        let c = cj("*/1 * * * *", "2024-01-01T10:00:00Z", Some("2024-01-01T10:04:00Z"));
+        let c = cj(
+            "*/1 * * * *",
+            "2024-01-01T10:00:00Z",
+            Some("2024-01-01T10:04:00Z"),
+        );
         let p = plan(&c, &[], &none, now, &utc);
         assert_eq!(p.create, Some(ts("2024-01-01T10:05:00Z")));
         assert_eq!(p.requeue, Some(Duration::from_millis(50_100)));
         assert_eq!(job_name("cj", ts("2024-01-01T10:05:00Z")), "cj-28401725");
         // Already done for this time.
-        let c2 = cj("*/1 * * * *", "2024-01-01T10:00:00Z", Some("2024-01-01T10:05:00Z"));
+        let c2 = cj(
+            "*/1 * * * *",
+            "2024-01-01T10:00:00Z",
+            Some("2024-01-01T10:05:00Z"),
+        );
         let p = plan(&c2, &[], &none, now, &utc);
         assert_eq!(p.create, None);
         assert_eq!(p.requeue, Some(Duration::from_millis(50_100)));
@@ -1063,7 +1354,10 @@ mod tests {
         let p = plan(&f, &[job("cj-1", Some("Complete"), 100)], &none, now, &utc);
         assert!(p.active.is_empty());
         assert_eq!(p.events[0].1, "SawCompletedJob");
-        assert_eq!(p.last_successful_time, Some(Timestamp::from_second(105).unwrap()));
+        assert_eq!(
+            p.last_successful_time,
+            Some(Timestamp::from_second(105).unwrap())
+        );
         assert!(p.create.is_some());
         // A missing active job is dropped only when confirmed gone.
         let p = plan(&f, &[], &none, now, &utc);
@@ -1077,25 +1371,55 @@ mod tests {
         s.spec.as_mut().unwrap().suspend = Some(true);
         assert_eq!(plan(&s, &[], &none, now, &utc), Plan::default());
         // A starting deadline: late times are skipped.
-        let mut d = cj("0 * * * *", "2024-01-01T08:00:00Z", Some("2024-01-01T09:00:00Z"));
+        let mut d = cj(
+            "0 * * * *",
+            "2024-01-01T08:00:00Z",
+            Some("2024-01-01T09:00:00Z"),
+        );
         d.spec.as_mut().unwrap().starting_deadline_seconds = Some(60);
         let p = plan(&d, &[], &none, ts("2024-01-01T10:05:00Z"), &utc);
         // (10:00 is outside the 60 s window: not even considered.)
         assert_eq!(p.create, None);
         assert!(p.events.is_empty());
-        assert_eq!(rfc1123z(ts("2024-01-01T10:00:00Z")), "Mon, 01 Jan 2024 10:00:00 +0000");
+        assert_eq!(
+            rfc1123z(ts("2024-01-01T10:00:00Z")),
+            "Mon, 01 Jan 2024 10:00:00 +0000"
+        );
         // An old lastScheduleTime: catch up with the most recent time only, warning past 100.
-        let old = cj("*/1 * * * *", "2023-01-01T00:00:00Z", Some("2023-12-31T00:00:00Z"));
+        let old = cj(
+            "*/1 * * * *",
+            "2023-01-01T00:00:00Z",
+            Some("2023-12-31T00:00:00Z"),
+        );
         let p = plan(&old, &[], &none, now, &utc);
         assert_eq!(p.create, Some(ts("2024-01-01T10:05:00Z")));
         assert_eq!(p.events[0].1, "TooManyMissedTimes");
         // Bad schedules and zones.
-        let p = plan(&cj("61 * * * *", "2024-01-01T00:00:00Z", None), &[], &none, now, &utc);
+        let p = plan(
+            &cj("61 * * * *", "2024-01-01T00:00:00Z", None),
+            &[],
+            &none,
+            now,
+            &utc,
+        );
         assert_eq!(p.events[0].1, "UnparseableSchedule");
         let mut z = c.clone();
         z.spec.as_mut().unwrap().time_zone = Some("Mars/Base".into());
-        assert_eq!(plan(&z, &[], &none, now, &utc).events[0].1, "UnknownTimeZone");
-        let p = plan(&cj("CRON_TZ=UTC */1 * * * *", "2024-01-01T10:00:00Z", Some("2024-01-01T10:04:00Z")), &[], &none, now, &utc);
+        assert_eq!(
+            plan(&z, &[], &none, now, &utc).events[0].1,
+            "UnknownTimeZone"
+        );
+        let p = plan(
+            &cj(
+                "CRON_TZ=UTC */1 * * * *",
+                "2024-01-01T10:00:00Z",
+                Some("2024-01-01T10:04:00Z"),
+            ),
+            &[],
+            &none,
+            now,
+            &utc,
+        );
         assert_eq!(p.events[0].1, "UnsupportedSchedule");
         assert!(p.create.is_some());
         // timeZone: 9:00 Tokyo is 00:00 UTC.
@@ -1109,7 +1433,10 @@ mod tests {
             "2024-01-02T09:00:00+09:00"
         );
         let j = job_for(&c, ts("2024-01-01T10:05:00Z"));
-        assert_eq!(j.metadata.annotations.unwrap()[SCHEDULED_TIMESTAMP_ANNOTATION], "2024-01-01T10:05:00Z");
+        assert_eq!(
+            j.metadata.annotations.unwrap()[SCHEDULED_TIMESTAMP_ANNOTATION],
+            "2024-01-01T10:05:00Z"
+        );
         assert_eq!(j.metadata.owner_references.unwrap()[0].kind, "CronJob");
     }
 

@@ -19,11 +19,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, PodFailurePolicy, UncountedTerminatedPods};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobSpec, JobStatus, PodFailurePolicy, UncountedTerminatedPods,
+};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use runtime::workqueue::{run_workers, Next};
@@ -66,7 +70,10 @@ fn uid(pod: &Pod) -> String {
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 pub fn has_finalizer(pod: &Pod) -> bool {
@@ -145,9 +152,16 @@ pub fn ensure_condition(
     now: Timestamp,
 ) -> bool {
     if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
-        if c.status != status || c.reason.as_deref() != Some(reason) || c.message.as_deref() != Some(message) {
+        if c.status != status
+            || c.reason.as_deref() != Some(reason)
+            || c.message.as_deref() != Some(message)
+        {
             *c = JobCondition {
-                last_transition_time: if c.status != status { Some(Time(now)) } else { c.last_transition_time.clone() },
+                last_transition_time: if c.status != status {
+                    Some(Time(now))
+                } else {
+                    c.last_transition_time.clone()
+                },
                 ..new_condition(type_, reason, message, now)
             };
             c.status = status.into();
@@ -167,7 +181,10 @@ pub fn ensure_condition(
 
 /// (FailJob message, whether the failure counts against backoffLimit, the
 /// matching rule's action).
-pub fn match_pod_failure_policy(policy: &PodFailurePolicy, pod: &Pod) -> (Option<String>, bool, Option<String>) {
+pub fn match_pod_failure_policy(
+    policy: &PodFailurePolicy,
+    pod: &Pod,
+) -> (Option<String>, bool, Option<String>) {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
@@ -198,7 +215,10 @@ pub fn match_pod_failure_policy(policy: &PodFailurePolicy, pod: &Pod) -> (Option
             patterns.iter().find_map(|p| {
                 status.conditions.iter().flatten().find_map(|c| {
                     (c.type_ == p.type_ && c.status == p.status).then(|| {
-                        format!("Pod {ns}/{name} has condition {} matching {} rule at index {i}", c.type_, rule.action)
+                        format!(
+                            "Pod {ns}/{name} has condition {} matching {} rule at index {i}",
+                            c.type_, rule.action
+                        )
                     })
                 })
             })
@@ -240,13 +260,26 @@ fn finished_time(pod: &Pod) -> Option<Timestamp> {
         .iter()
         .flatten()
         .chain(st.init_container_statuses.iter().flatten())
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0))
+        .filter_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        })
         .max()
         .or_else(|| pod.metadata.deletion_timestamp.as_ref().map(|t| t.0))
 }
 
 /// The back-off after newly finished pods (Kubernetes' newBackoffRecord).
-pub fn next_backoff(prev: Backoff, succeeded: &[Arc<Pod>], failed: &[Arc<Pod>], now: Timestamp) -> Backoff {
+pub fn next_backoff(
+    prev: Backoff,
+    succeeded: &[Arc<Pod>],
+    failed: &[Arc<Pod>],
+    now: Timestamp,
+) -> Backoff {
     let at = |p: &Arc<Pod>| finished_time(p).unwrap_or(now);
     let mut failed_times: Vec<Timestamp> = failed.iter().map(at).collect();
     failed_times.sort();
@@ -255,7 +288,8 @@ pub fn next_backoff(prev: Backoff, succeeded: &[Arc<Pod>], failed: &[Arc<Pod>], 
             return prev;
         }
         return Backoff {
-            failures_after_last_success: prev.failures_after_last_success + failed_times.len() as i32,
+            failures_after_last_success: prev.failures_after_last_success
+                + failed_times.len() as i32,
             last_failure: failed_times.last().copied(),
         };
     }
@@ -321,7 +355,11 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
         while iter.peek() == Some(&(end + 1)) {
             end = iter.next().unwrap();
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     parts.join(",")
 }
@@ -406,7 +444,11 @@ pub fn manage(
         m.delete = delete;
         return m;
     }
-    let terminating = if only_replace_failed(job) { terminating } else { 0 };
+    let terminating = if only_replace_failed(job) {
+        terminating
+    } else {
+        0
+    };
     let diff = want - terminating - n_active;
     if diff <= 0 {
         return m;
@@ -469,7 +511,11 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
                     ..Default::default()
                 }),
             };
-            for c in ps.containers.iter_mut().chain(ps.init_containers.iter_mut().flatten()) {
+            for c in ps
+                .containers
+                .iter_mut()
+                .chain(ps.init_containers.iter_mut().flatten())
+            {
                 let list = c.env.get_or_insert_with(Default::default);
                 if !list.iter().any(|e| e.name == env.name) {
                     list.push(env.clone());
@@ -486,9 +532,14 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
 
 /// Moves uncounted uids whose pods lost their finalizer into the counters.
 pub fn clean_uncounted(st: &mut JobStatus, with_finalizer: &HashSet<String>) -> bool {
-    let u = st.uncounted_terminated_pods.get_or_insert_with(Default::default);
+    let u = st
+        .uncounted_terminated_pods
+        .get_or_insert_with(Default::default);
     let mut changed = false;
-    for (list, counter) in [(&mut u.succeeded, &mut st.succeeded), (&mut u.failed, &mut st.failed)] {
+    for (list, counter) in [
+        (&mut u.succeeded, &mut st.succeeded),
+        (&mut u.failed, &mut st.failed),
+    ] {
         let Some(l) = list.as_mut() else { continue };
         let before = l.len();
         l.retain(|uid| with_finalizer.contains(uid));
@@ -513,7 +564,12 @@ fn uncounted(st: &JobStatus) -> (HashSet<String>, HashSet<String>) {
 }
 
 /// Sets the final condition once nothing is uncounted or terminating.
-pub fn enact_finished(st: &mut JobStatus, cond: &JobCondition, terminating: i32, now: Timestamp) -> bool {
+pub fn enact_finished(
+    st: &mut JobStatus,
+    cond: &JobCondition,
+    terminating: i32,
+    now: Timestamp,
+) -> bool {
     let u = st.uncounted_terminated_pods.clone().unwrap_or_default();
     if u.succeeded.map_or(0, |l| l.len()) + u.failed.map_or(0, |l| l.len()) > 0 || terminating > 0 {
         return false;
@@ -599,7 +655,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
                 // Its pods lose their tracking finalizer.
                 let juid = job.metadata.uid.clone().unwrap_or_default();
                 for p in c2.pods.state() {
-                    if has_finalizer(&p) && podutil::controller_of(&p.metadata).is_some_and(|r| r.uid == juid) {
+                    if has_finalizer(&p)
+                        && podutil::controller_of(&p.metadata).is_some_and(|r| r.uid == juid)
+                    {
                         q.add(format!("pod:{}", key_of(&p.metadata)));
                     }
                 }
@@ -616,7 +674,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             let job_key = |p: &Pod| {
                 podutil::controller_of(&p.metadata)
                     .filter(|r| r.kind == "Job" && r.api_version == "batch/v1")
-                    .map(|r| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), r.name))
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        )
+                    })
             };
             let Some(key) = job_key(pod) else {
                 if let Some(old) = ch.old().and_then(|o| job_key(o)) {
@@ -628,7 +692,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             match ch {
                 Change::Added(_) => c2.expectations.creation_observed(&key),
                 Change::Updated { old, new } => {
-                    if new.metadata.deletion_timestamp.is_some() && old.metadata.deletion_timestamp.is_none() {
+                    if new.metadata.deletion_timestamp.is_some()
+                        && old.metadata.deletion_timestamp.is_none()
+                    {
                         c2.expectations.deletion_observed(&key);
                     }
                     if !has_finalizer(new) {
@@ -644,11 +710,14 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             }
             if has_finalizer(pod) && !matches!(ch, Change::Deleted(_)) {
                 let (ns, name) = runtime::split_key(&key);
-                let job = c2.jobs.get(&ObjectRef::new(name).within(ns.unwrap_or_default()));
+                let job = c2
+                    .jobs
+                    .get(&ObjectRef::new(name).within(ns.unwrap_or_default()));
                 let orphan = match &job {
                     None => true,
                     Some(j) => {
-                        j.metadata.uid.as_deref() != podutil::controller_of(&pod.metadata).map(|r| r.uid.as_str())
+                        j.metadata.uid.as_deref()
+                            != podutil::controller_of(&pod.metadata).map(|r| r.uid.as_str())
                             || finished(j).is_some()
                     }
                 };
@@ -713,7 +782,11 @@ impl Controller {
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match api
-            .patch(name, &PatchParams::default(), &Patch::Strategic(&remove_finalizer_patch()))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Strategic(&remove_finalizer_patch()),
+            )
             .await
         {
             Ok(_) => Ok(Next::Done),
@@ -723,7 +796,8 @@ impl Controller {
     }
 
     async fn write_status(&self, job: &mut Job, st: &JobStatus) -> Result<(), kube::Error> {
-        let old = serde_json::to_value(job.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
+        let old =
+            serde_json::to_value(job.status.clone().unwrap_or_default()).unwrap_or(Value::Null);
         let new = serde_json::to_value(st).unwrap_or(Value::Null);
         let diff = merge_diff(&old, &new);
         if diff.as_object().is_some_and(|o| o.is_empty()) {
@@ -733,9 +807,16 @@ impl Controller {
             "metadata": {"resourceVersion": job.metadata.resource_version},
             "status": diff,
         });
-        let api: Api<Job> = Api::namespaced(self.client.clone(), job.metadata.namespace.as_deref().unwrap_or_default());
+        let api: Api<Job> = Api::namespaced(
+            self.client.clone(),
+            job.metadata.namespace.as_deref().unwrap_or_default(),
+        );
         let updated = api
-            .patch_status(job.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                job.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         *job = updated;
         Ok(())
@@ -763,7 +844,11 @@ impl Controller {
             self.backoff.lock().unwrap().remove(key);
             for p in pods.iter().filter(|p| has_finalizer(p)) {
                 match pod_api
-                    .patch(p.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(&remove_finalizer_patch()))
+                    .patch(
+                        p.metadata.name.as_deref().unwrap_or_default(),
+                        &PatchParams::default(),
+                        &Patch::Strategic(&remove_finalizer_patch()),
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -775,13 +860,23 @@ impl Controller {
         }
         let s = spec(&job);
         let satisfied = self.expectations.satisfied(key);
-        let expected_rm: HashSet<String> = self.rm_finalizers.lock().unwrap().get(key).cloned().unwrap_or_default();
+        let expected_rm: HashSet<String> = self
+            .rm_finalizers
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
         let mut st = job.status.clone().unwrap_or_default();
         if st.uncounted_terminated_pods.is_none() {
             st.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
         }
         let (unc_succeeded, unc_failed) = uncounted(&st);
-        let active_pods: Vec<Arc<Pod>> = pods.iter().filter(|p| podutil::is_active(p)).cloned().collect();
+        let active_pods: Vec<Arc<Pod>> = pods
+            .iter()
+            .filter(|p| podutil::is_active(p))
+            .cloned()
+            .collect();
         let mut terminating = pods
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_some() && !podutil::is_terminal(p))
@@ -796,19 +891,39 @@ impl Controller {
                 && !expected_rm.contains(&uid(p))
                 && (!indexed || valid_index(&job, p).is_some())
         };
-        let new_succeeded: Vec<Arc<Pod>> = pods.iter().filter(fresh).filter(|p| phase(p) == "Succeeded").cloned().collect();
-        let new_failed: Vec<Arc<Pod>> = pods.iter().filter(fresh).filter(|p| is_pod_failed(p, &job)).cloned().collect();
+        let new_succeeded: Vec<Arc<Pod>> = pods
+            .iter()
+            .filter(fresh)
+            .filter(|p| phase(p) == "Succeeded")
+            .cloned()
+            .collect();
+        let new_failed: Vec<Arc<Pod>> = pods
+            .iter()
+            .filter(fresh)
+            .filter(|p| is_pod_failed(p, &job))
+            .cloned()
+            .collect();
         let counted_failed = match &s.pod_failure_policy {
-            Some(pol) => new_failed.iter().filter(|p| match_pod_failure_policy(pol, p).1).count(),
+            Some(pol) => new_failed
+                .iter()
+                .filter(|p| match_pod_failure_policy(pol, p).1)
+                .count(),
             None => new_failed.len(),
         } as i32;
-        let mut succeeded = st.succeeded.unwrap_or(0) + new_succeeded.len() as i32 + unc_succeeded.len() as i32;
+        let mut succeeded =
+            st.succeeded.unwrap_or(0) + new_succeeded.len() as i32 + unc_succeeded.len() as i32;
         let failed = st.failed.unwrap_or(0) + counted_failed + unc_failed.len() as i32;
         let mut ready = active_pods.iter().filter(|p| podutil::is_ready(p)).count() as i32;
         if st.start_time.is_none() && !suspended(&job) {
             st.start_time = Some(Time(now));
         }
-        let prev_backoff = self.backoff.lock().unwrap().get(key).copied().unwrap_or_default();
+        let prev_backoff = self
+            .backoff
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or_default();
         let new_backoff = next_backoff(prev_backoff, &new_succeeded, &new_failed, now);
         let mut requeue: Option<Duration> = None;
         let mut finished_cond: Option<JobCondition> = condition(&st, "SuccessCriteriaMet").cloned();
@@ -821,35 +936,68 @@ impl Controller {
                     now,
                 ));
             } else if let Some(msg) = fail_job_message(&job, &pods) {
-                finished_cond = Some(new_condition("FailureTarget", "PodFailurePolicy", &msg, now));
+                finished_cond = Some(new_condition(
+                    "FailureTarget",
+                    "PodFailurePolicy",
+                    &msg,
+                    now,
+                ));
             }
         }
         let backoff_limit = s.backoff_limit.unwrap_or(6);
         if finished_cond.is_none() {
-            let restarts_exceeded = s.template.spec.as_ref().and_then(|p| p.restart_policy.as_deref()) == Some("OnFailure") && {
-                let restarts: i32 = pods
-                    .iter()
-                    .filter(|p| matches!(phase(p), "Running" | "Pending"))
-                    .filter_map(|p| p.status.as_ref())
-                    .flat_map(|st| st.container_statuses.iter().flatten().chain(st.init_container_statuses.iter().flatten()))
-                    .map(|c| c.restart_count)
-                    .sum();
-                if backoff_limit == 0 { restarts > 0 } else { restarts >= backoff_limit }
-            };
+            let restarts_exceeded = s
+                .template
+                .spec
+                .as_ref()
+                .and_then(|p| p.restart_policy.as_deref())
+                == Some("OnFailure")
+                && {
+                    let restarts: i32 = pods
+                        .iter()
+                        .filter(|p| matches!(phase(p), "Running" | "Pending"))
+                        .filter_map(|p| p.status.as_ref())
+                        .flat_map(|st| {
+                            st.container_statuses
+                                .iter()
+                                .flatten()
+                                .chain(st.init_container_statuses.iter().flatten())
+                        })
+                        .map(|c| c.restart_count)
+                        .sum();
+                    if backoff_limit == 0 {
+                        restarts > 0
+                    } else {
+                        restarts >= backoff_limit
+                    }
+                };
             let started = st.start_time.as_ref().map(|t| t.0);
             if failed > backoff_limit || restarts_exceeded {
-                finished_cond = Some(new_condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit", now));
-            } else if let (Some(d), Some(start), false) = (s.active_deadline_seconds, started, suspended(&job)) {
+                finished_cond = Some(new_condition(
+                    "FailureTarget",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    now,
+                ));
+            } else if let (Some(d), Some(start), false) =
+                (s.active_deadline_seconds, started, suspended(&job))
+            {
                 let left_ms = d * 1000 - (now.as_millisecond() - start.as_millisecond());
                 if left_ms <= 0 {
-                    finished_cond = Some(new_condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline", now));
+                    finished_cond = Some(new_condition(
+                        "FailureTarget",
+                        "DeadlineExceeded",
+                        "Job was active longer than specified deadline",
+                        now,
+                    ));
                 } else {
                     requeue = Some(Duration::from_millis(left_ms as u64));
                 }
             }
         }
         let completions = s.completions.unwrap_or(0);
-        let prev_indexes = parse_indexes(st.completed_indexes.as_deref().unwrap_or(""), completions);
+        let prev_indexes =
+            parse_indexes(st.completed_indexes.as_deref().unwrap_or(""), completions);
         let mut succeeded_indexes = prev_indexes.clone();
         if indexed {
             for p in &pods {
@@ -864,7 +1012,8 @@ impl Controller {
         let mut suspend_changed = false;
         let mut manage_err: Option<kube::Error> = None;
         if finished_cond.is_some() {
-            let (deleted, deleted_ready, err) = self.delete_pods(&job, key, &active_pods, false).await;
+            let (deleted, deleted_ready, err) =
+                self.delete_pods(&job, key, &active_pods, false).await;
             if deleted != active || !satisfied {
                 finished_cond = None;
             }
@@ -876,14 +1025,22 @@ impl Controller {
             let mut manage_called = false;
             if satisfied && job.metadata.deletion_timestamp.is_none() {
                 manage_called = true;
-                let m = manage(&job, &active_pods, succeeded, &succeeded_indexes, terminating, new_backoff.remaining(now));
+                let m = manage(
+                    &job,
+                    &active_pods,
+                    succeeded,
+                    &succeeded_indexes,
+                    terminating,
+                    new_backoff.remaining(now),
+                );
                 if !m.delete.is_empty() {
                     let victims: Vec<Arc<Pod>> = active_pods
                         .iter()
                         .filter(|p| m.delete.iter().any(|(_, u)| *u == uid(p)))
                         .cloned()
                         .collect();
-                    let (deleted, deleted_ready, err) = self.delete_pods(&job, key, &victims, true).await;
+                    let (deleted, deleted_ready, err) =
+                        self.delete_pods(&job, key, &victims, true).await;
                     active -= deleted;
                     terminating += deleted;
                     ready -= deleted_ready;
@@ -903,15 +1060,35 @@ impl Controller {
                 Some(c) => succeeded >= c && active == 0,
             };
             if complete {
-                finished_cond = Some(new_condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods", now));
+                finished_cond = Some(new_condition(
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                    now,
+                ));
             } else if manage_called {
                 let conds = st.conditions.get_or_insert_with(Default::default);
                 if suspended(&job) {
-                    if ensure_condition(conds, "Suspended", "True", "JobSuspended", "Job suspended", now) {
+                    if ensure_condition(
+                        conds,
+                        "Suspended",
+                        "True",
+                        "JobSuspended",
+                        "Job suspended",
+                        now,
+                    ) {
                         suspend_changed = true;
-                        self.recorder.normal(&job, "Suspended", "Job suspended".into());
+                        self.recorder
+                            .normal(&job, "Suspended", "Job suspended".into());
                     }
-                } else if ensure_condition(conds, "Suspended", "False", "JobResumed", "Job resumed", now) {
+                } else if ensure_condition(
+                    conds,
+                    "Suspended",
+                    "False",
+                    "JobResumed",
+                    "Job resumed",
+                    now,
+                ) {
                     suspend_changed = true;
                     self.recorder.normal(&job, "Resumed", "Job resumed".into());
                     st.start_time = Some(Time(now));
@@ -933,8 +1110,17 @@ impl Controller {
         }
 
         // trackJobStatusAndRemoveFinalizers
-        let mut needs_flush = needs_update || job.status.as_ref().and_then(|s| s.uncounted_terminated_pods.as_ref()).is_none();
-        let mut with_finalizer: HashSet<String> = pods.iter().filter(|p| has_finalizer(p)).map(|p| uid(p)).collect();
+        let mut needs_flush = needs_update
+            || job
+                .status
+                .as_ref()
+                .and_then(|s| s.uncounted_terminated_pods.as_ref())
+                .is_none();
+        let mut with_finalizer: HashSet<String> = pods
+            .iter()
+            .filter(|p| has_finalizer(p))
+            .map(|p| uid(p))
+            .collect();
         if clean_uncounted(&mut st, &with_finalizer) {
             needs_flush = true;
         }
@@ -974,13 +1160,22 @@ impl Controller {
                     new_succ_list.push(pu.clone());
                     needs_flush = true;
                 }
-            } else if failed_pod || finished_cond.as_ref().is_some_and(|c| c.type_ != "SuccessCriteriaMet") {
-                if !unc_failed.contains(&pu) && (!indexed || valid_index(&job, p).is_some()) {
-                    let counts = s.pod_failure_policy.as_ref().is_none_or(|pol| match_pod_failure_policy(pol, p).1);
-                    if counts {
-                        new_fail_list.push(pu.clone());
-                        needs_flush = true;
-                    }
+            } else if (failed_pod
+                || finished_cond
+                    .as_ref()
+                    .is_some_and(|c| c.type_ != "SuccessCriteriaMet"))
+                && !unc_failed.contains(&pu)
+                && (!indexed || valid_index(&job, p).is_some())
+            {
+                // When the job is finishing every unfinished pod counts as
+                // failed (unless the failure policy ignores it).
+                let counts = s
+                    .pod_failure_policy
+                    .as_ref()
+                    .is_none_or(|pol| match_pod_failure_policy(pol, p).1);
+                if counts {
+                    new_fail_list.push(pu.clone());
+                    needs_flush = true;
                 }
             }
             if new_indexes.len() + new_succ_list.len() + new_fail_list.len() >= MAX_UNCOUNTED {
@@ -989,7 +1184,9 @@ impl Controller {
             }
         }
         {
-            let u = st.uncounted_terminated_pods.get_or_insert_with(Default::default);
+            let u = st
+                .uncounted_terminated_pods
+                .get_or_insert_with(Default::default);
             u.succeeded = (!new_succ_list.is_empty()).then_some(new_succ_list);
             u.failed = (!new_fail_list.is_empty()).then_some(new_fail_list);
         }
@@ -998,21 +1195,40 @@ impl Controller {
             all.extend(new_indexes);
             st.succeeded = Some(all.len() as i32).filter(|n| *n > 0);
             st.completed_indexes = Some(format_indexes(&all)).filter(|s| !s.is_empty());
-            if st.completed_indexes != job.status.as_ref().and_then(|s| s.completed_indexes.clone()) {
+            if st.completed_indexes
+                != job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completed_indexes.clone())
+            {
                 needs_flush = true;
             }
         }
         if let Some(c) = finished_cond.clone() {
             if c.type_ == "FailureTarget" {
-                st.conditions.get_or_insert_with(Default::default).push(c.clone());
+                st.conditions
+                    .get_or_insert_with(Default::default)
+                    .push(c.clone());
                 needs_flush = true;
-                finished_cond = Some(new_condition("Failed", c.reason.as_deref().unwrap_or_default(), c.message.as_deref().unwrap_or_default(), now));
+                finished_cond = Some(new_condition(
+                    "Failed",
+                    c.reason.as_deref().unwrap_or_default(),
+                    c.message.as_deref().unwrap_or_default(),
+                    now,
+                ));
             } else if c.type_ == "SuccessCriteriaMet" {
                 if condition(&st, "SuccessCriteriaMet").is_none() {
-                    st.conditions.get_or_insert_with(Default::default).push(c.clone());
+                    st.conditions
+                        .get_or_insert_with(Default::default)
+                        .push(c.clone());
                     needs_flush = true;
                 }
-                finished_cond = Some(new_condition("Complete", c.reason.as_deref().unwrap_or_default(), c.message.as_deref().unwrap_or_default(), now));
+                finished_cond = Some(new_condition(
+                    "Complete",
+                    c.reason.as_deref().unwrap_or_default(),
+                    c.message.as_deref().unwrap_or_default(),
+                    now,
+                ));
             }
         }
         if needs_flush {
@@ -1030,7 +1246,14 @@ impl Controller {
             let results = futures::future::join_all(to_rm.iter().map(|p| {
                 let api = pod_api.clone();
                 let name = p.metadata.name.clone().unwrap_or_default();
-                async move { api.patch(&name, &PatchParams::default(), &Patch::Strategic(&remove_finalizer_patch())).await }
+                async move {
+                    api.patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Strategic(&remove_finalizer_patch()),
+                    )
+                    .await
+                }
             }))
             .await;
             for (p, r) in to_rm.iter().zip(results) {
@@ -1054,7 +1277,10 @@ impl Controller {
             needs_flush = true;
         }
         if rm_ok {
-            self.backoff.lock().unwrap().insert(key.to_owned(), new_backoff);
+            self.backoff
+                .lock()
+                .unwrap()
+                .insert(key.to_owned(), new_backoff);
         }
         let mut job_finished = false;
         if let Some(c) = &finished_cond {
@@ -1068,9 +1294,14 @@ impl Controller {
             if job_finished {
                 let c = finished_cond.as_ref().unwrap();
                 if c.type_ == "Complete" {
-                    self.recorder.normal(&job, "Completed", "Job completed".into());
+                    self.recorder
+                        .normal(&job, "Completed", "Job completed".into());
                 } else {
-                    self.recorder.warning(&job, c.reason.as_deref().unwrap_or("Failed"), c.message.clone().unwrap_or_default());
+                    self.recorder.warning(
+                        &job,
+                        c.reason.as_deref().unwrap_or("Failed"),
+                        c.message.clone().unwrap_or_default(),
+                    );
                 }
             }
         }
@@ -1090,7 +1321,13 @@ impl Controller {
 
     /// Deletes pods (first removing their finalizer when `uncount`, so they
     /// are not counted as failed): (deleted, of which ready, first error).
-    async fn delete_pods(&self, job: &Job, key: &str, pods: &[Arc<Pod>], uncount: bool) -> (i32, i32, Option<kube::Error>) {
+    async fn delete_pods(
+        &self,
+        job: &Job,
+        key: &str,
+        pods: &[Arc<Pod>],
+        uncount: bool,
+    ) -> (i32, i32, Option<kube::Error>) {
         if pods.is_empty() {
             return (0, 0, None);
         }
@@ -1108,7 +1345,12 @@ impl Controller {
             async move {
                 let name = p.metadata.name.clone().unwrap_or_default();
                 if uncount && has_finalizer(p) {
-                    api.patch(&name, &PatchParams::default(), &Patch::Strategic(&remove_finalizer_patch())).await?;
+                    api.patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Strategic(&remove_finalizer_patch()),
+                    )
+                    .await?;
                 }
                 let dp = DeleteParams {
                     preconditions: Some(Preconditions {
@@ -1129,7 +1371,14 @@ impl Controller {
                     if podutil::is_ready(p) {
                         ready += 1;
                     }
-                    self.recorder.normal(job, "SuccessfulDelete", format!("Deleted pod: {}", p.metadata.name.as_deref().unwrap_or_default()));
+                    self.recorder.normal(
+                        job,
+                        "SuccessfulDelete",
+                        format!(
+                            "Deleted pod: {}",
+                            p.metadata.name.as_deref().unwrap_or_default()
+                        ),
+                    );
                 }
                 Err(e) => {
                     self.expectations.deletion_observed(key);
@@ -1137,7 +1386,11 @@ impl Controller {
                         self.finalizer_observed(key, &uid(p));
                     }
                     if !error_is_gone(&e) {
-                        self.recorder.warning(job, "FailedDelete", format!("Error deleting: {}", error_text(&e)));
+                        self.recorder.warning(
+                            job,
+                            "FailedDelete",
+                            format!("Error deleting: {}", error_text(&e)),
+                        );
                         err.get_or_insert(e);
                     }
                 }
@@ -1147,7 +1400,12 @@ impl Controller {
     }
 
     /// Creates pods in slow-start batches: (created, first error).
-    async fn create_pods(&self, job: &Job, key: &str, indexes: &[Option<i32>]) -> (i32, Option<kube::Error>) {
+    async fn create_pods(
+        &self,
+        job: &Job,
+        key: &str,
+        indexes: &[Option<i32>],
+    ) -> (i32, Option<kube::Error>) {
         let ns = job.metadata.namespace.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         self.expectations.expect(key, indexes.len() as i64, 0);
@@ -1168,11 +1426,19 @@ impl Controller {
                 match r {
                     Ok(p) => {
                         created += 1;
-                        self.recorder.normal(job, "SuccessfulCreate", format!("Created pod: {}", p.metadata.name.unwrap_or_default()));
+                        self.recorder.normal(
+                            job,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+                        );
                     }
                     Err(e) => {
                         self.expectations.creation_observed(key);
-                        self.recorder.warning(job, "FailedCreate", format!("Error creating: {}", error_text(&e)));
+                        self.recorder.warning(
+                            job,
+                            "FailedCreate",
+                            format!("Error creating: {}", error_text(&e)),
+                        );
                         err.get_or_insert(e);
                     }
                 }
@@ -1190,14 +1456,23 @@ impl Controller {
 
     /// ttlSecondsAfterFinished: delete the finished Job (in the background)
     /// once the TTL has passed since it finished.
-    async fn ttl_after_finished(&self, job: &Job, done: &JobCondition, now: Timestamp) -> Result<Next, kube::Error> {
+    async fn ttl_after_finished(
+        &self,
+        job: &Job,
+        done: &JobCondition,
+        now: Timestamp,
+    ) -> Result<Next, kube::Error> {
         let Some(ttl) = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
             return Ok(Next::Done);
         };
         if job.metadata.deletion_timestamp.is_some() {
             return Ok(Next::Done);
         }
-        let at = done.last_transition_time.as_ref().map(|t| t.0).unwrap_or(now);
+        let at = done
+            .last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(now);
         let left_ms = i64::from(ttl) * 1000 - (now.as_millisecond() - at.as_millisecond());
         if left_ms > 0 {
             return Ok(Next::After(Duration::from_millis(left_ms as u64)));
@@ -1206,8 +1481,16 @@ impl Controller {
         let name = job.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         // Check the TTL on a fresh copy, then delete that version only.
-        let Some(fresh) = api.get_opt(name).await? else { return Ok(Next::Done) };
-        if fresh.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) != Some(ttl) || fresh.metadata.deletion_timestamp.is_some() {
+        let Some(fresh) = api.get_opt(name).await? else {
+            return Ok(Next::Done);
+        };
+        if fresh
+            .spec
+            .as_ref()
+            .and_then(|s| s.ttl_seconds_after_finished)
+            != Some(ttl)
+            || fresh.metadata.deletion_timestamp.is_some()
+        {
             return Ok(Next::Done);
         }
         let dp = DeleteParams {
@@ -1234,9 +1517,13 @@ fn unc_succeeded_ordered(st: &JobStatus, succeeded: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::batch::v1::{PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule};
+    use k8s_openapi::api::batch::v1::{
+        PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
+        PodFailurePolicyRule,
+    };
     use k8s_openapi::api::core::v1::{
-        Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+        Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition,
+        PodSpec, PodStatus, PodTemplateSpec,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -1355,7 +1642,10 @@ mod tests {
             Case {
                 name: "surplus deleted",
                 job: job(Some(3), 1, false),
-                active: vec![pod("a", "Running", None, None), pod("b", "Pending", None, None)],
+                active: vec![
+                    pod("a", "Running", None, None),
+                    pod("b", "Pending", None, None),
+                ],
                 succeeded: 0,
                 done: none.clone(),
                 backoff: 0,
@@ -1414,7 +1704,10 @@ mod tests {
             Case {
                 name: "suspended: all active pods go",
                 job: suspended_job,
-                active: vec![pod("a", "Running", None, None), pod("b", "Running", None, None)],
+                active: vec![
+                    pod("a", "Running", None, None),
+                    pod("b", "Running", None, None),
+                ],
                 succeeded: 0,
                 done: none.clone(),
                 backoff: 0,
@@ -1424,7 +1717,14 @@ mod tests {
             },
         ];
         for c in cases {
-            let m = manage(&c.job, &c.active, c.succeeded, &c.done, 0, Duration::from_secs(c.backoff));
+            let m = manage(
+                &c.job,
+                &c.active,
+                c.succeeded,
+                &c.done,
+                0,
+                Duration::from_secs(c.backoff),
+            );
             assert_eq!(m.create, c.create, "{}", c.name);
             let mut del: Vec<_> = m.delete.iter().map(|(n, _)| n.as_str()).collect();
             let mut want = c.delete.clone();
@@ -1444,17 +1744,40 @@ mod tests {
             failures_after_last_success: n,
             last_failure: Some(Timestamp::from_second(1000 - secs_ago).unwrap()),
         };
-        let cases = [(0, 0, 0), (1, 0, 10), (1, 4, 6), (2, 0, 20), (3, 0, 40), (6, 0, 320), (7, 0, 360), (20, 0, 360), (2, 30, 0)];
+        let cases = [
+            (0, 0, 0),
+            (1, 0, 10),
+            (1, 4, 6),
+            (2, 0, 20),
+            (3, 0, 40),
+            (6, 0, 320),
+            (7, 0, 360),
+            (20, 0, 360),
+            (2, 30, 0),
+        ];
         for (n, ago, want) in cases {
-            assert_eq!(b(n, ago).remaining(t0), Duration::from_secs(want), "{n} failures {ago}s ago");
+            assert_eq!(
+                b(n, ago).remaining(t0),
+                Duration::from_secs(want),
+                "{n} failures {ago}s ago"
+            );
         }
         // New failures add up; a success after them resets.
-        let failed = [pod("f1", "Failed", None, Some(1)), pod("f2", "Failed", None, Some(1))];
+        let failed = [
+            pod("f1", "Failed", None, Some(1)),
+            pod("f2", "Failed", None, Some(1)),
+        ];
         let r = next_backoff(Backoff::default(), &[], &failed, t0);
         assert_eq!(r.failures_after_last_success, 2);
         let ok = [pod("s", "Succeeded", None, Some(0))];
         let mut later_ok = (*ok[0]).clone();
-        later_ok.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0]
+        later_ok
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
             .state
             .as_mut()
             .unwrap()
@@ -1507,16 +1830,25 @@ mod tests {
                 Some("FailJob".into())
             )
         );
-        assert_eq!(match_pod_failure_policy(&policy, &pod("p", "Failed", None, Some(3))), (None, true, Some("Count".into())));
+        assert_eq!(
+            match_pod_failure_policy(&policy, &pod("p", "Failed", None, Some(3))),
+            (None, true, Some("Count".into()))
+        );
         // No rule matches exit code 1: counted, no action.
-        assert_eq!(match_pod_failure_policy(&policy, &pod("p", "Failed", None, Some(1))), (None, true, None));
+        assert_eq!(
+            match_pod_failure_policy(&policy, &pod("p", "Failed", None, Some(1))),
+            (None, true, None)
+        );
         let mut disrupted = (*pod("p", "Failed", None, Some(42))).clone();
         disrupted.status.as_mut().unwrap().conditions = Some(vec![PodCondition {
             type_: "DisruptionTarget".into(),
             status: "True".into(),
             ..Default::default()
         }]);
-        assert_eq!(match_pod_failure_policy(&policy, &disrupted), (None, false, Some("Ignore".into())));
+        assert_eq!(
+            match_pod_failure_policy(&policy, &disrupted),
+            (None, false, Some("Ignore".into()))
+        );
     }
 
     #[test]
@@ -1535,10 +1867,18 @@ mod tests {
         };
         assert!(clean_uncounted(&mut st, &["b".to_string()].into()));
         assert_eq!((st.succeeded, st.failed), (Some(2), Some(1)));
-        assert_eq!(st.uncounted_terminated_pods.as_ref().unwrap().succeeded, Some(vec!["b".to_string()]));
+        assert_eq!(
+            st.uncounted_terminated_pods.as_ref().unwrap().succeeded,
+            Some(vec!["b".to_string()])
+        );
         assert_eq!(st.uncounted_terminated_pods.as_ref().unwrap().failed, None);
         let now = Timestamp::from_second(5).unwrap();
-        let complete = new_condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods", now);
+        let complete = new_condition(
+            "Complete",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+            now,
+        );
         // Still uncounted: not yet.
         assert!(!enact_finished(&mut st, &complete, 0, now));
         assert!(clean_uncounted(&mut st, &HashSet::new()));
@@ -1546,9 +1886,20 @@ mod tests {
         assert!(!enact_finished(&mut st, &complete, 1, now));
         assert!(enact_finished(&mut st, &complete, 0, now));
         assert_eq!(st.completion_time, Some(Time(now)));
-        assert_eq!(finished(&Job { status: Some(st), ..Default::default() }).unwrap().type_, "Complete");
+        assert_eq!(
+            finished(&Job {
+                status: Some(st),
+                ..Default::default()
+            })
+            .unwrap()
+            .type_,
+            "Complete"
+        );
         // Merge diff removes keys with null.
-        let d = merge_diff(&json!({"a": 1, "u": {"succeeded": ["x"]}}), &json!({"a": 2, "u": {}}));
+        let d = merge_diff(
+            &json!({"a": 1, "u": {"succeeded": ["x"]}}),
+            &json!({"a": 2, "u": {}}),
+        );
         assert_eq!(d, json!({"a": 2, "u": {"succeeded": null}}));
     }
 
@@ -1564,10 +1915,16 @@ mod tests {
         assert_eq!(labels["app"], "pi");
         assert_eq!(p.metadata.annotations.unwrap()[COMPLETION_INDEX], "2");
         assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-2-"));
-        assert_eq!(p.metadata.finalizers, Some(vec![TRACKING_FINALIZER.to_string()]));
+        assert_eq!(
+            p.metadata.finalizers,
+            Some(vec![TRACKING_FINALIZER.to_string()])
+        );
         let spec = p.spec.unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
-        assert_eq!(spec.containers[0].env.as_ref().unwrap()[0].name, "JOB_COMPLETION_INDEX");
+        assert_eq!(
+            spec.containers[0].env.as_ref().unwrap()[0].name,
+            "JOB_COMPLETION_INDEX"
+        );
         let p = pod_for(&job(Some(1), 1, false), None);
         assert_eq!(p.metadata.generate_name.as_deref(), Some("pi-"));
         assert!(p.spec.unwrap().hostname.is_none());
