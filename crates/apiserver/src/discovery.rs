@@ -261,7 +261,21 @@ fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Option<Value> {
             schema: c.and_then(|c| c.schema).filter(|s| !s.is_null()),
         })
         .collect();
-    Some(api::openapi::v3_group_version(group, version, &specs))
+    // Building a document walks every schema it uses (tens of ms for
+    // core/v1); the same resources give the same document, so it is kept
+    // until they change (a CRD added, changed or removed).
+    type Cache = std::collections::HashMap<(String, String), (Vec<api::openapi::ResourceSpec>, std::sync::Arc<Value>)>;
+    static DOCS: std::sync::OnceLock<std::sync::Mutex<Cache>> = std::sync::OnceLock::new();
+    let cache = DOCS.get_or_init(Default::default);
+    let key = (group.to_owned(), version.to_owned());
+    if let Some((cached_specs, doc)) = cache.lock().unwrap().get(&key) {
+        if *cached_specs == specs {
+            return Some(Value::clone(doc));
+        }
+    }
+    let doc = std::sync::Arc::new(api::openapi::v3_group_version(group, version, &specs));
+    cache.lock().unwrap().insert(key, (specs, doc.clone()));
+    Some(Value::clone(&doc))
 }
 
 /// `/openapi/v3` and `/openapi/v3/{api/v1|apis/G/V}`.

@@ -300,6 +300,10 @@ pub async fn create(
             object::set_meta(&mut obj, "name", name);
         }
     }
+    // The uid exists before the strategy runs: a Job's generated selector
+    // is made of it.
+    let uid = uuid::Uuid::new_v4().to_string();
+    object::set_meta(&mut obj, "uid", uid.clone());
     strategy::prepare_for_create(res, &mut obj);
     if object::meta(&obj).get("managedFields").is_none() {
         let manager = params.get("fieldManager").unwrap_or("unknown").to_owned();
@@ -321,7 +325,7 @@ pub async fn create(
     let name = object::name(&obj).to_owned();
     drop_empty_metadata(&mut obj);
     let m = object::meta_mut(&mut obj);
-    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("uid".into(), json!(uid));
     m.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
     m.remove("resourceVersion");
     m.remove("deletionTimestamp");

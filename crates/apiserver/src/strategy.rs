@@ -142,6 +142,51 @@ fn default_toleration_seconds(pod: &mut Value) {
     }
 }
 
+/// A Job without `manualSelector: true` selects its pods by its own uid,
+/// and its template carries the labels that selector needs (Kubernetes'
+/// generated selector).
+fn generate_job_selector(job: &mut Value) {
+    let uid = object::meta_str(job, "uid").unwrap_or_default().to_owned();
+    let name = object::name(job).to_owned();
+    if job.pointer("/spec/manualSelector") == Some(&json!(true)) || uid.is_empty() {
+        return;
+    }
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if !template.is_object() {
+        return;
+    }
+    let meta = template
+        .as_object_mut()
+        .unwrap()
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        return;
+    }
+    let labels = meta
+        .as_object_mut()
+        .unwrap()
+        .entry("labels")
+        .or_insert_with(|| json!({}));
+    if let Some(l) = labels.as_object_mut() {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            l.insert(k.into(), json!(v));
+        }
+    }
+}
+
 /// Resets what a client may not set on create.
 pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
@@ -161,6 +206,12 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
         ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
         ("", "Service") => obj["status"] = json!({"loadBalancer": {}}),
         ("", "Node") => {}
+        ("batch", "Job") => {
+            generate_job_selector(obj);
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj),
         _ if has_status_subresource(res) => {
             if let Some(m) = obj.as_object_mut() {
