@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec,
-    PodTemplateSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    PodSpec, PodTemplateSpec, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -74,7 +74,8 @@ pub fn add_default_tolerations(spec: &mut PodSpec) {
     for t in default_tolerations(host_network) {
         let same = |o: &Toleration| {
             o.key == t.key
-                && o.operator.as_deref().unwrap_or("Equal") == t.operator.as_deref().unwrap_or("Equal")
+                && o.operator.as_deref().unwrap_or("Equal")
+                    == t.operator.as_deref().unwrap_or("Equal")
                 && o.value.as_deref().unwrap_or("") == t.value.as_deref().unwrap_or("")
                 && o.effect.as_deref().unwrap_or("") == t.effect.as_deref().unwrap_or("")
         };
@@ -105,7 +106,11 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 }
 
 /// Whether some taint passing `filter` is tolerated by none of `tolerations`.
-fn untolerated(taints: &[Taint], tolerations: &[Toleration], filter: impl Fn(&Taint) -> bool) -> bool {
+fn untolerated(
+    taints: &[Taint],
+    tolerations: &[Toleration],
+    filter: impl Fn(&Taint) -> bool,
+) -> bool {
     taints
         .iter()
         .filter(|t| filter(t))
@@ -126,7 +131,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
             ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -139,7 +148,9 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         return false;
     }
     let labels = podutil::labels(&node.metadata);
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
             r.key == "metadata.name"
                 && matches!(r.operator.as_str(), "In" | "NotIn")
@@ -149,7 +160,9 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
 
 /// A required node selector: any term matches.
 pub fn node_selector_matches(sel: &NodeSelector, node: &Node) -> bool {
-    sel.node_selector_terms.iter().any(|t| term_matches(t, node))
+    sel.node_selector_terms
+        .iter()
+        .any(|t| term_matches(t, node))
 }
 
 /// nodeSelector and required node affinity (GetRequiredNodeAffinity).
@@ -163,7 +176,10 @@ pub fn fits_node_affinity(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .is_none_or(|sel| node_selector_matches(sel, node));
     selector_ok && affinity_ok
 }
@@ -184,10 +200,19 @@ pub fn should_run(ds: &DaemonSet, node: &Node) -> (bool, bool) {
     if !fits_node_affinity(&spec, node) {
         return (false, false);
     }
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let tolerations = spec.tolerations.clone().unwrap_or_default();
-    if untolerated(&taints, &tolerations, |t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
-        return (false, !untolerated(&taints, &tolerations, |t| t.effect == "NoExecute"));
+    if untolerated(&taints, &tolerations, |t| {
+        t.effect == "NoSchedule" || t.effect == "NoExecute"
+    }) {
+        return (
+            false,
+            !untolerated(&taints, &tolerations, |t| t.effect == "NoExecute"),
+        );
     }
     (true, true)
 }
@@ -228,7 +253,10 @@ pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
     };
     let mut a = affinity.unwrap_or_default();
     let na = a.node_affinity.get_or_insert_with(NodeAffinity::default);
-    match na.required_during_scheduling_ignored_during_execution.as_mut() {
+    match na
+        .required_during_scheduling_ignored_during_execution
+        .as_mut()
+    {
         Some(sel) => sel.node_selector_terms = vec![term],
         None => {
             na.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
@@ -255,9 +283,14 @@ fn template_generation(ds: &DaemonSet) -> Option<i64> {
 /// A pod for `node` (CreatePodTemplate + the node affinity).
 pub fn new_pod(ds: &DaemonSet, node: &str, hash: &str) -> Pod {
     let ns = ds.metadata.namespace.clone().unwrap_or_default();
-    let template: PodTemplateSpec = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template: PodTemplateSpec = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let owner = podutil::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
-    let mut pod = podutil::pod_from_template(&template, &ns, &format!("{}-", name(&ds.metadata)), owner);
+    let mut pod =
+        podutil::pod_from_template(&template, &ns, &format!("{}-", name(&ds.metadata)), owner);
     let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
     let generation = template_generation(ds).or(ds.metadata.generation);
     if let Some(g) = generation {
@@ -278,7 +311,10 @@ fn is_updated(pod: &Pod, hash: &str, generation: Option<i64>) -> bool {
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 /// Oldest first; with equal times, running before pending (as
@@ -286,7 +322,11 @@ fn phase(pod: &Pod) -> &str {
 fn by_age(pods: &mut [Arc<Pod>]) {
     pods.sort_by_key(|p| {
         (
-            p.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0),
             phase(p) != "Running",
             p.metadata.name.clone(),
         )
@@ -319,7 +359,10 @@ pub struct Plan {
 }
 
 fn id(p: &Pod) -> (String, String) {
-    (name(&p.metadata).to_owned(), p.metadata.uid.clone().unwrap_or_default())
+    (
+        name(&p.metadata).to_owned(),
+        p.metadata.uid.clone().unwrap_or_default(),
+    )
 }
 
 fn max_surge_unavailable(ds: &DaemonSet, desired: i32) -> (i32, i32) {
@@ -328,7 +371,10 @@ fn max_surge_unavailable(ds: &DaemonSet, desired: i32) -> (i32, i32) {
         .as_ref()
         .and_then(|s| s.update_strategy.as_ref())
         .and_then(|u| u.rolling_update.as_ref());
-    let surge = ru.and_then(|r| r.max_surge.as_ref()).map(|v| scaled(v, desired, true)).unwrap_or(0);
+    let surge = ru
+        .and_then(|r| r.max_surge.as_ref())
+        .map(|v| scaled(v, desired, true))
+        .unwrap_or(0);
     let unavailable = ru
         .and_then(|r| r.max_unavailable.as_ref())
         .map(|v| scaled(v, desired, true))
@@ -341,9 +387,20 @@ fn max_surge_unavailable(ds: &DaemonSet, desired: i32) -> (i32, i32) {
 
 /// Decides a pass: `pods` are the set's own pods (claimed), `nodes` all
 /// nodes, `hash` the current revision's hash. `acting` false: status only.
-pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, now: Timestamp, acting: bool) -> Plan {
+pub fn plan(
+    ds: &DaemonSet,
+    nodes: &[Arc<Node>],
+    pods: &[Arc<Pod>],
+    hash: &str,
+    now: Timestamp,
+    acting: bool,
+) -> Plan {
     let mut plan = Plan::default();
-    let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let min_ready = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
     let generation = template_generation(ds);
     let surge_allowed = {
         let desired = nodes.iter().filter(|n| should_run(ds, n).0).count() as i32;
@@ -434,7 +491,8 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
                     continue;
                 }
                 // Surging: keep the oldest new and the oldest old pod.
-                let (mut oldest_new, mut oldest_old): (Option<&Arc<Pod>>, Option<&Arc<Pod>>) = (None, None);
+                let (mut oldest_new, mut oldest_old): (Option<&Arc<Pod>>, Option<&Arc<Pod>>) =
+                    (None, None);
                 for p in &running {
                     if is_updated(p, hash, generation) {
                         if oldest_new.is_none() {
@@ -454,7 +512,11 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
                 }
             }
             Some(v) if !cont => {
-                plan.delete.extend(v.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| id(p)));
+                plan.delete.extend(
+                    v.iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .map(|p| id(p)),
+                );
             }
             _ => {}
         }
@@ -464,7 +526,12 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
         if !node_names.contains(node.as_str()) {
             plan.delete.extend(
                 v.iter()
-                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty))
+                    .filter(|p| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_deref())
+                            .is_none_or(str::is_empty)
+                    })
                     .filter(|p| p.metadata.deletion_timestamp.is_none())
                     .map(|p| id(p)),
             );
@@ -482,10 +549,15 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
                 nodes_with.entry(n.clone()).or_default();
             }
         }
-        let find = |v: &[Arc<Pod>]| -> Option<(Option<Arc<Pod>>, Option<Arc<Pod>>)> {
+        type NewOld = (Option<Arc<Pod>>, Option<Arc<Pod>>);
+        let find = |v: &[Arc<Pod>]| -> Option<NewOld> {
             let (mut new, mut old) = (None, None);
             for p in v.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-                let slot = if is_updated(p, hash, generation) { &mut new } else { &mut old };
+                let slot = if is_updated(p, hash, generation) {
+                    &mut new
+                } else {
+                    &mut old
+                };
                 if slot.is_some() {
                     return None;
                 }
@@ -520,7 +592,8 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
                     }
                 }
             }
-            let remaining = (max_unavailable - unavailable).clamp(0, candidates.len() as i32) as usize;
+            let remaining =
+                (max_unavailable - unavailable).clamp(0, candidates.len() as i32) as usize;
             allowed.extend(candidates.into_iter().take(remaining));
             for a in allowed {
                 if !plan.delete.contains(&a) {
@@ -573,8 +646,10 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
                     }
                 }
             }
-            let deletable = (available_count - desired).clamp(0, should_not_run.len() as i32) as usize;
-            plan.delete.extend(should_not_run.into_iter().take(deletable));
+            let deletable =
+                (available_count - desired).clamp(0, should_not_run.len() as i32) as usize;
+            plan.delete
+                .extend(should_not_run.into_iter().take(deletable));
             let remaining = (max_surge - surge).clamp(0, candidate_new.len() as i32) as usize;
             allowed_new.extend(candidate_new.into_iter().take(remaining));
             for n in allowed_new {
@@ -591,11 +666,19 @@ pub fn plan(ds: &DaemonSet, nodes: &[Arc<Node>], pods: &[Arc<Pod>], hash: &str, 
     plan
 }
 
-pub fn status_for(ds: &DaemonSet, c: &Counts, collision_count: Option<i32>, observe: bool) -> Value {
+pub fn status_for(
+    ds: &DaemonSet,
+    c: &Counts,
+    collision_count: Option<i32>,
+    observe: bool,
+) -> Value {
     let observed = if observe {
         ds.metadata.generation.unwrap_or(0)
     } else {
-        ds.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0)
+        ds.status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .unwrap_or(0)
     };
     let mut s = json!({
         "desiredNumberScheduled": c.desired,
@@ -682,7 +765,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             let owner = |p: &Pod| {
                 podutil::controller_of(&p.metadata)
                     .filter(|r| r.kind == "DaemonSet")
-                    .map(|r| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), r.name))
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        )
+                    })
             };
             match ch {
                 Change::Added(p) => match owner(p) {
@@ -694,7 +783,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
                 },
                 Change::Updated { old, new } => {
                     let (ok, nk) = (owner(old), owner(new));
-                    if new.metadata.deletion_timestamp.is_some() && old.metadata.deletion_timestamp.is_none() {
+                    if new.metadata.deletion_timestamp.is_some()
+                        && old.metadata.deletion_timestamp.is_none()
+                    {
                         if let Some(k) = &nk {
                             c2.expectations.deletion_observed(k);
                         }
@@ -743,11 +834,20 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         revs_inf.on_change(move |ch: &Change<ControllerRevision>| {
             let r = ch.object();
             if let Some(o) = podutil::controller_of(&r.metadata).filter(|o| o.kind == "DaemonSet") {
-                q.add(format!("{}/{}", r.metadata.namespace.as_deref().unwrap_or_default(), o.name));
+                q.add(format!(
+                    "{}/{}",
+                    r.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.name
+                ));
             }
         });
     }
-    let infs = (ds_inf.clone(), pods_inf.clone(), nodes_inf.clone(), revs_inf.clone());
+    let infs = (
+        ds_inf.clone(),
+        pods_inf.clone(),
+        nodes_inf.clone(),
+        revs_inf.clone(),
+    );
     set.spawn(async move {
         infs.0.wait_synced().await;
         infs.1.wait_synced().await;
@@ -775,7 +875,11 @@ impl Controller {
     }
 
     /// Adopts orphans and releases pods no longer selected.
-    async fn claim_pods(&self, ds: &DaemonSet, pod_api: &Api<Pod>) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    async fn claim_pods(
+        &self,
+        ds: &DaemonSet,
+        pod_api: &Api<Pod>,
+    ) -> Result<Vec<Arc<Pod>>, kube::Error> {
         let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
         let uid = ds.metadata.uid.clone().unwrap_or_default();
         let selector = ds_selector(ds);
@@ -785,7 +889,9 @@ impl Controller {
             if p.metadata.namespace.as_deref() != Some(ns) {
                 continue;
             }
-            let matches = selector.as_ref().is_some_and(|s| s.matches(&podutil::labels(&p.metadata)));
+            let matches = selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&podutil::labels(&p.metadata)));
             let patch = match podutil::controller_of(&p.metadata) {
                 Some(r) if r.uid == uid => {
                     if matches || deleting {
@@ -803,7 +909,14 @@ impl Controller {
                 }
                 _ => continue,
             };
-            match pod_api.patch(name(&p.metadata), &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            match pod_api
+                .patch(
+                    name(&p.metadata),
+                    &PatchParams::default(),
+                    &Patch::Strategic(&patch),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) || runtime::is_conflict(&e) => {}
                 Err(e) => return Err(e),
@@ -814,14 +927,19 @@ impl Controller {
 
     /// constructHistory: the current revision (made or renumbered) and the
     /// old ones; returns (hash, old revisions).
-    async fn history(&self, ds: &DaemonSet) -> Result<(String, Vec<Arc<ControllerRevision>>), kube::Error> {
+    async fn history(
+        &self,
+        ds: &DaemonSet,
+    ) -> Result<(String, Vec<Arc<ControllerRevision>>), kube::Error> {
         let ns = ds.metadata.namespace.as_deref().unwrap_or_default();
         let uid = ds.metadata.uid.as_deref().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
         let revs = history::owned(&self.revisions.state(), ns, uid);
         let ds_json = serde_json::to_value(ds).unwrap_or_default();
         let patch = history::template_patch(&ds_json);
-        let (mut current, old): (Vec<_>, Vec<_>) = revs.into_iter().partition(|r| history::data_equals(r, &patch));
+        let (mut current, old): (Vec<_>, Vec<_>) = revs
+            .into_iter()
+            .partition(|r| history::data_equals(r, &patch));
         let next = history::next_revision(&old);
         let label = |r: &ControllerRevision| {
             r.metadata
@@ -833,16 +951,25 @@ impl Controller {
         if let Some(cur) = current.pop() {
             // Duplicates of the current revision go.
             for dup in &current {
-                let _ = api.delete(name(&dup.metadata), &DeleteParams::default()).await;
+                let _ = api
+                    .delete(name(&dup.metadata), &DeleteParams::default())
+                    .await;
             }
             if cur.revision < next {
-                api.patch(name(&cur.metadata), &PatchParams::default(), &Patch::Merge(&json!({ "revision": next })))
-                    .await?;
+                api.patch(
+                    name(&cur.metadata),
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "revision": next })),
+                )
+                .await?;
             }
             return Ok((label(&cur), old));
         }
         let collision = ds.status.as_ref().and_then(|s| s.collision_count);
-        let template = ds_json.pointer("/spec/template").cloned().unwrap_or_default();
+        let template = ds_json
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_default();
         let hash = history::hash_template(&template, collision);
         let mut labels = ds
             .spec
@@ -865,7 +992,11 @@ impl Controller {
                 let ds_api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
                 let cc = collision.unwrap_or(0) + 1;
                 ds_api
-                    .patch_status(name(&ds.metadata), &PatchParams::default(), &Patch::Merge(&json!({"status": {"collisionCount": cc}})))
+                    .patch_status(
+                        name(&ds.metadata),
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"status": {"collisionCount": cc}})),
+                    )
                     .await?;
                 Err(e)
             }
@@ -898,7 +1029,8 @@ impl Controller {
             );
         }
         if !plan.create.is_empty() || !plan.delete.is_empty() {
-            self.expectations.expect(key, plan.create.len() as i64, plan.delete.len() as i64);
+            self.expectations
+                .expect(key, plan.create.len() as i64, plan.delete.len() as i64);
         }
         // Creations in slow-start batches.
         let mut batch = 1usize;
@@ -954,7 +1086,11 @@ impl Controller {
         .await;
         for (pod, r) in results {
             match r {
-                Ok(_) => self.recorder.normal(ds.as_ref(), "SuccessfulDelete", format!("Deleted pod: {pod}")),
+                Ok(_) => self.recorder.normal(
+                    ds.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {pod}"),
+                ),
                 Err(e) => {
                     self.expectations.deletion_observed(key);
                     if !runtime::is_not_found(&e) {
@@ -971,11 +1107,20 @@ impl Controller {
 
         // cleanupHistory: old revisions beyond the limit whose hash no pod
         // carries.
-        let limit = ds.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+        let limit = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize;
         if old.len() > limit {
             let live: BTreeSet<String> = pods
                 .iter()
-                .filter_map(|p| podutil::labels(&p.metadata).get(history::POD_REVISION_LABEL).cloned())
+                .filter_map(|p| {
+                    podutil::labels(&p.metadata)
+                        .get(history::POD_REVISION_LABEL)
+                        .cloned()
+                })
                 .collect();
             let mut to_kill = old.len() - limit;
             let rev_api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
@@ -983,11 +1128,17 @@ impl Controller {
                 if to_kill == 0 {
                     break;
                 }
-                let h = podutil::labels(&r.metadata).get(history::POD_REVISION_LABEL).cloned().unwrap_or_default();
+                let h = podutil::labels(&r.metadata)
+                    .get(history::POD_REVISION_LABEL)
+                    .cloned()
+                    .unwrap_or_default();
                 if live.contains(&h) {
                     continue;
                 }
-                match rev_api.delete(name(&r.metadata), &DeleteParams::default()).await {
+                match rev_api
+                    .delete(name(&r.metadata), &DeleteParams::default())
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if runtime::is_not_found(&e) => {}
                     Err(e) => {
@@ -1004,7 +1155,11 @@ impl Controller {
         if status_differs(&old_status, &status) {
             let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
             match api
-                .patch_status(ds_name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
+                .patch_status(
+                    ds_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "status": status })),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -1015,7 +1170,11 @@ impl Controller {
         if let Some(e) = error {
             return Err(e);
         }
-        let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+        let min_ready = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
         Ok(match plan.recheck_in {
             Some(s) => Next::After(std::time::Duration::from_secs(s.max(1) as u64)),
             None if min_ready > 0 && plan.counts.ready != plan.counts.available => {
@@ -1063,7 +1222,12 @@ mod tests {
         Arc::new(Node {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             spec: Some(NodeSpec {
@@ -1125,10 +1289,12 @@ mod tests {
         assert_eq!(should_run(&sel, &n), (false, false));
         // Required node affinity.
         let aff = |op: &str, vals: Value| {
-            ds(json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+            ds(
+                json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "disk", "operator": op, "values": vals}]}
-                ]}}}}}}}))
+                ]}}}}}}}),
+            )
         };
         assert!(should_run(&aff("In", json!(["ssd"])), &n).0);
         assert!(!should_run(&aff("NotIn", json!(["ssd"])), &n).0);
@@ -1139,7 +1305,9 @@ mod tests {
         assert_eq!(should_run(&plain, &ns), (false, true));
         let ne = node("n3", &[], &[("dedicated", "NoExecute")]);
         assert_eq!(should_run(&plain, &ne), (false, false));
-        let tol = ds(json!({"spec": {"template": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}));
+        let tol = ds(
+            json!({"spec": {"template": {"spec": {"tolerations": [{"key": "dedicated", "operator": "Exists"}]}}}}),
+        );
         assert_eq!(should_run(&tol, &ne), (true, true));
         // The default tolerations cover the node condition taints.
         for (key, effect) in [
@@ -1148,11 +1316,34 @@ mod tests {
             ("node.kubernetes.io/unschedulable", "NoSchedule"),
             ("node.kubernetes.io/disk-pressure", "NoSchedule"),
         ] {
-            assert!(should_run(&plain, &node("n", &[], &[(key, effect)])).0, "{key}");
+            assert!(
+                should_run(&plain, &node("n", &[], &[(key, effect)])).0,
+                "{key}"
+            );
         }
-        assert!(!should_run(&plain, &node("n", &[], &[("node.kubernetes.io/network-unavailable", "NoSchedule")])).0);
+        assert!(
+            !should_run(
+                &plain,
+                &node(
+                    "n",
+                    &[],
+                    &[("node.kubernetes.io/network-unavailable", "NoSchedule")]
+                )
+            )
+            .0
+        );
         let hn = ds(json!({"spec": {"template": {"spec": {"hostNetwork": true}}}}));
-        assert!(should_run(&hn, &node("n", &[], &[("node.kubernetes.io/network-unavailable", "NoSchedule")])).0);
+        assert!(
+            should_run(
+                &hn,
+                &node(
+                    "n",
+                    &[],
+                    &[("node.kubernetes.io/network-unavailable", "NoSchedule")]
+                )
+            )
+            .0
+        );
         // A template nodeName picks one node.
         let pinned = ds(json!({"spec": {"template": {"spec": {"nodeName": "n9"}}}}));
         assert!(!should_run(&pinned, &n).0);
@@ -1160,9 +1351,11 @@ mod tests {
 
     #[test]
     fn pods_for_nodes() {
-        let d = ds(json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
+        let d = ds(
+            json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}}}}}));
+                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}}}}}),
+        );
         let p = new_pod(&d, "n1", "h1");
         assert_eq!(p.metadata.generate_name.as_deref(), Some("agent-"));
         let l = p.metadata.labels.as_ref().unwrap();
@@ -1170,8 +1363,17 @@ mod tests {
         assert_eq!(l["pod-template-generation"], "2");
         assert_eq!(target_node(&p).as_deref(), Some("n1"));
         let spec = p.spec.as_ref().unwrap();
-        let terms = &spec.affinity.as_ref().unwrap().node_affinity.as_ref().unwrap()
-            .required_during_scheduling_ignored_during_execution.as_ref().unwrap().node_selector_terms;
+        let terms = &spec
+            .affinity
+            .as_ref()
+            .unwrap()
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()
+            .node_selector_terms;
         assert_eq!(terms.len(), 1);
         assert!(terms[0].match_expressions.is_none());
         assert_eq!(spec.tolerations.as_ref().unwrap().len(), 6);
@@ -1184,7 +1386,11 @@ mod tests {
     #[test]
     fn plans() {
         let now = Timestamp::from_second(100).unwrap();
-        let three = vec![node("n1", &[], &[]), node("n2", &[], &[]), node("n3", &[], &[])];
+        let three = vec![
+            node("n1", &[], &[]),
+            node("n2", &[], &[]),
+            node("n3", &[], &[]),
+        ];
         struct Case {
             name: &'static str,
             ds: DaemonSet,
@@ -1202,7 +1408,9 @@ mod tests {
             available,
             updated,
         };
-        let surge = ds(json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}));
+        let surge = ds(
+            json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}}}),
+        );
         let cases = vec![
             Case {
                 name: "one pod per node",
@@ -1217,7 +1425,10 @@ mod tests {
                 name: "tainted node gets none; a pod on it that cannot stay goes",
                 ds: ds(json!({})),
                 nodes: vec![node("n1", &[], &[]), node("t", &[], &[("x", "NoExecute")])],
-                pods: vec![pod("a", "n1", "h2", "ready", 1), pod("b", "t", "h2", "ready", 1)],
+                pods: vec![
+                    pod("a", "n1", "h2", "ready", 1),
+                    pod("b", "t", "h2", "ready", 1),
+                ],
                 create: vec![],
                 delete: vec!["b"],
                 counts: c(1, 1, 1, 1, 1, 1),
@@ -1240,7 +1451,10 @@ mod tests {
                 name: "pod for a vanished node goes",
                 ds: ds(json!({})),
                 nodes: vec![node("n1", &[], &[])],
-                pods: vec![pod("a", "n1", "h2", "ready", 1), pod("gone", "n9", "h2", "pending", 1)],
+                pods: vec![
+                    pod("a", "n1", "h2", "ready", 1),
+                    pod("gone", "n9", "h2", "pending", 1),
+                ],
                 create: vec![],
                 delete: vec!["gone"],
                 counts: c(1, 1, 0, 1, 1, 1),
@@ -1313,7 +1527,9 @@ mod tests {
             },
             Case {
                 name: "OnDelete: old pods stay",
-                ds: ds(json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}})),
+                ds: ds(
+                    json!({"spec": {"updateStrategy": {"type": "OnDelete", "rollingUpdate": null}}}),
+                ),
                 nodes: three.clone(),
                 pods: vec![
                     pod("a", "n1", "h1", "ready", 1),
@@ -1331,7 +1547,11 @@ mod tests {
             assert_eq!(deleted, case.delete, "{}", case.name);
             assert_eq!(p.counts, case.counts, "{}", case.name);
             let idle = plan(&case.ds, &case.nodes, &case.pods, "h2", now, false);
-            assert!(idle.create.is_empty() && idle.delete.is_empty(), "{}", case.name);
+            assert!(
+                idle.create.is_empty() && idle.delete.is_empty(),
+                "{}",
+                case.name
+            );
         }
     }
 

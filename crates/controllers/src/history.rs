@@ -129,7 +129,11 @@ pub fn data_equals(rev: &ControllerRevision, patch: &Value) -> bool {
 
 /// The revisions controlled by the owner with `uid` in `namespace`,
 /// oldest first (revision, then creation, then name).
-pub fn owned(all: &[Arc<ControllerRevision>], namespace: &str, uid: &str) -> Vec<Arc<ControllerRevision>> {
+pub fn owned(
+    all: &[Arc<ControllerRevision>],
+    namespace: &str,
+    uid: &str,
+) -> Vec<Arc<ControllerRevision>> {
     let mut revs: Vec<Arc<ControllerRevision>> = all
         .iter()
         .filter(|r| r.metadata.namespace.as_deref() == Some(namespace))
@@ -145,7 +149,10 @@ pub fn sort(revs: &mut [Arc<ControllerRevision>]) {
         let key = |r: &ControllerRevision| {
             (
                 r.revision,
-                r.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()),
+                r.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second()),
                 r.metadata.name.clone(),
             )
         };
@@ -172,7 +179,8 @@ pub enum UpdateRevision {
 /// Kubernetes' getStatefulSetRevisions decision.
 pub fn find_update_revision(revs: &[Arc<ControllerRevision>], patch: &Value) -> UpdateRevision {
     let next = next_revision(revs);
-    let equal: Vec<&Arc<ControllerRevision>> = revs.iter().filter(|r| data_equals(r, patch)).collect();
+    let equal: Vec<&Arc<ControllerRevision>> =
+        revs.iter().filter(|r| data_equals(r, patch)).collect();
     match (equal.last(), revs.last()) {
         (Some(e), Some(last)) if e.metadata.name == last.metadata.name => {
             UpdateRevision::Latest(e.metadata.name.clone().unwrap_or_default())
@@ -205,7 +213,11 @@ pub fn new_revision(
 
 /// Revisions to delete to keep at most `limit` that are not `live`,
 /// oldest first.
-pub fn to_truncate(revs: &[Arc<ControllerRevision>], live: &std::collections::BTreeSet<String>, limit: i32) -> Vec<String> {
+pub fn to_truncate(
+    revs: &[Arc<ControllerRevision>],
+    live: &std::collections::BTreeSet<String>,
+    limit: i32,
+) -> Vec<String> {
     let history: Vec<String> = revs
         .iter()
         .filter_map(|r| r.metadata.name.clone())
@@ -235,7 +247,9 @@ mod tests {
     }
 
     fn patch(image: &str) -> Value {
-        template_patch(&json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}))
+        template_patch(
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}),
+        )
     }
 
     #[test]
@@ -263,8 +277,18 @@ mod tests {
     fn update_revision_decisions() {
         let cases: Vec<(&str, Vec<Arc<ControllerRevision>>, &str, UpdateRevision)> = vec![
             ("no history", vec![], "a", UpdateRevision::Create(1)),
-            ("unchanged", vec![rev("r1", 1, "a")], "a", UpdateRevision::Latest("r1".into())),
-            ("changed", vec![rev("r1", 1, "a")], "b", UpdateRevision::Create(2)),
+            (
+                "unchanged",
+                vec![rev("r1", 1, "a")],
+                "a",
+                UpdateRevision::Latest("r1".into()),
+            ),
+            (
+                "changed",
+                vec![rev("r1", 1, "a")],
+                "b",
+                UpdateRevision::Create(2),
+            ),
             (
                 "rolled back",
                 vec![rev("r1", 1, "a"), rev("r2", 2, "b")],
@@ -275,11 +299,22 @@ mod tests {
         for (name, revs, image, want) in cases {
             assert_eq!(find_update_revision(&revs, &patch(image)), want, "{name}");
         }
-        let revs = vec![rev("r1", 1, "a"), rev("r2", 2, "b"), rev("r3", 3, "c"), rev("r4", 4, "d")];
+        let revs = vec![
+            rev("r1", 1, "a"),
+            rev("r2", 2, "b"),
+            rev("r3", 3, "c"),
+            rev("r4", 4, "d"),
+        ];
         let live = ["r4".to_string(), "r2".to_string()].into();
         assert_eq!(to_truncate(&revs, &live, 1), vec!["r1".to_string()]);
-        assert_eq!(to_truncate(&revs, &live, 0), vec!["r1".to_string(), "r3".to_string()]);
+        assert_eq!(
+            to_truncate(&revs, &live, 0),
+            vec!["r1".to_string(), "r3".to_string()]
+        );
         assert!(to_truncate(&revs, &live, 10).is_empty());
-        assert_eq!(template_of(&revs[0]).unwrap()["spec"]["containers"][0]["image"], "a");
+        assert_eq!(
+            template_of(&revs[0]).unwrap()["spec"]["containers"][0]["image"],
+            "a"
+        );
     }
 }

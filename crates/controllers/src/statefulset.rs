@@ -40,7 +40,11 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 // Facts about a set and its pods.
 
 fn spec_replicas(set: &StatefulSet) -> i32 {
-    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0)
+    set.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0)
 }
 
 fn start_ordinal(set: &StatefulSet) -> i32 {
@@ -53,11 +57,17 @@ fn start_ordinal(set: &StatefulSet) -> i32 {
 }
 
 fn min_ready_seconds(set: &StatefulSet) -> i32 {
-    set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    set.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0)
 }
 
 fn is_parallel(set: &StatefulSet) -> bool {
-    set.spec.as_ref().and_then(|s| s.pod_management_policy.as_deref()) == Some("Parallel")
+    set.spec
+        .as_ref()
+        .and_then(|s| s.pod_management_policy.as_deref())
+        == Some("Parallel")
 }
 
 fn is_on_delete(set: &StatefulSet) -> bool {
@@ -102,7 +112,11 @@ pub fn scaled(v: &IntOrString, total: i32, round_up: bool) -> i32 {
                 return s.parse().unwrap_or(0);
             };
             let v = p * i64::from(total);
-            (if round_up { (v + 99).div_euclid(100) } else { v.div_euclid(100) }) as i32
+            (if round_up {
+                (v + 99).div_euclid(100)
+            } else {
+                v.div_euclid(100)
+            }) as i32
         }
     }
 }
@@ -110,14 +124,20 @@ pub fn scaled(v: &IntOrString, total: i32, round_up: bool) -> i32 {
 /// The ordinal in a pod's name `{set}-{ordinal}` (None: not a member).
 pub fn ordinal_of(set_name: &str, pod_name: &str) -> Option<i32> {
     let rest = pod_name.strip_prefix(set_name)?.strip_prefix('-')?;
-    if rest.is_empty() || (rest.len() > 1 && rest.starts_with('0')) || !rest.bytes().all(|b| b.is_ascii_digit()) {
+    if rest.is_empty()
+        || (rest.len() > 1 && rest.starts_with('0'))
+        || !rest.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     rest.parse().ok()
 }
 
 fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
 }
 
 fn is_created(pod: &Pod) -> bool {
@@ -163,7 +183,9 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 
 /// The PVCs a pod with `ordinal` uses (getPersistentVolumeClaims).
 pub fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
-    let Some(spec) = set.spec.as_ref() else { return vec![] };
+    let Some(spec) = set.spec.as_ref() else {
+        return vec![];
+    };
     let selector_labels = spec.selector.match_labels.clone().unwrap_or_default();
     spec.volume_claim_templates
         .iter()
@@ -204,7 +226,12 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
     labels.insert(history::POD_REVISION_LABEL.into(), revision.to_owned());
     let spec = pod.spec.get_or_insert_with(Default::default);
     spec.hostname = Some(pod_name);
-    if let Some(svc) = set.spec.as_ref().and_then(|s| s.service_name.clone()).filter(|s| !s.is_empty()) {
+    if let Some(svc) = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.clone())
+        .filter(|s| !s.is_empty())
+    {
         spec.subdomain = Some(svc);
     }
     // updateStorage: claim volumes first, then the template's others.
@@ -226,7 +253,13 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
                 ..Default::default()
             })
             .collect();
-        volumes.extend(spec.volumes.take().unwrap_or_default().into_iter().filter(|v| !templates.contains(&v.name)));
+        volumes.extend(
+            spec.volumes
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| !templates.contains(&v.name)),
+        );
         spec.volumes = Some(volumes);
     }
     pod
@@ -234,7 +267,9 @@ pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
 
 /// Whether the pod's labels carry its identity (identityMatches).
 fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
-    let Some(ord) = ordinal_of(name(&set.metadata), name(&pod.metadata)) else { return false };
+    let Some(ord) = ordinal_of(name(&set.metadata), name(&pod.metadata)) else {
+        return false;
+    };
     let labels = podutil::labels(&pod.metadata);
     labels.get(POD_NAME_LABEL).map(String::as_str) == Some(name(&pod.metadata))
         && labels.get(POD_INDEX_LABEL) == Some(&ord.to_string())
@@ -244,7 +279,10 @@ fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
 // Retention policy: the ownerReferences a claim should carry.
 
 fn retention(set: &StatefulSet) -> (bool, bool) {
-    let p = set.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    let p = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
     let del = |v: Option<&String>| v.map(String::as_str) == Some("Delete");
     (
         del(p.and_then(|p| p.when_deleted.as_ref())),
@@ -290,8 +328,18 @@ pub fn retention_refs(
         (true, false) => (false, scaled_down),
         (true, true) => (!scaled_down, scaled_down),
     };
-    set_ref(&mut refs, want_set, &set_uid, plain_ref("apps/v1", "StatefulSet", &set.metadata));
-    set_ref(&mut refs, want_pod, &pod_uid, plain_ref("v1", "Pod", &pod.metadata));
+    set_ref(
+        &mut refs,
+        want_set,
+        &set_uid,
+        plain_ref("apps/v1", "StatefulSet", &set.metadata),
+    );
+    set_ref(
+        &mut refs,
+        want_pod,
+        &pod_uid,
+        plain_ref("v1", "Pod", &pod.metadata),
+    );
     (refs != existing).then_some(refs)
 }
 
@@ -373,7 +421,13 @@ pub struct Revisions<'a> {
 /// Decides a pass over the set's own pods (updateStatefulSet).
 /// `acting` is false while earlier creations/deletions are unobserved:
 /// then only the status is computed.
-pub fn plan(set: &StatefulSet, pods: &[Arc<Pod>], revs: &Revisions, now: Timestamp, acting: bool) -> Plan {
+pub fn plan(
+    set: &StatefulSet,
+    pods: &[Arc<Pod>],
+    revs: &Revisions,
+    now: Timestamp,
+    acting: bool,
+) -> Plan {
     let mut plan = Plan::default();
     let set_name = name(&set.metadata);
     let start = start_ordinal(set);
@@ -382,7 +436,9 @@ pub fn plan(set: &StatefulSet, pods: &[Arc<Pod>], revs: &Revisions, now: Timesta
     let mut slots: Vec<Option<Slot>> = vec![None; replicas as usize];
     let mut condemned: Vec<Arc<Pod>> = Vec::new();
     for p in pods {
-        let Some(ord) = ordinal_of(set_name, name(&p.metadata)) else { continue };
+        let Some(ord) = ordinal_of(set_name, name(&p.metadata)) else {
+            continue;
+        };
         if ord >= start && ord < start + replicas {
             slots[(ord - start) as usize] = Some(Slot::Pod(p.clone()));
         } else {
@@ -431,10 +487,21 @@ pub fn plan(set: &StatefulSet, pods: &[Arc<Pod>], revs: &Revisions, now: Timesta
         .iter()
         .map(Slot::pod)
         .find(|p| !is_healthy(p))
-        .or_else(|| condemned.iter().rev().map(|p| p.as_ref()).find(|p| !is_healthy(p)))
+        .or_else(|| {
+            condemned
+                .iter()
+                .rev()
+                .map(|p| p.as_ref())
+                .find(|p| !is_healthy(p))
+        })
         .map(|p| name(&p.metadata).to_owned());
     let monotonic = !is_parallel(set);
-    let id = |p: &Pod| (name(&p.metadata).to_owned(), p.metadata.uid.clone().unwrap_or_default());
+    let id = |p: &Pod| {
+        (
+            name(&p.metadata).to_owned(),
+            p.metadata.uid.clone().unwrap_or_default(),
+        )
+    };
 
     // Living replicas, in ordinal order.
     for slot in &slots {
@@ -477,7 +544,10 @@ pub fn plan(set: &StatefulSet, pods: &[Arc<Pod>], revs: &Revisions, now: Timesta
             continue;
         }
         let first = first_unhealthy.as_deref() == Some(name(&p.metadata));
-        if monotonic && !first && (!is_running_and_ready(p) || !is_running_and_available(p, min_ready, now)) {
+        if monotonic
+            && !first
+            && (!is_running_and_ready(p) || !is_running_and_available(p, min_ready, now))
+        {
             return plan;
         }
         plan.delete.push(id(p));
@@ -533,7 +603,13 @@ pub fn plan(set: &StatefulSet, pods: &[Arc<Pod>], revs: &Revisions, now: Timesta
 }
 
 /// The status to write (completeRollingUpdate included).
-pub fn status_for(set: &StatefulSet, counts: &Counts, current: &str, update: &str, collision_count: i32) -> Value {
+pub fn status_for(
+    set: &StatefulSet,
+    counts: &Counts,
+    current: &str,
+    update: &str,
+    collision_count: i32,
+) -> Value {
     let (mut current_replicas, mut current_revision) = (counts.current, current.to_owned());
     if !is_on_delete(set) && counts.updated == counts.replicas && counts.ready == counts.replicas {
         current_replicas = counts.updated;
@@ -571,7 +647,9 @@ fn status_differs(old: &Value, new: &Value) -> bool {
     ]
     .iter()
     .any(|k| int(old, k) != int(new, k))
-        || ["currentRevision", "updateRevision"].iter().any(|k| s(old, k) != s(new, k))
+        || ["currentRevision", "updateRevision"]
+            .iter()
+            .any(|k| s(old, k) != s(new, k))
 }
 
 // ---------------------------------------------------------------------------
@@ -618,7 +696,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             let owner = |p: &Pod| {
                 podutil::controller_of(&p.metadata)
                     .filter(|r| r.kind == "StatefulSet")
-                    .map(|r| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), r.name))
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.as_deref().unwrap_or_default(),
+                            r.name
+                        )
+                    })
             };
             match ch {
                 Change::Added(p) => match owner(p) {
@@ -660,8 +744,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         let q = queue.clone();
         revs_inf.on_change(move |ch: &Change<ControllerRevision>| {
             let r = ch.object();
-            if let Some(o) = podutil::controller_of(&r.metadata).filter(|o| o.kind == "StatefulSet") {
-                q.add(format!("{}/{}", r.metadata.namespace.as_deref().unwrap_or_default(), o.name));
+            if let Some(o) = podutil::controller_of(&r.metadata).filter(|o| o.kind == "StatefulSet")
+            {
+                q.add(format!(
+                    "{}/{}",
+                    r.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.name
+                ));
             }
         });
     }
@@ -681,7 +770,12 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             }
         });
     }
-    let infs = (sets_inf.clone(), pods_inf.clone(), claims_inf.clone(), revs_inf.clone());
+    let infs = (
+        sets_inf.clone(),
+        pods_inf.clone(),
+        claims_inf.clone(),
+        revs_inf.clone(),
+    );
     set.spawn(async move {
         infs.0.wait_synced().await;
         infs.1.wait_synced().await;
@@ -722,7 +816,11 @@ impl Controller {
 
     /// Adopts orphans and releases pods no longer selected; returns the
     /// set's pods.
-    async fn claim_pods(&self, set: &StatefulSet, pod_api: &Api<Pod>) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    async fn claim_pods(
+        &self,
+        set: &StatefulSet,
+        pod_api: &Api<Pod>,
+    ) -> Result<Vec<Arc<Pod>>, kube::Error> {
         let ns = set.metadata.namespace.as_deref().unwrap_or_default();
         let uid = set.metadata.uid.clone().unwrap_or_default();
         let selector = set_selector(set);
@@ -733,7 +831,9 @@ impl Controller {
             if p.metadata.namespace.as_deref() != Some(ns) {
                 continue;
             }
-            let matches = selector.as_ref().is_some_and(|s| s.matches(&podutil::labels(&p.metadata)))
+            let matches = selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&podutil::labels(&p.metadata)))
                 && ordinal_of(set_name, name(&p.metadata)).is_some();
             match podutil::controller_of(&p.metadata) {
                 Some(r) if r.uid == uid => {
@@ -744,7 +844,14 @@ impl Controller {
                             "ownerReferences": [{"$patch": "delete", "uid": uid}],
                             "uid": p.metadata.uid,
                         }});
-                        match pod_api.patch(name(&p.metadata), &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                        match pod_api
+                            .patch(
+                                name(&p.metadata),
+                                &PatchParams::default(),
+                                &Patch::Strategic(&patch),
+                            )
+                            .await
+                        {
                             Ok(_) => {}
                             Err(e) if runtime::is_not_found(&e) || runtime::is_conflict(&e) => {}
                             Err(e) => return Err(e),
@@ -757,7 +864,14 @@ impl Controller {
                         "ownerReferences": [podutil::controller_ref("apps/v1", "StatefulSet", &set.metadata)],
                         "uid": p.metadata.uid,
                     }});
-                    match pod_api.patch(name(&p.metadata), &PatchParams::default(), &Patch::Strategic(&patch)).await {
+                    match pod_api
+                        .patch(
+                            name(&p.metadata),
+                            &PatchParams::default(),
+                            &Patch::Strategic(&patch),
+                        )
+                        .await
+                    {
                         Ok(_) => owned.push(p),
                         Err(e) if runtime::is_not_found(&e) || runtime::is_conflict(&e) => {}
                         Err(e) => return Err(e),
@@ -774,18 +888,38 @@ impl Controller {
     async fn revisions_for(
         &self,
         set: &StatefulSet,
-    ) -> Result<(Arc<ControllerRevision>, Arc<ControllerRevision>, i32, Vec<Arc<ControllerRevision>>), kube::Error> {
+    ) -> Result<
+        (
+            Arc<ControllerRevision>,
+            Arc<ControllerRevision>,
+            i32,
+            Vec<Arc<ControllerRevision>>,
+        ),
+        kube::Error,
+    > {
         let ns = set.metadata.namespace.as_deref().unwrap_or_default();
         let uid = set.metadata.uid.as_deref().unwrap_or_default();
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), ns);
         let revs = history::owned(&self.revisions.state(), ns, uid);
         let patch = history::template_patch(&serde_json::to_value(set).unwrap_or_default());
-        let mut collision = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+        let mut collision = set
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
         let update: Arc<ControllerRevision> = match history::find_update_revision(&revs, &patch) {
-            UpdateRevision::Latest(n) => revs.iter().find(|r| name(&r.metadata) == n).unwrap().clone(),
+            UpdateRevision::Latest(n) => revs
+                .iter()
+                .find(|r| name(&r.metadata) == n)
+                .unwrap()
+                .clone(),
             UpdateRevision::Renumber(n, number) => {
                 let r = api
-                    .patch(&n, &PatchParams::default(), &Patch::Merge(&json!({ "revision": number })))
+                    .patch(
+                        &n,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({ "revision": number })),
+                    )
                     .await?;
                 Arc::new(r)
             }
@@ -796,7 +930,8 @@ impl Controller {
                     .and_then(|s| s.template.metadata.as_ref())
                     .and_then(|m| m.labels.clone());
                 let owner = podutil::controller_ref("apps/v1", "StatefulSet", &set.metadata);
-                let mut rev = history::new_revision(&set.metadata, owner, labels, patch.clone(), number);
+                let mut rev =
+                    history::new_revision(&set.metadata, owner, labels, patch.clone(), number);
                 loop {
                     let hash = history::hash_revision(&patch, Some(collision));
                     rev.metadata.name = Some(history::revision_name(name(&set.metadata), &hash));
@@ -818,7 +953,11 @@ impl Controller {
                 }
             }
         };
-        let current_name = set.status.as_ref().and_then(|s| s.current_revision.clone()).unwrap_or_default();
+        let current_name = set
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.clone())
+            .unwrap_or_default();
         let current = revs
             .iter()
             .find(|r| name(&r.metadata) == current_name)
@@ -840,7 +979,11 @@ impl Controller {
             return Ok(Next::Done);
         }
         let (current, update, collision, revs) = self.revisions_for(&set).await?;
-        let update_template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let update_template = set
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let current_template: PodTemplateSpec = history::template_of(&current)
             .and_then(|t| serde_json::from_value(t).ok())
             .unwrap_or_else(|| update_template.clone());
@@ -860,7 +1003,10 @@ impl Controller {
         for p in &plan.relabel {
             if let Some(ord) = ordinal_of(set_name, p) {
                 let patch = json!({"metadata": {"labels": {POD_NAME_LABEL: p, POD_INDEX_LABEL: ord.to_string()}}});
-                match pod_api.patch(p, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                match pod_api
+                    .patch(p, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if runtime::is_not_found(&e) => {}
                     Err(e) => return Err(e),
@@ -871,7 +1017,9 @@ impl Controller {
         let mut waiting = false;
         if !plan.create.is_empty() {
             self.expectations.expect(key, plan.create.len() as i64, 0);
-            let results = futures::future::join_all(plan.create.iter().map(|pod| self.create_pod(&set, pod))).await;
+            let results =
+                futures::future::join_all(plan.create.iter().map(|pod| self.create_pod(&set, pod)))
+                    .await;
             for r in results {
                 match r {
                     Ok(true) => {}
@@ -908,7 +1056,10 @@ impl Controller {
                             self.recorder.warning(
                                 set.as_ref(),
                                 "FailedDelete",
-                                format!("delete Pod {pod} in StatefulSet {set_name} failed error: {}", error_text(&e)),
+                                format!(
+                                    "delete Pod {pod} in StatefulSet {set_name} failed error: {}",
+                                    error_text(&e)
+                                ),
                             );
                             error.get_or_insert(e);
                         }
@@ -917,12 +1068,22 @@ impl Controller {
             }
         }
 
-        let status = status_for(&set, &plan.counts, revisions.current, revisions.update, collision);
+        let status = status_for(
+            &set,
+            &plan.counts,
+            revisions.current,
+            revisions.update,
+            collision,
+        );
         let old = serde_json::to_value(&set.status).unwrap_or(Value::Null);
         if status_differs(&old, &status) {
             let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
             match api
-                .patch_status(set_name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
+                .patch_status(
+                    set_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "status": status })),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -933,9 +1094,18 @@ impl Controller {
 
         // History: keep live revisions and revisionHistoryLimit others.
         let mut live: BTreeSet<String> = pods.iter().map(|p| pod_revision(p).to_owned()).collect();
-        live.insert(status["currentRevision"].as_str().unwrap_or_default().to_owned());
+        live.insert(
+            status["currentRevision"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
         live.insert(name(&update.metadata).to_owned());
-        let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10);
+        let limit = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10);
         let mut all = revs;
         if !all.iter().any(|r| r.metadata.name == update.metadata.name) {
             all.push(update.clone());
@@ -986,7 +1156,9 @@ impl Controller {
                 Ok(_) => self.recorder.normal(
                     set,
                     "SuccessfulCreate",
-                    format!("create Claim {cname} Pod {pod_name} in StatefulSet {set_name} success"),
+                    format!(
+                        "create Claim {cname} Pod {pod_name} in StatefulSet {set_name} success"
+                    ),
                 ),
                 Err(e) if runtime::is_conflict(&e) => {}
                 Err(e) => {
@@ -1017,7 +1189,10 @@ impl Controller {
                     self.recorder.warning(
                         set,
                         "FailedCreate",
-                        format!("create Pod {pod_name} in StatefulSet {set_name} failed error: {}", error_text(&e)),
+                        format!(
+                            "create Pod {pod_name} in StatefulSet {set_name} failed error: {}",
+                            error_text(&e)
+                        ),
                     );
                 }
                 Err(e)
@@ -1035,18 +1210,29 @@ impl Controller {
             if is_terminating(p) {
                 continue;
             }
-            let Some(ord) = ordinal_of(set_name, name(&p.metadata)) else { continue };
+            let Some(ord) = ordinal_of(set_name, name(&p.metadata)) else {
+                continue;
+            };
             let scaled_down = ord < start || ord >= start + replicas;
             for claim in claims_for(set, ord) {
                 let cname = name(&claim.metadata);
-                let Some(existing) = self.claims.get(&ObjectRef::new(cname).within(ns)) else { continue };
-                let refs = existing.metadata.owner_references.clone().unwrap_or_default();
+                let Some(existing) = self.claims.get(&ObjectRef::new(cname).within(ns)) else {
+                    continue;
+                };
+                let refs = existing
+                    .metadata
+                    .owner_references
+                    .clone()
+                    .unwrap_or_default();
                 if let Some(new) = retention_refs(&refs, set, p, scaled_down) {
                     let patch = json!({"metadata": {
                         "ownerReferences": new,
                         "resourceVersion": existing.metadata.resource_version,
                     }});
-                    match api.patch(cname, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match api
+                        .patch(cname, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if runtime::is_not_found(&e) => {}
                         Err(e) => return Err(e),
@@ -1061,7 +1247,9 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetUpdateStrategy, RollingUpdateStatefulSetStrategy};
+    use k8s_openapi::api::apps::v1::{
+        RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetUpdateStrategy,
+    };
     use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
@@ -1113,12 +1301,14 @@ mod tests {
         }
         let ready = matches!(state, "ready" | "term");
         p.status = Some(PodStatus {
-            phase: Some(match state {
-                "new" => "Pending",
-                "fail" => "Failed",
-                _ => "Running",
-            }
-            .into()),
+            phase: Some(
+                match state {
+                    "new" => "Pending",
+                    "fail" => "Failed",
+                    _ => "Running",
+                }
+                .into(),
+            ),
             conditions: ready.then(|| {
                 vec![PodCondition {
                     type_: "Ready".into(),
@@ -1151,7 +1341,10 @@ mod tests {
         assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
         let vols = spec.volumes.unwrap();
         assert_eq!(vols[0].name, "data");
-        assert_eq!(vols[0].persistent_volume_claim.as_ref().unwrap().claim_name, "data-web-2");
+        assert_eq!(
+            vols[0].persistent_volume_claim.as_ref().unwrap().claim_name,
+            "data-web-2"
+        );
         assert_eq!(vols[1].name, "tmp");
         let claims = claims_for(&set, 2);
         assert_eq!(claims[0].metadata.name.as_deref(), Some("data-web-2"));
@@ -1221,7 +1414,11 @@ mod tests {
             Case {
                 name: "ordered: scale down from the highest ordinal, one at a time",
                 set: sts(1, false),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r1", "ready")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r1", "ready"),
+                ],
                 update: "r1",
                 create: vec![],
                 delete: vec!["web-2"],
@@ -1229,7 +1426,11 @@ mod tests {
             Case {
                 name: "ordered: scale down waits for a terminating pod",
                 set: sts(1, false),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r1", "term")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r1", "term"),
+                ],
                 update: "r1",
                 create: vec![],
                 delete: vec![],
@@ -1237,7 +1438,11 @@ mod tests {
             Case {
                 name: "parallel: scale down all at once",
                 set: sts(1, true),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r1", "run")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r1", "run"),
+                ],
                 update: "r1",
                 create: vec![],
                 delete: vec!["web-2", "web-1"],
@@ -1253,7 +1458,11 @@ mod tests {
             Case {
                 name: "rolling update: highest ordinal first",
                 set: sts(3, false),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r1", "ready")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r1", "ready"),
+                ],
                 update: "r2",
                 create: vec![],
                 delete: vec!["web-2"],
@@ -1261,7 +1470,11 @@ mod tests {
             Case {
                 name: "rolling update: waits for the updated pod to be ready",
                 set: sts(3, false),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r2", "run")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r2", "run"),
+                ],
                 update: "r2",
                 create: vec![],
                 delete: vec![],
@@ -1269,23 +1482,39 @@ mod tests {
             Case {
                 name: "rolling update: next one down",
                 set: sts(3, false),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r2", "ready")],
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r2", "ready"),
+                ],
                 update: "r2",
                 create: vec![],
                 delete: vec!["web-1"],
             },
             Case {
                 name: "rolling update: partition 2 keeps web-0 and web-1",
-                set: with(sts(3, false), &|s| s.update_strategy = Some(rolling(Some(2), None))),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r2", "ready")],
+                set: with(sts(3, false), &|s| {
+                    s.update_strategy = Some(rolling(Some(2), None))
+                }),
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r2", "ready"),
+                ],
                 update: "r2",
                 create: vec![],
                 delete: vec![],
             },
             Case {
                 name: "rolling update: maxUnavailable 2",
-                set: with(sts(3, true), &|s| s.update_strategy = Some(rolling(None, Some(2)))),
-                pods: vec![pod(0, "r1", "ready"), pod(1, "r1", "ready"), pod(2, "r1", "ready")],
+                set: with(sts(3, true), &|s| {
+                    s.update_strategy = Some(rolling(None, Some(2)))
+                }),
+                pods: vec![
+                    pod(0, "r1", "ready"),
+                    pod(1, "r1", "ready"),
+                    pod(2, "r1", "ready"),
+                ],
                 update: "r2",
                 create: vec![],
                 delete: vec!["web-2", "web-1"],
@@ -1306,7 +1535,8 @@ mod tests {
             Case {
                 name: "ordinals.start 5",
                 set: with(sts(2, true), &|s| {
-                    s.ordinals = Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(5) })
+                    s.ordinals =
+                        Some(k8s_openapi::api::apps::v1::StatefulSetOrdinals { start: Some(5) })
                 }),
                 pods: vec![pod(0, "r1", "ready")],
                 update: "r1",
@@ -1322,12 +1552,20 @@ mod tests {
                 update_template: &b,
             };
             let plan = plan(&case.set, &case.pods, &revs, now, true);
-            let created: Vec<String> = plan.create.iter().map(|p| name(&p.metadata).to_owned()).collect();
+            let created: Vec<String> = plan
+                .create
+                .iter()
+                .map(|p| name(&p.metadata).to_owned())
+                .collect();
             assert_eq!(created, case.create, "{}", case.name);
             assert_eq!(names(&plan.delete), case.delete, "{}", case.name);
             // Nothing happens while expectations are pending.
             let idle = plan_idle(&case.set, &case.pods, &revs, now);
-            assert!(idle.create.is_empty() && idle.delete.is_empty(), "{}", case.name);
+            assert!(
+                idle.create.is_empty() && idle.delete.is_empty(),
+                "{}",
+                case.name
+            );
         }
     }
 
@@ -1364,7 +1602,9 @@ mod tests {
             [("web-0", "r1"), ("web-1", "r1"), ("web-2", "r2")]
                 .map(|(a, b)| (a.to_string(), b.to_string()))
         );
-        let image = plan.create[0].spec.as_ref().unwrap().containers[0].image.clone();
+        let image = plan.create[0].spec.as_ref().unwrap().containers[0]
+            .image
+            .clone();
         assert_eq!(image.as_deref(), Some("a"));
     }
 
@@ -1421,8 +1661,12 @@ mod tests {
         ];
         for (deleted, scaled, down, want) in cases {
             let mut set = sts(1, false);
-            set.spec.as_mut().unwrap().persistent_volume_claim_retention_policy = Some(
-                serde_json::from_value(json!({"whenDeleted": deleted, "whenScaled": scaled})).unwrap(),
+            set.spec
+                .as_mut()
+                .unwrap()
+                .persistent_volume_claim_retention_policy = Some(
+                serde_json::from_value(json!({"whenDeleted": deleted, "whenScaled": scaled}))
+                    .unwrap(),
             );
             let refs = retention_refs(&[], &set, &p, down).unwrap_or_default();
             let kinds: Vec<&str> = refs.iter().map(|r| r.kind.as_str()).collect();

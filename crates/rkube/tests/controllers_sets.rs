@@ -33,7 +33,12 @@ fn live_pods(s: &Server, selector: &str) -> BTreeMap<String, Value> {
         .unwrap()
         .iter()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| (p["metadata"]["name"].as_str().unwrap().to_owned(), p.clone()))
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_owned(),
+                p.clone(),
+            )
+        })
         .collect()
 }
 
@@ -43,19 +48,28 @@ fn all_pods(s: &Server, selector: &str) -> BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["metadata"]["name"].as_str().unwrap().to_owned(), p.clone()))
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_owned(),
+                p.clone(),
+            )
+        })
         .collect()
 }
 
 fn is_ready(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
-        && p["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn image(p: &Value) -> String {
-    p["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_owned()
+    p["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The node a pod is for: nodeName or its metadata.name affinity.
@@ -93,7 +107,14 @@ impl Kubelet {
             for (name, p) in all_pods(s, selector) {
                 if !p["metadata"]["deletionTimestamp"].is_null() {
                     if !self.hold.load(Ordering::SeqCst) {
-                        let _ = s.kubectl(&["delete", "pod", &name, "--grace-period=0", "--force", "--wait=false"]);
+                        let _ = s.kubectl(&[
+                            "delete",
+                            "pod",
+                            &name,
+                            "--grace-period=0",
+                            "--force",
+                            "--wait=false",
+                        ]);
                     }
                     continue;
                 }
@@ -103,14 +124,28 @@ impl Kubelet {
                         r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"{name}"}},"target":{{"apiVersion":"v1","kind":"Node","name":"{node}"}}}}"#
                     );
                     let _ = s.kubectl_stdin(
-                        &["create", "--raw", &format!("/api/v1/namespaces/default/pods/{name}/binding"), "-f", "-"],
+                        &[
+                            "create",
+                            "--raw",
+                            &format!("/api/v1/namespaces/default/pods/{name}/binding"),
+                            "-f",
+                            "-",
+                        ],
                         &binding,
                     );
                     continue;
                 }
                 if !is_ready(&p) {
                     let patch = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2025-01-01T00:00:00Z"}]}}"#;
-                    let out = s.kubectl(&["patch", "pod", &name, "--subresource=status", "--type=merge", "-p", patch]);
+                    let out = s.kubectl(&[
+                        "patch",
+                        "pod",
+                        &name,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        patch,
+                    ]);
                     if out.status.success() {
                         self.readied.lock().unwrap().push((name.clone(), image(&p)));
                     }
@@ -183,7 +218,15 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
     // OrderedReady: web-0 alone until it is Running and Ready, then web-1...
     let ready = |name: &str| {
         let patch = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2025-01-01T00:00:00Z"}]}}"#;
-        s.ok(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", patch]);
+        s.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            patch,
+        ]);
     };
     for i in 0..3 {
         let want: Vec<String> = (0..=i).map(|o| format!("web-{o}")).collect();
@@ -192,28 +235,54 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
             (names == want).then_some(())
         });
         // Its claim was made first; nothing beyond it while it is not ready.
-        assert!(pvc_names(&s).contains(&format!("data-web-{i}")), "{:?}", pvc_names(&s));
+        assert!(
+            pvc_names(&s).contains(&format!("data-web-{i}")),
+            "{:?}",
+            pvc_names(&s)
+        );
         std::thread::sleep(Duration::from_millis(700));
-        assert_eq!(live_pods(&s, "app=web").len(), i + 1, "a later ordinal appeared before web-{i} was ready");
+        assert_eq!(
+            live_pods(&s, "app=web").len(),
+            i + 1,
+            "a later ordinal appeared before web-{i} was ready"
+        );
         let pod = &live_pods(&s, "app=web")[&format!("web-{i}")];
         assert_eq!(pod["spec"]["hostname"], format!("web-{i}"));
         assert_eq!(pod["spec"]["subdomain"], "nginx");
-        assert_eq!(pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], format!("web-{i}"));
-        assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], i.to_string());
+        assert_eq!(
+            pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+            format!("web-{i}")
+        );
+        assert_eq!(
+            pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+            i.to_string()
+        );
         assert!(pod["metadata"]["labels"]["controller-revision-hash"]
             .as_str()
             .unwrap()
             .starts_with("web-"));
         let vol = &pod["spec"]["volumes"][0];
-        assert_eq!(vol["persistentVolumeClaim"]["claimName"], format!("data-web-{i}"));
+        assert_eq!(
+            vol["persistentVolumeClaim"]["claimName"],
+            format!("data-web-{i}")
+        );
         ready(&format!("web-{i}"));
     }
     let out = s.ok(&["rollout", "status", "statefulset/web", "--timeout=60s"]);
-    assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
+    assert!(
+        out.contains("partitioned roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
     let sts = s.json(&["get", "statefulset", "web"]);
     assert_eq!(sts["status"]["readyReplicas"], 3, "{sts}");
-    assert_eq!(sts["status"]["currentRevision"], sts["status"]["updateRevision"]);
-    let rev1 = sts["status"]["currentRevision"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sts["status"]["currentRevision"],
+        sts["status"]["updateRevision"]
+    );
+    let rev1 = sts["status"]["currentRevision"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cr = s.json(&["get", "controllerrevision", &rev1]);
     assert_eq!(cr["revision"], 1);
     assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
@@ -226,7 +295,10 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
         // Rolling update: replaced from the highest ordinal down.
         s.ok(&["set", "image", "statefulset/web", "c=nginx:2"]);
         let out = s.ok(&["rollout", "status", "statefulset/web", "--timeout=90s"]);
-        assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
+        assert!(
+            out.contains("partitioned roll out complete: 3 new pods have been updated"),
+            "{out}"
+        );
         let order: Vec<String> = kubelet
             .readied
             .lock()
@@ -248,7 +320,11 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
 
         // History and undo.
         let hist = s.ok(&["rollout", "history", "statefulset/web"]);
-        let revs: Vec<&str> = hist.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+        let revs: Vec<&str> = hist
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
         assert_eq!(revs, ["1", "2"], "{hist}");
         let detail = s.ok(&["rollout", "history", "statefulset/web", "--revision=1"]);
         assert!(detail.contains("nginx:1"), "{detail}");
@@ -258,16 +334,25 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
         assert!(out.contains("3 new pods have been updated"), "{out}");
         eventually(30, "pods back at nginx:1", || {
             let pods = live_pods(&s, "app=web");
-            (pods.len() == 3 && pods.values().all(|p| image(p) == "nginx:1" && is_ready(p))).then_some(())
+            (pods.len() == 3 && pods.values().all(|p| image(p) == "nginx:1" && is_ready(p)))
+                .then_some(())
         });
         eventually(30, "revision 1 renumbered 3", || {
             let hist = s.ok(&["rollout", "history", "statefulset/web"]);
-            let revs: Vec<String> =
-                hist.lines().skip(2).filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect();
+            let revs: Vec<String> = hist
+                .lines()
+                .skip(2)
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_owned)
+                .collect();
             (revs == ["2", "3"]).then_some(())
         });
         let sts = s.json(&["get", "statefulset", "web"]);
-        assert_eq!(sts["status"]["updateRevision"], rev1.as_str(), "undo reuses the first revision");
+        assert_eq!(
+            sts["status"]["updateRevision"],
+            rev1.as_str(),
+            "undo reuses the first revision"
+        );
 
         // Scale down: the highest ordinal first, the next only once it is gone.
         kubelet.hold.store(true, Ordering::SeqCst);
@@ -278,10 +363,16 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
         });
         std::thread::sleep(Duration::from_millis(1500));
         let pods = all_pods(&s, "app=web");
-        assert!(pods["web-1"]["metadata"]["deletionTimestamp"].is_null(), "web-1 went before web-2 was gone");
+        assert!(
+            pods["web-1"]["metadata"]["deletionTimestamp"].is_null(),
+            "web-1 went before web-2 was gone"
+        );
         // whenScaled=Delete: the condemned pods' claims are owned by them.
         let claim = s.json(&["get", "pvc", "data-web-2"]);
-        assert_eq!(claim["metadata"]["ownerReferences"][0]["kind"], "Pod", "{claim}");
+        assert_eq!(
+            claim["metadata"]["ownerReferences"][0]["kind"], "Pod",
+            "{claim}"
+        );
         s.ok(&["delete", "pod", "web-2", "--grace-period=0", "--force"]);
         eventually(30, "web-1 terminating", || {
             let pods = all_pods(&s, "app=web");
@@ -293,15 +384,23 @@ fn statefulset_ordered_pods_claims_rolling_update_history_undo() {
             (pods.keys().collect::<Vec<_>>() == ["web-0"]).then_some(())
         });
         // The garbage collector removes the scaled-down claims.
-        eventually(60, "claims of web-1 and web-2 deleted", || (pvc_names(&s) == ["data-web-0"]).then_some(()));
+        eventually(60, "claims of web-1 and web-2 deleted", || {
+            (pvc_names(&s) == ["data-web-0"]).then_some(())
+        });
         let sts = s.json(&["get", "statefulset", "web"]);
         assert_eq!(sts["status"]["replicas"], 1, "{sts}");
         kubelet.stop.store(true, Ordering::SeqCst);
     });
 
     let describe = s.ok(&["describe", "statefulset", "web"]);
-    assert!(describe.contains("create Pod web-0 in StatefulSet web successful"), "{describe}");
-    assert!(describe.contains("create Claim data-web-0 Pod web-0 in StatefulSet web success"), "{describe}");
+    assert!(
+        describe.contains("create Pod web-0 in StatefulSet web successful"),
+        "{describe}"
+    );
+    assert!(
+        describe.contains("create Claim data-web-0 Pod web-0 in StatefulSet web success"),
+        "{describe}"
+    );
 }
 
 const STS_PARALLEL: &str = r#"
@@ -373,21 +472,35 @@ fn daemonset_on_every_node_new_nodes_taints_rollout() {
     s.ok_stdin(&["apply", "-f", "-"], DS);
 
     let nodes_of = |s: &Server| {
-        let mut v: Vec<String> = live_pods(s, "app=agent").values().filter_map(target_node).collect();
+        let mut v: Vec<String> = live_pods(s, "app=agent")
+            .values()
+            .filter_map(target_node)
+            .collect();
         v.sort();
         v
     };
-    eventually(30, "one pod on each untainted node", || (nodes_of(&s) == ["n1", "n2", "n3"]).then_some(()));
+    eventually(30, "one pod on each untainted node", || {
+        (nodes_of(&s) == ["n1", "n2", "n3"]).then_some(())
+    });
     let pods = live_pods(&s, "app=agent");
     let pod = pods.values().next().unwrap();
-    assert!(pod["metadata"]["name"].as_str().unwrap().starts_with("agent-"));
+    assert!(pod["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("agent-"));
     assert!(pod["metadata"]["labels"]["controller-revision-hash"].is_string());
     assert!(pod["metadata"]["labels"]["pod-template-generation"].is_string());
     let tolerations: Vec<String> = pod["spec"]["tolerations"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| format!("{}:{}", t["key"].as_str().unwrap(), t["effect"].as_str().unwrap()))
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap(),
+                t["effect"].as_str().unwrap()
+            )
+        })
         .collect();
     for want in [
         "node.kubernetes.io/not-ready:NoExecute",
@@ -398,18 +511,24 @@ fn daemonset_on_every_node_new_nodes_taints_rollout() {
     }
     eventually(30, "status before readiness", || {
         let ds = s.json(&["get", "daemonset", "agent"]);
-        (ds["status"]["desiredNumberScheduled"] == 3 && ds["status"]["currentNumberScheduled"] == 3).then_some(())
+        (ds["status"]["desiredNumberScheduled"] == 3 && ds["status"]["currentNumberScheduled"] == 3)
+            .then_some(())
     });
 
     let kubelet = Kubelet::new();
     std::thread::scope(|scope| {
         scope.spawn(|| kubelet.run(&s, "app=agent", "n1"));
         let out = s.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"]);
-        assert!(out.contains("daemon set \"agent\" successfully rolled out"), "{out}");
+        assert!(
+            out.contains("daemon set \"agent\" successfully rolled out"),
+            "{out}"
+        );
 
         // A node added later gets one too.
         add_node(&s, "n4");
-        eventually(30, "a pod on n4", || (nodes_of(&s) == ["n1", "n2", "n3", "n4"]).then_some(()));
+        eventually(30, "a pod on n4", || {
+            (nodes_of(&s) == ["n1", "n2", "n3", "n4"]).then_some(())
+        });
         eventually(30, "4 ready", || {
             let ds = s.json(&["get", "daemonset", "agent"]);
             (ds["status"]["numberReady"] == 4 && ds["status"]["numberAvailable"] == 4).then_some(())
@@ -424,7 +543,11 @@ fn daemonset_on_every_node_new_nodes_taints_rollout() {
             (pods.len() == 4 && pods.values().all(|p| image(p) == "agent:2")).then_some(())
         });
         let hist = s.ok(&["rollout", "history", "daemonset/agent"]);
-        let revs: Vec<&str> = hist.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+        let revs: Vec<&str> = hist
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
         assert_eq!(revs, ["1", "2"], "{hist}");
         let out = s.ok(&["rollout", "undo", "daemonset/agent"]);
         assert!(out.contains("rolled back"), "{out}");
@@ -442,7 +565,9 @@ fn daemonset_on_every_node_new_nodes_taints_rollout() {
         });
         // A NoExecute taint evicts the daemon pod.
         s.ok(&["taint", "node", "n4", "evict=now:NoExecute"]);
-        eventually(30, "no pod on n4", || (nodes_of(&s) == ["n1", "n2", "n3", "tainted"]).then_some(()));
+        eventually(30, "no pod on n4", || {
+            (nodes_of(&s) == ["n1", "n2", "n3", "tainted"]).then_some(())
+        });
         eventually(30, "status", || {
             let ds = s.json(&["get", "daemonset", "agent"]);
             (ds["status"]["desiredNumberScheduled"] == 4
