@@ -9,6 +9,7 @@
 pub mod fields;
 pub mod kinds;
 pub mod openapi;
+pub mod quantity;
 pub mod registry;
 pub mod schema;
 pub mod selector;

@@ -33,6 +33,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 
@@ -137,6 +138,7 @@ pub fn run(client: kube::Client, config: Config) -> impl std::future::Future<Out
         nodelifecycle::start(&ctx, &mut set, config.node_monitor_grace_period);
         podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
         disruption::start(&ctx, &mut set);
+        resourcequota::start(&ctx, &mut set);
         if let Some(cidr) = &config.cluster_cidr {
             match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
                 Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),

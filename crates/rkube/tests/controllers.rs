@@ -191,3 +191,28 @@ fn endpoints_and_slices_follow_pods() {
         (!ep.status.success() && sl["items"].as_array().unwrap().is_empty()).then_some(())
     });
 }
+
+#[test]
+fn resource_quota_usage_and_pdb_status() {
+    let s = Server::start_with(&["--disable-scheduler"]);
+    s.ok(&["create", "quota", "q", "--hard=pods=10,requests.cpu=2,configmaps=5,count/deployments.apps=3"]);
+    s.ok(&["run", "p", "--image=nginx", "--labels=app=q", "--overrides",
+        r#"{"spec":{"containers":[{"name":"p","image":"nginx","resources":{"requests":{"cpu":"250m"}}}]}}"#]);
+    s.ok(&["create", "deployment", "d", "--image=nginx", "--replicas=0"]);
+    eventually(30, "quota usage", || {
+        let q = s.json(&["get", "quota", "q", "-o", "json"]);
+        let used = &q["status"]["used"];
+        (used["pods"] == "1" && used["requests.cpu"] == "250m" && used["count/deployments.apps"] == "1")
+            .then_some(())
+    });
+    let describe = s.ok(&["describe", "quota", "q"]);
+    assert!(describe.contains("requests.cpu") && describe.contains("250m"), "{describe}");
+
+    // A PodDisruptionBudget over one not-ready pod allows no disruption.
+    s.ok(&["create", "pdb", "b", "--selector=app=q", "--min-available=1"]);
+    eventually(30, "pdb status", || {
+        let b = s.json(&["get", "pdb", "b", "-o", "json"]);
+        (b["status"]["expectedPods"] == 1 && b["status"]["disruptionsAllowed"] == 0 && b["status"]["currentHealthy"] == 0)
+            .then_some(())
+    });
+}
