@@ -1150,7 +1150,7 @@ impl Controller {
         }
 
         let collision = ds.status.as_ref().and_then(|s| s.collision_count);
-        let status = status_for(&ds, &plan.counts, collision, acting || error.is_none());
+        let status = status_for(&ds, &plan.counts, collision, acting && error.is_none());
         let old_status = serde_json::to_value(&ds.status).unwrap_or(Value::Null);
         if status_differs(&old_status, &status) {
             let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
