@@ -241,7 +241,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             Box::new(apiserver::auth::AllowAuthenticated),
         )
         .with_service_cidr(&args.service_cidr)
-        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?,
+        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?
+        .with_ca_bundle(&pki.ca_cert),
     );
     apiserver::bootstrap_service(&state, args.https_listen_port)
         .await
@@ -352,6 +353,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let config = agent::simulated::Config {
         count,
         prefix: args.node_name.unwrap_or_else(|| "sim".to_owned()),
+        ..Default::default()
     };
     tokio::select! {
         r = agent::simulated::run(client, config) => r,
