@@ -68,6 +68,16 @@ impl Authenticator {
         Some(crate::sa_token::user(&claims))
     }
 
+    /// The claims of a service account token (not a static token).
+    pub fn service_account_claims(&self, token: &str) -> Option<crate::sa_token::Claims> {
+        if self.tokens.contains_key(token) {
+            return None;
+        }
+        self.service_accounts
+            .as_ref()?
+            .verify(token, chrono::Utc::now().timestamp())
+    }
+
     pub fn add_token(&mut self, token: impl Into<String>, user: User) {
         self.tokens.insert(token.into(), user);
     }
@@ -109,13 +119,18 @@ impl Authenticator {
         if let Some(u) = cert_user {
             return Some(u.clone());
         }
-        let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))?
-            .trim();
-        self.token_user(token)
+        self.token_user(bearer(headers)?)
     }
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(
+        auth.strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))?
+            .trim(),
+    )
 }
 
 /// What a request wants to do, for the authorizer.

@@ -338,7 +338,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             let mut obj = decode_body(&req.headers, &req.body)?;
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
-            let answered = crate::reviews::answer(state, res, obj, &req.user);
+            let answered = crate::reviews::answer(state, res, obj, &req.user).await;
             Ok(json_response(StatusCode::CREATED, &answered))
         }
         (&Method::POST, None, None) => {

@@ -160,6 +160,25 @@ pub async fn bootstrap(store: &Arc<dyn Store>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether the service account a token was issued for still exists (the
+/// same one: its uid matches), as Kubernetes checks for bound tokens.
+pub(crate) async fn service_account_live(state: &State, claims: &sa_token::Claims) -> bool {
+    let Some(res) = api::registry::find("", "v1", "serviceaccounts") else {
+        return false;
+    };
+    let key = api::registry::storage_key(res, Some(&claims.namespace), &claims.name);
+    match state.store.get(&key).await {
+        Ok(Some(kv)) => {
+            claims.uid.is_empty()
+                || serde_json::from_slice::<serde_json::Value>(&kv.value)
+                    .ok()
+                    .and_then(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()).map(|u| u == claims.uid))
+                    .unwrap_or(false)
+        }
+        _ => false,
+    }
+}
+
 fn is_public(path: &str) -> bool {
     matches!(
         path,
@@ -195,6 +214,13 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
     let Some(user) = state.authn.authenticate(peer, &parts.headers) else {
         return ApiError::unauthorized().into_response();
     };
+    if peer.is_none() {
+        if let Some(claims) = auth::bearer(&parts.headers).and_then(|t| state.authn.service_account_claims(t)) {
+            if !service_account_live(&state, &claims).await {
+                return ApiError::unauthorized().into_response();
+            }
+        }
+    }
     let info = request::parse(&path);
     let verb = verb_of(&parts.method, info.as_ref(), &parts.uri);
     let attrs = Attributes {

@@ -27,14 +27,18 @@ fn user_info(u: &User) -> Value {
 }
 
 /// The review with its status filled in.
-pub fn answer(state: &State, res: &Resource, mut review: Value, requester: &User) -> Value {
+pub async fn answer(state: &State, res: &Resource, mut review: Value, requester: &User) -> Value {
     let status = match res.kind {
         "TokenReview" => {
             let token = review
                 .pointer("/spec/token")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            match state.authn.token_user(token) {
+            let live = match state.authn.service_account_claims(token) {
+                Some(claims) => crate::service_account_live(state, &claims).await,
+                None => true,
+            };
+            match state.authn.token_user(token).filter(|_| live) {
                 Some(u) => json!({"authenticated": true, "user": user_info(&u),
                     "audiences": review.pointer("/spec/audiences").cloned().unwrap_or(json!([crate::sa_token::ISSUER]))}),
                 None => json!({"authenticated": false, "error": "invalid bearer token"}),

@@ -1206,6 +1206,19 @@ fn service_account_tokens_authenticate() {
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"]["authenticated"], authenticated, "{v}");
     }
+    // Deleting the service account invalidates its tokens.
+    s.ok(&["delete", "sa", "robot"]);
+    let out = as_robot(&["get", "sa", "-o", "name"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &review,
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}).to_string(),
+    )
+    .unwrap();
+    let out = s.ok(&["create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", review.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"]["authenticated"], false, "{v}");
     // Reviews are answered, never stored.
     let err = s.fails(&[
         "get",
