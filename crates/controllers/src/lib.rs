@@ -30,6 +30,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
@@ -103,6 +104,8 @@ pub struct Config {
     pub node_monitor_grace_period: std::time::Duration,
     /// Finished pods kept before the oldest are deleted.
     pub terminated_pod_gc_threshold: usize,
+    /// Where local-path volumes live on the nodes.
+    pub storage_dir: String,
 }
 
 impl Default for Config {
@@ -112,6 +115,7 @@ impl Default for Config {
             node_cidr_mask_size: 24,
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             terminated_pod_gc_threshold: 12_500,
+            storage_dir: "/var/lib/rkube/storage".into(),
         }
     }
 }
@@ -139,6 +143,7 @@ pub fn run(client: kube::Client, config: Config) -> impl std::future::Future<Out
         podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
         disruption::start(&ctx, &mut set);
         resourcequota::start(&ctx, &mut set);
+        persistentvolume::start(&ctx, &mut set, config.storage_dir.clone());
         if let Some(cidr) = &config.cluster_cidr {
             match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
                 Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),

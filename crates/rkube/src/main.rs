@@ -276,6 +276,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             cluster_cidr: Some(args.cluster_cidr.clone()),
             node_monitor_grace_period: args.node_monitor_grace_period,
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            storage_dir: args.data_dir.join("storage").display().to_string(),
             ..Default::default()
         };
         components.spawn(async move {

@@ -216,3 +216,68 @@ fn resource_quota_usage_and_pdb_status() {
             .then_some(())
     });
 }
+
+#[test]
+fn volumes_bind_and_local_path_provisions() {
+    let s = Server::start_with(&["--disable-scheduler"]);
+    eventually(30, "default local-path class", || {
+        let out = s.kubectl(&["get", "storageclass"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("local-path (default)").then_some(())
+    });
+    let static_pv = r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: manual}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: /tmp/manual}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: static}
+spec:
+  storageClassName: ""
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: dynamic}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"#;
+    s.ok_stdin(&["apply", "-f", "-"], static_pv);
+    eventually(30, "static claim bound", || {
+        let c = s.json(&["get", "pvc", "static", "-o", "json"]);
+        (c["status"]["phase"] == "Bound" && c["spec"]["volumeName"] == "manual").then_some(())
+    });
+    let pv = s.json(&["get", "pv", "manual", "-o", "json"]);
+    assert_eq!(pv["status"]["phase"], "Bound");
+    assert_eq!(pv["spec"]["claimRef"]["name"], "static");
+    // WaitForFirstConsumer: pending until a pod using it is on a node.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(s.json(&["get", "pvc", "dynamic", "-o", "json"])["status"]["phase"], "Pending");
+    s.ok(&["run", "user", "--image=nginx", "--overrides",
+        r#"{"spec":{"nodeName":"n1","volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"dynamic"}}],"containers":[{"name":"user","image":"nginx","volumeMounts":[{"name":"d","mountPath":"/data"}]}]}}"#]);
+    let claim = eventually(30, "dynamic claim provisioned", || {
+        let c = s.json(&["get", "pvc", "dynamic", "-o", "json"]);
+        (c["status"]["phase"] == "Bound").then_some(c)
+    });
+    let volume = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
+    let pv = s.json(&["get", "pv", &volume, "-o", "json"]);
+    assert_eq!(pv["spec"]["storageClassName"], "local-path");
+    assert_eq!(pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0], "n1");
+    // Deleting claims: Delete removes the volume, Retain releases it.
+    s.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
+    s.ok(&["delete", "pvc", "dynamic", "static"]);
+    eventually(30, "volumes reclaimed", || {
+        let gone = !s.kubectl(&["get", "pv", &volume]).status.success();
+        let released = s.json(&["get", "pv", "manual", "-o", "json"])["status"]["phase"] == "Released";
+        (gone && released).then_some(())
+    });
+}
