@@ -584,6 +584,21 @@ impl Controller {
             }
         }
 
+        // The Deployment carries its new ReplicaSet's revision (what
+        // `kubectl rollout history` and `describe` show).
+        if let Some(rs) = &new_rs {
+            let rev = revision_of(&rs.metadata);
+            if rev > 0 && revision_of(&d.metadata) != rev {
+                let patch = json!({"metadata": {"annotations": {REVISION: rev.to_string()}}});
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    Err(e) if runtime::is_not_found(&e) => return Ok(Next::Done),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
         // Scale.
         let mut targets: BTreeMap<String, i32> = BTreeMap::new();
         let name_of = |rs: &ReplicaSet| rs.metadata.name.clone().unwrap_or_default();
