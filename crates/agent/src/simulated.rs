@@ -204,9 +204,8 @@ impl Config {
     pub fn node_ip(&self, i: usize) -> anyhow::Result<Ipv4Addr> {
         let cidr = Cidr::parse(&self.node_cidr)
             .ok_or_else(|| anyhow::anyhow!("invalid node_cidr {:?}", self.node_cidr))?;
-        cidr.host(i as u64 + 1).ok_or_else(|| {
-            anyhow::anyhow!("node_cidr {} has no room for node {i}", self.node_cidr)
-        })
+        cidr.host(i as u64 + 1)
+            .ok_or_else(|| anyhow::anyhow!("node_cidr {} has no room for node {i}", self.node_cidr))
     }
 
     /// Node `i`'s pod range when the node has no spec.podCIDR.
@@ -239,7 +238,11 @@ impl Cidr {
         if prefix > 32 {
             return None;
         }
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
         Some(Cidr {
             network: u32::from(addr) & mask,
             prefix,
@@ -277,7 +280,11 @@ impl Cidr {
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        };
         u32::from(ip) & mask == self.network
     }
 }
@@ -346,22 +353,27 @@ impl Ipam {
 /// A resource quantity (`500m`, `1Gi`, `2e3`, `0.5`) in units of 10⁻⁹.
 pub fn quantity_nanos(q: &str) -> Option<i128> {
     let q = q.trim();
-    let (number, suffix) = match q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')) {
-        Some(i) => q.split_at(i),
-        None => (q, ""),
-    };
+    let (number, suffix) =
+        match q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')) {
+            Some(i) => q.split_at(i),
+            None => (q, ""),
+        };
     let (neg, number) = match number.strip_prefix('-') {
         Some(n) => (true, n),
         None => (false, number.strip_prefix('+').unwrap_or(number)),
     };
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() && frac.is_empty() || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+    if int.is_empty() && frac.is_empty()
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     // digits as an integer, scaled by 10^-frac.len()
     let mut mantissa: i128 = 0;
     for c in int.chars().chain(frac.chars()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add(c.to_digit(10)? as i128)?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(c.to_digit(10)? as i128)?;
     }
     let mut exp10: i32 = 9 - frac.len() as i32;
     let mut factor: i128 = 1;
@@ -436,7 +448,10 @@ pub fn qos_class(spec: &PodSpec) -> &'static str {
     if requests.is_empty() && limits.is_empty() {
         return "BestEffort";
     }
-    if guaranteed && requests.len() == limits.len() && requests.iter().all(|(k, v)| limits.get(k) == Some(v)) {
+    if guaranteed
+        && requests.len() == limits.len()
+        && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    {
         "Guaranteed"
     } else {
         "Burstable"
@@ -459,7 +474,11 @@ pub fn exit_of(pod: &Pod) -> Option<Exit> {
     let ann = pod.metadata.annotations.as_ref()?;
     let code = ann.get(EXIT_CODE_ANNOTATION)?.trim().parse::<i32>().ok()?;
     let secs = match ann.get(RUN_SECONDS_ANNOTATION) {
-        Some(s) => s.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?,
+        Some(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)?,
         None => 1.0,
     };
     Some(Exit {
@@ -491,7 +510,11 @@ pub fn plan_pod(pod: &Pod, host_ip: &str, pod_ip: Option<&str>, now: Timestamp) 
                 ..PodPlan::default()
             };
         }
-        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0).max(0);
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .unwrap_or(0)
+            .max(0);
         let requested = deleted.0 - SignedDuration::from_secs(grace);
         let stop_at = requested + SignedDuration::from_secs(grace.min(1));
         if now < stop_at {
@@ -575,10 +598,18 @@ pub fn image_id(image: &str) -> String {
 }
 
 fn container_id(pod_uid: &str, name: &str, restarts: i32) -> String {
-    format!("simulated://{}", hex64(&[pod_uid, name, &restarts.to_string()]))
+    format!(
+        "simulated://{}",
+        hex64(&[pod_uid, name, &restarts.to_string()])
+    )
 }
 
-fn terminated(code: i32, started: Timestamp, finished: Timestamp, id: &str) -> ContainerStateTerminated {
+fn terminated(
+    code: i32,
+    started: Timestamp,
+    finished: Timestamp,
+    id: &str,
+) -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: code,
         reason: Some(if code == 0 { "Completed" } else { "Error" }.to_owned()),
@@ -806,7 +837,12 @@ fn pod_status(
         statuses.push(step.status);
     }
 
-    let ended = |s: &ContainerStatus| s.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code);
+    let ended = |s: &ContainerStatus| {
+        s.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code)
+    };
     let phase = if statuses.iter().any(|s| ended(s).is_none()) {
         "Running"
     } else if statuses.iter().all(|s| ended(s) == Some(0)) {
@@ -848,7 +884,10 @@ fn pod_status(
             "the status of pod readiness gate \"{}\" is not \"True\", but {status}",
             g.condition_type
         );
-        ((true, None, None), (false, Some("ReadinessGatesNotReady"), Some(msg)))
+        (
+            (true, None, None),
+            (false, Some("ReadinessGatesNotReady"), Some(msg)),
+        )
     } else {
         ((true, None, None), (true, None, None))
     };
@@ -863,10 +902,22 @@ fn pod_status(
         condition(&conds, OURS[0], !terminal, None, None, now),
         condition(&conds, OURS[1], true, None, None, now),
         condition(&conds, OURS[2], ready.0, ready.1, ready.2, now),
-        condition(&conds, OURS[3], containers_ready.0, containers_ready.1, containers_ready.2, now),
+        condition(
+            &conds,
+            OURS[3],
+            containers_ready.0,
+            containers_ready.1,
+            containers_ready.2,
+            now,
+        ),
         condition(&conds, OURS[4], true, None, None, now),
     ];
-    conditions.extend(conds.iter().filter(|c| !OURS.contains(&c.type_.as_str())).cloned());
+    conditions.extend(
+        conds
+            .iter()
+            .filter(|c| !OURS.contains(&c.type_.as_str()))
+            .cloned(),
+    );
 
     let mut st = cur.clone();
     st.phase = Some(phase.to_owned());
@@ -894,10 +945,18 @@ fn pod_status(
 // Node status (pure)
 
 /// Node `i`'s status at `now`; `current` keeps condition transition times.
-pub fn node_status(config: &Config, i: usize, ip: Ipv4Addr, current: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
+pub fn node_status(
+    config: &Config,
+    i: usize,
+    ip: Ipv4Addr,
+    current: Option<&NodeStatus>,
+    now: Timestamp,
+) -> NodeStatus {
     let name = config.node_name(i);
     let now_s = whole_seconds(now);
-    let prev = current.and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let prev = current
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let cond = |type_: &str, status: &str, reason: &str, message: &str| {
         let since = prev
             .iter()
@@ -914,12 +973,16 @@ pub fn node_status(config: &Config, i: usize, ip: Ipv4Addr, current: Option<&Nod
         }
     };
     let quantities = |m: &BTreeMap<String, String>| -> BTreeMap<String, Quantity> {
-        m.iter().map(|(k, v)| (k.clone(), Quantity(v.clone()))).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect()
     };
     let id = hex64(&[&name]);
     NodeStatus {
         capacity: Some(quantities(&config.capacity)),
-        allocatable: Some(quantities(config.allocatable.as_ref().unwrap_or(&config.capacity))),
+        allocatable: Some(quantities(
+            config.allocatable.as_ref().unwrap_or(&config.capacity),
+        )),
         addresses: Some(vec![
             NodeAddress {
                 type_: "InternalIP".to_owned(),
@@ -931,10 +994,30 @@ pub fn node_status(config: &Config, i: usize, ip: Ipv4Addr, current: Option<&Nod
             },
         ]),
         conditions: Some(vec![
-            cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            cond(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            cond(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            ),
+            cond(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            cond(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+            ),
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
@@ -957,13 +1040,25 @@ pub fn node_status(config: &Config, i: usize, ip: Ipv4Addr, current: Option<&Nod
 }
 
 fn uuid_like(hex: &str) -> String {
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// Whether the node's status must be written: it differs from `desired`
 /// in more than heartbeat times, or the last heartbeat is older than
 /// `report_interval`.
-pub fn node_status_stale(desired: &NodeStatus, current: Option<&NodeStatus>, now: Timestamp, report_interval: Duration) -> bool {
+pub fn node_status_stale(
+    desired: &NodeStatus,
+    current: Option<&NodeStatus>,
+    now: Timestamp,
+    report_interval: Duration,
+) -> bool {
     let Some(current) = current else { return true };
     let strip = |s: &NodeStatus| {
         let mut v = json!({
@@ -1014,6 +1109,9 @@ struct Shared {
     pod_store: Store<Pod>,
     queue: WorkQueue<String>,
     permits: Arc<Semaphore>,
+    /// Heartbeat failures since the last summary (logged once a round).
+    failures: std::sync::atomic::AtomicUsize,
+    last_failure: Mutex<String>,
 }
 
 /// Running simulated nodes. Dropping the handle stops them all.
@@ -1040,7 +1138,8 @@ impl SimulatedNodes {
                 ipam: Mutex::new(Ipam::default()),
             });
         }
-        let node_informer = Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
+        let node_informer =
+            Informer::new(Api::<Node>::all(client.clone()), watcher::Config::default());
         let pod_informer = Informer::new(
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().fields("spec.nodeName!="),
@@ -1048,6 +1147,8 @@ impl SimulatedNodes {
         let shared = Arc::new(Shared {
             client,
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            failures: Default::default(),
+            last_failure: Default::default(),
             config,
             nodes,
             by_name,
@@ -1072,6 +1173,12 @@ impl SimulatedNodes {
             elapsed_ms = began.elapsed().as_millis() as u64,
             "simulated nodes registered"
         );
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "some nodes could not be registered yet; retrying on their heartbeats"
+            );
+        }
 
         {
             let shared = shared.clone();
@@ -1161,6 +1268,14 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
 }
 
 impl Shared {
+    /// Counts a failed heartbeat request (one summary a round, not a line
+    /// per node: thousands of nodes fail together when the server is away).
+    fn heartbeat_failed(&self, node: &str, error: &dyn std::fmt::Display, what: &str) {
+        tracing::debug!(node, error = %error, "{what}");
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_failure.lock().unwrap() = format!("{node}: {what}: {error}");
+    }
+
     fn pod_changed(&self, change: &Change<Pod>) {
         let pod = change.object();
         let Some(&i) = pod
@@ -1229,17 +1344,26 @@ async fn reconcile_pod(shared: Arc<Shared>, key: String) -> Result<Next, kube::E
     let host_ip = node.ip.to_string();
     let status = pod.status.as_ref();
     let active = pod.metadata.deletion_timestamp.is_none()
-        && !matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        && !matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
     let pod_ip = match status.and_then(|s| s.pod_ip.clone()) {
         Some(ip) => Some(ip),
-        None if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) => Some(host_ip.clone()),
+        None if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) => {
+            Some(host_ip.clone())
+        }
         None if active => {
             let uid = pod.metadata.uid.as_deref().unwrap_or_default();
             let range = shared.pod_cidr(i);
             match node.ipam.lock().unwrap().assign(uid, range) {
                 Some(ip) => Some(ip.to_string()),
                 None => {
-                    tracing::warn!(node = node.name, pod = key, "no pod address left in {range:?}");
+                    tracing::warn!(
+                        node = node.name,
+                        pod = key,
+                        "no pod address left in {range:?}"
+                    );
                     return Ok(Next::After(Duration::from_secs(30)));
                 }
             }
@@ -1291,7 +1415,7 @@ async fn register_all(shared: &Arc<Shared>) -> usize {
                 match register(&shared, i).await {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::warn!(node = shared.nodes[i].name, error = %e, "registering node failed; retrying on its heartbeat");
+                        tracing::debug!(node = shared.nodes[i].name, error = %e, "registering node failed; retrying on its heartbeat");
                         false
                     }
                 }
@@ -1331,8 +1455,12 @@ async fn register(shared: &Shared, i: usize) -> anyhow::Result<()> {
             match api.create(&PostParams::default(), &new).await {
                 Ok(created) => {
                     let status = node_status(cfg, i, node.ip, None, Timestamp::now());
-                    api.patch_status(&node.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-                        .await?;
+                    api.patch_status(
+                        &node.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": status})),
+                    )
+                    .await?;
                     renew_lease(shared, i, created.metadata.uid.as_deref(), false).await?;
                     node.registered.store(true, Ordering::SeqCst);
                     return Ok(());
@@ -1345,12 +1473,20 @@ async fn register(shared: &Shared, i: usize) -> anyhow::Result<()> {
     let existing = existing.expect("node exists");
     let have = existing.metadata.labels.clone().unwrap_or_default();
     if labels.iter().any(|(k, v)| have.get(k) != Some(v)) {
-        api.patch(&node.name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
-            .await?;
+        api.patch(
+            &node.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await?;
     }
     let status = node_status(cfg, i, node.ip, existing.status.as_ref(), Timestamp::now());
-    api.patch_status(&node.name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
-        .await?;
+    api.patch_status(
+        &node.name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await?;
     renew_lease(shared, i, existing.metadata.uid.as_deref(), true).await?;
     node.registered.store(true, Ordering::SeqCst);
     Ok(())
@@ -1358,7 +1494,12 @@ async fn register(shared: &Shared, i: usize) -> anyhow::Result<()> {
 
 /// Renews node `i`'s Lease, creating it when it is missing. `exists`: try
 /// the renewal first (else the creation).
-async fn renew_lease(shared: &Shared, i: usize, node_uid: Option<&str>, exists: bool) -> Result<(), kube::Error> {
+async fn renew_lease(
+    shared: &Shared,
+    i: usize,
+    node_uid: Option<&str>,
+    exists: bool,
+) -> Result<(), kube::Error> {
     let cfg = &shared.config;
     let name = &shared.nodes[i].name;
     let api: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
@@ -1369,7 +1510,8 @@ async fn renew_lease(shared: &Shared, i: usize, node_uid: Option<&str>, exists: 
             "leaseDurationSeconds": cfg.lease_duration_seconds,
             "renewTime": now,
         }});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await
+        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
     };
     if exists {
         match renew().await {
@@ -1416,7 +1558,7 @@ async fn heartbeat(shared: &Shared, i: usize) {
     }
     if !node.registered.load(Ordering::SeqCst) {
         if let Err(e) = register(shared, i).await {
-            tracing::warn!(node = node.name, error = %e, "registering node failed");
+            shared.heartbeat_failed(&node.name, &e, "registering node failed");
         }
         return;
     }
@@ -1426,17 +1568,25 @@ async fn heartbeat(shared: &Shared, i: usize) {
         return;
     };
     if let Err(e) = renew_lease(shared, i, current.metadata.uid.as_deref(), true).await {
-        tracing::warn!(node = node.name, error = %e, "renewing lease failed");
+        shared.heartbeat_failed(&node.name, &e, "renewing lease failed");
     }
     let now = Timestamp::now();
     let desired = node_status(&shared.config, i, node.ip, current.status.as_ref(), now);
-    if node_status_stale(&desired, current.status.as_ref(), now, shared.config.status_report_interval) {
+    if node_status_stale(
+        &desired,
+        current.status.as_ref(),
+        now,
+        shared.config.status_report_interval,
+    ) {
         let api: Api<Node> = Api::all(shared.client.clone());
         let patch = Patch::Merge(json!({"status": desired}));
-        match api.patch_status(&node.name, &PatchParams::default(), &patch).await {
+        match api
+            .patch_status(&node.name, &PatchParams::default(), &patch)
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => tracing::warn!(node = node.name, error = %e, "writing node status failed"),
+            Err(e) => shared.heartbeat_failed(&node.name, &e, "writing node status failed"),
         }
     }
 }
@@ -1448,7 +1598,10 @@ async fn heartbeats(shared: Arc<Shared>) {
     if n == 0 {
         return;
     }
-    let interval = shared.config.heartbeat_interval.max(Duration::from_millis(10));
+    let interval = shared
+        .config
+        .heartbeat_interval
+        .max(Duration::from_millis(10));
     let mut round = tokio::time::Instant::now();
     loop {
         for i in 0..n {
@@ -1465,6 +1618,11 @@ async fn heartbeats(shared: Arc<Shared>) {
                 heartbeat(&shared, i).await;
                 drop(permit);
             });
+        }
+        let failed = shared.failures.swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            let last = shared.last_failure.lock().unwrap().clone();
+            tracing::warn!(failed, last, "heartbeat requests failed in the last round");
         }
         round += interval;
         let now = tokio::time::Instant::now();
@@ -1568,7 +1726,7 @@ mod tests {
             ("500m", Some(500_000_000)),
             ("0.5", Some(500_000_000)),
             ("1000m", Some(1_000_000_000)),
-            ("1Ki", Some(1024_000_000_000)),
+            ("1Ki", Some(1_024_000_000_000)),
             ("1Gi", Some((1i128 << 30) * 1_000_000_000)),
             ("2k", Some(2_000_000_000_000)),
             ("1e3", Some(1_000_000_000_000)),
@@ -1606,10 +1764,30 @@ mod tests {
         let full = [("cpu", "1"), ("memory", "1Gi")];
         let cases: Vec<(&str, Vec<Container>, Vec<Container>, &str)> = vec![
             ("nothing", vec![container("a")], vec![], "BestEffort"),
-            ("only storage", vec![c("a", &[("ephemeral-storage", "1Gi")], &[])], vec![], "BestEffort"),
-            ("zero requests", vec![c("a", &[("cpu", "0")], &[])], vec![], "BestEffort"),
-            ("requests only", vec![c("a", &[("cpu", "100m")], &[])], vec![], "Burstable"),
-            ("limits only", vec![c("a", &[], &full)], vec![], "Guaranteed"),
+            (
+                "only storage",
+                vec![c("a", &[("ephemeral-storage", "1Gi")], &[])],
+                vec![],
+                "BestEffort",
+            ),
+            (
+                "zero requests",
+                vec![c("a", &[("cpu", "0")], &[])],
+                vec![],
+                "BestEffort",
+            ),
+            (
+                "requests only",
+                vec![c("a", &[("cpu", "100m")], &[])],
+                vec![],
+                "Burstable",
+            ),
+            (
+                "limits only",
+                vec![c("a", &[], &full)],
+                vec![],
+                "Guaranteed",
+            ),
             ("equal", vec![c("a", &full, &full)], vec![], "Guaranteed"),
             (
                 "equal in other units",
@@ -1617,12 +1795,42 @@ mod tests {
                 vec![],
                 "Guaranteed",
             ),
-            ("requests below limits", vec![c("a", &[("cpu", "500m"), ("memory", "1Gi")], &full)], vec![], "Burstable"),
-            ("cpu limit only", vec![c("a", &[], &[("cpu", "1")])], vec![], "Burstable"),
-            ("one of two", vec![c("a", &full, &full), container("b")], vec![], "Burstable"),
-            ("both", vec![c("a", &full, &full), c("b", &[], &full)], vec![], "Guaranteed"),
-            ("init without limits", vec![c("a", &full, &full)], vec![container("i")], "Burstable"),
-            ("init with limits", vec![c("a", &full, &full)], vec![c("i", &[], &full)], "Guaranteed"),
+            (
+                "requests below limits",
+                vec![c("a", &[("cpu", "500m"), ("memory", "1Gi")], &full)],
+                vec![],
+                "Burstable",
+            ),
+            (
+                "cpu limit only",
+                vec![c("a", &[], &[("cpu", "1")])],
+                vec![],
+                "Burstable",
+            ),
+            (
+                "one of two",
+                vec![c("a", &full, &full), container("b")],
+                vec![],
+                "Burstable",
+            ),
+            (
+                "both",
+                vec![c("a", &full, &full), c("b", &[], &full)],
+                vec![],
+                "Guaranteed",
+            ),
+            (
+                "init without limits",
+                vec![c("a", &full, &full)],
+                vec![container("i")],
+                "Burstable",
+            ),
+            (
+                "init with limits",
+                vec![c("a", &full, &full)],
+                vec![c("i", &[], &full)],
+                "Guaranteed",
+            ),
         ];
         for (name, containers, init, want) in cases {
             let spec = PodSpec {
@@ -1641,7 +1849,10 @@ mod tests {
         assert_eq!(c.host(1), Some(Ipv4Addr::new(10, 200, 0, 1)));
         assert_eq!(c.host(256), Some(Ipv4Addr::new(10, 200, 1, 0)));
         assert_eq!(c.host(65535), None);
-        assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().network, u32::from(Ipv4Addr::new(10, 0, 0, 0)));
+        assert_eq!(
+            Cidr::parse("10.1.2.3/8").unwrap().network,
+            u32::from(Ipv4Addr::new(10, 0, 0, 0))
+        );
         assert_eq!(Cidr::parse("10.1.2.3"), None);
         assert_eq!(Cidr::parse("10.1.2.3/33"), None);
         let pods = Cidr::parse("10.128.0.0/9").unwrap();
@@ -1657,8 +1868,14 @@ mod tests {
         assert_eq!(cfg.node_ip(0).unwrap(), Ipv4Addr::new(10, 200, 0, 1));
         assert_eq!(cfg.node_ip(4999).unwrap(), Ipv4Addr::new(10, 200, 19, 136));
         assert!(cfg.node_ip(70_000).is_err());
-        assert_eq!(cfg.default_pod_cidr(1).unwrap(), Cidr::parse("10.128.1.0/24").unwrap());
-        assert_eq!(cfg.default_pod_cidr(4999).unwrap(), Cidr::parse("10.147.135.0/24").unwrap());
+        assert_eq!(
+            cfg.default_pod_cidr(1).unwrap(),
+            Cidr::parse("10.128.1.0/24").unwrap()
+        );
+        assert_eq!(
+            cfg.default_pod_cidr(4999).unwrap(),
+            Cidr::parse("10.147.135.0/24").unwrap()
+        );
     }
 
     #[test]
@@ -1699,18 +1916,52 @@ mod tests {
         assert_eq!(s.pod_ips.as_ref().unwrap()[0].ip, "10.128.0.5");
         assert_eq!(s.start_time, Some(Time(t(0))));
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
-        let names: Vec<&str> = s.conditions.iter().flatten().map(|c| c.type_.as_str()).collect();
-        assert_eq!(names, ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]);
-        assert!(s.conditions.iter().flatten().all(|c| c.status == "True" && c.last_transition_time == Some(Time(t(0)))));
+        let names: Vec<&str> = s
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PodReadyToStartContainers",
+                "Initialized",
+                "Ready",
+                "ContainersReady",
+                "PodScheduled"
+            ]
+        );
+        assert!(s
+            .conditions
+            .iter()
+            .flatten()
+            .all(|c| c.status == "True" && c.last_transition_time == Some(Time(t(0)))));
         let c = main_status(&p);
         assert_eq!(c.name, "web");
         assert_eq!(c.image, "nginx:1.27");
-        assert!(c.image_id.starts_with("nginx@sha256:") && c.image_id.len() == "nginx@sha256:".len() + 64);
-        assert!(c.container_id.as_deref().unwrap().starts_with("simulated://"));
+        assert!(
+            c.image_id.starts_with("nginx@sha256:")
+                && c.image_id.len() == "nginx@sha256:".len() + 64
+        );
+        assert!(c
+            .container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("simulated://"));
         assert!(c.ready);
         assert_eq!(c.started, Some(true));
         assert_eq!(c.restart_count, 0);
-        assert_eq!(c.state.as_ref().unwrap().running.as_ref().unwrap().started_at, Some(Time(t(0))));
+        assert_eq!(
+            c.state
+                .as_ref()
+                .unwrap()
+                .running
+                .as_ref()
+                .unwrap()
+                .started_at,
+            Some(Time(t(0)))
+        );
         // Nothing more to do, later either.
         assert_eq!(step(&mut p, t(0)), PodPlan::default());
         assert_eq!(step(&mut p, t(100)), PodPlan::default());
@@ -1742,13 +1993,23 @@ mod tests {
             condition_type: "example.com/gate".to_owned(),
         }]);
         step(&mut p, t(0));
-        assert_eq!(status(&p).qos_class.as_deref(), Some("Burstable"), "the API server's class stays");
+        assert_eq!(
+            status(&p).qos_class.as_deref(),
+            Some("Burstable"),
+            "the API server's class stays"
+        );
         assert_eq!(status(&p).nominated_node_name.as_deref(), Some("x"));
-        assert_eq!(cond(&p, "PodScheduled").last_transition_time, Some(Time(t(-10))));
+        assert_eq!(
+            cond(&p, "PodScheduled").last_transition_time,
+            Some(Time(t(-10)))
+        );
         assert_eq!(cond(&p, "example.com/gate").status, "False");
         assert_eq!(cond(&p, "ContainersReady").status, "True");
         let ready = cond(&p, "Ready");
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ReadinessGatesNotReady")));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ReadinessGatesNotReady"))
+        );
         // The gate opens.
         for c in p.status.as_mut().unwrap().conditions.as_mut().unwrap() {
             if c.type_ == "example.com/gate" {
@@ -1762,21 +2023,42 @@ mod tests {
 
     #[test]
     fn readiness_waits_for_the_probe_delay() {
-        for (startup, readiness, ready_after) in [(None, Some(5), 5), (Some(3), None, 3), (Some(3), Some(2), 3), (Some(0), Some(0), 0)] {
+        for (startup, readiness, ready_after) in [
+            (None, Some(5), 5),
+            (Some(3), None, 3),
+            (Some(3), Some(2), 3),
+            (Some(0), Some(0), 0),
+        ] {
             let mut p = pod("Always", &[]);
             let c = &mut p.spec.as_mut().unwrap().containers[0];
-            c.startup_probe = startup.map(|d| Probe { initial_delay_seconds: Some(d), ..Probe::default() });
-            c.readiness_probe = readiness.map(|d| Probe { initial_delay_seconds: Some(d), ..Probe::default() });
+            c.startup_probe = startup.map(|d| Probe {
+                initial_delay_seconds: Some(d),
+                ..Probe::default()
+            });
+            c.readiness_probe = readiness.map(|d| Probe {
+                initial_delay_seconds: Some(d),
+                ..Probe::default()
+            });
             let plan = step(&mut p, t(0));
             if ready_after == 0 {
                 assert!(main_status(&p).ready);
                 continue;
             }
             let wait = plan.requeue_after.expect("a timer");
-            assert!(wait >= Duration::from_secs(ready_after) && wait < Duration::from_secs(ready_after + 1), "{wait:?}");
+            assert!(
+                wait >= Duration::from_secs(ready_after)
+                    && wait < Duration::from_secs(ready_after + 1),
+                "{wait:?}"
+            );
             assert!(!main_status(&p).ready);
-            assert_eq!(cond(&p, "Ready").reason.as_deref(), Some("ContainersNotReady"));
-            assert_eq!(cond(&p, "ContainersReady").message.as_deref(), Some("containers with unready status: [web]"));
+            assert_eq!(
+                cond(&p, "Ready").reason.as_deref(),
+                Some("ContainersNotReady")
+            );
+            assert_eq!(
+                cond(&p, "ContainersReady").message.as_deref(),
+                Some("containers with unready status: [web]")
+            );
             assert_eq!(phase(&p), "Running");
             assert!(step(&mut p, t(ready_after as i64 - 1)).status.is_none());
             let plan = step(&mut p, t(ready_after as i64));
@@ -1784,7 +2066,10 @@ mod tests {
             assert!(main_status(&p).ready);
             assert_eq!(main_status(&p).started, Some(true));
             assert_eq!(cond(&p, "Ready").status, "True");
-            assert_eq!(cond(&p, "Ready").last_transition_time, Some(Time(t(ready_after as i64))));
+            assert_eq!(
+                cond(&p, "Ready").last_transition_time,
+                Some(Time(t(ready_after as i64)))
+            );
         }
     }
 
@@ -1809,7 +2094,10 @@ mod tests {
             let plan = step(&mut p, t(0));
             assert_eq!(phase(&p), "Running", "{policy} {code}");
             let wait = plan.requeue_after.expect("a timer");
-            assert!(wait.as_secs_f64() >= run_secs && wait.as_secs_f64() < run_secs + 0.1, "{wait:?}");
+            assert!(
+                wait.as_secs_f64() >= run_secs && wait.as_secs_f64() < run_secs + 0.1,
+                "{wait:?}"
+            );
             let end = t(0) + SignedDuration::from_secs_f64(run_secs);
             let plan = step(&mut p, end);
             assert_eq!(phase(&p), want_phase, "{policy} {code}");
@@ -1818,17 +2106,26 @@ mod tests {
             assert_eq!(exit_code(&p), want_exit, "{policy} {code}");
             if let Some(code) = want_exit {
                 let term = c.state.as_ref().unwrap().terminated.as_ref().unwrap();
-                assert_eq!(term.reason.as_deref(), Some(if code == 0 { "Completed" } else { "Error" }));
+                assert_eq!(
+                    term.reason.as_deref(),
+                    Some(if code == 0 { "Completed" } else { "Error" })
+                );
                 assert!(!c.ready);
                 assert_eq!(cond(&p, "Ready").reason.as_deref(), Some("PodCompleted"));
                 assert_eq!(cond(&p, "PodReadyToStartContainers").status, "False");
                 assert_eq!(plan.requeue_after, None);
                 // Terminal pods are left alone.
-                assert_eq!(step(&mut p, end + SignedDuration::from_secs(60)), PodPlan::default());
+                assert_eq!(
+                    step(&mut p, end + SignedDuration::from_secs(60)),
+                    PodPlan::default()
+                );
             } else {
                 let last = c.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
                 assert_eq!(last.exit_code.to_string(), code);
-                assert_ne!(last.container_id, c.container_id, "a restart is a new container");
+                assert_ne!(
+                    last.container_id, c.container_id,
+                    "a restart is a new container"
+                );
                 assert!(c.ready && c.state.as_ref().unwrap().running.is_some());
                 assert!(plan.requeue_after.is_some(), "it exits again");
                 // ... and again.
@@ -1849,8 +2146,17 @@ mod tests {
             assert_eq!(exit_of(&p), None, "{ann:?}");
         }
         assert_eq!(
-            exit_of(&pod("Never", &[(EXIT_CODE_ANNOTATION, " 2 "), (RUN_SECONDS_ANNOTATION, "2.5")])),
-            Some(Exit { code: 2, after: SignedDuration::from_millis(2500) })
+            exit_of(&pod(
+                "Never",
+                &[
+                    (EXIT_CODE_ANNOTATION, " 2 "),
+                    (RUN_SECONDS_ANNOTATION, "2.5")
+                ]
+            )),
+            Some(Exit {
+                code: 2,
+                after: SignedDuration::from_millis(2500)
+            })
         );
     }
 
@@ -1865,7 +2171,10 @@ mod tests {
         let init = status(&p).init_container_statuses.as_ref().unwrap();
         assert_eq!(init[0].name, "setup");
         let term = init[0].state.as_ref().unwrap().terminated.as_ref().unwrap();
-        assert_eq!((term.exit_code, term.reason.as_deref()), (0, Some("Completed")));
+        assert_eq!(
+            (term.exit_code, term.reason.as_deref()),
+            (0, Some("Completed"))
+        );
         assert_eq!(init[1].name, "proxy");
         assert!(init[1].state.as_ref().unwrap().running.is_some() && init[1].ready);
         assert_eq!(cond(&p, "Initialized").status, "True");
@@ -1878,13 +2187,27 @@ mod tests {
         let mut p = pod("Always", &[]);
         p.spec.as_mut().unwrap().containers = vec![container("b"), container("a")];
         step(&mut p, t(0));
-        let names: Vec<&str> = status(&p).container_statuses.iter().flatten().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = status(&p)
+            .container_statuses
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         p.spec.as_mut().unwrap().containers[0].image = Some("nginx:1.28".to_owned());
         step(&mut p, t(5));
         let b = &status(&p).container_statuses.as_ref().unwrap()[1];
         assert_eq!((b.image.as_str(), b.restart_count), ("nginx:1.28", 1));
-        assert_eq!(b.state.as_ref().unwrap().running.as_ref().unwrap().started_at, Some(Time(t(5))));
+        assert_eq!(
+            b.state
+                .as_ref()
+                .unwrap()
+                .running
+                .as_ref()
+                .unwrap()
+                .started_at,
+            Some(Time(t(5)))
+        );
     }
 
     #[test]
@@ -1903,7 +2226,13 @@ mod tests {
         assert_eq!(exit_code(&p), Some(KILLED_EXIT_CODE));
         assert_eq!(cond(&p, "Ready").status, "False");
         // The delete failed: it is tried again.
-        assert_eq!(step(&mut p, t(12)), PodPlan { delete: true, ..PodPlan::default() });
+        assert_eq!(
+            step(&mut p, t(12)),
+            PodPlan {
+                delete: true,
+                ..PodPlan::default()
+            }
+        );
 
         // Grace 0 (forced) or pending pods: at once.
         let mut p = pod("Never", &[]);
@@ -1920,7 +2249,13 @@ mod tests {
         assert_eq!(phase(&p), "Succeeded");
         p.metadata.deletion_timestamp = Some(Time(t(5)));
         p.metadata.deletion_grace_period_seconds = Some(0);
-        assert_eq!(step(&mut p, t(5)), PodPlan { delete: true, ..PodPlan::default() });
+        assert_eq!(
+            step(&mut p, t(5)),
+            PodPlan {
+                delete: true,
+                ..PodPlan::default()
+            }
+        );
         assert_eq!(phase(&p), "Succeeded");
     }
 
@@ -1940,13 +2275,31 @@ mod tests {
 
         let ip = cfg.node_ip(3).unwrap();
         let s = node_status(&cfg, 3, ip, None, t(0));
-        assert_eq!(s.capacity.as_ref().unwrap()["memory"], Quantity("32Gi".into()));
+        assert_eq!(
+            s.capacity.as_ref().unwrap()["memory"],
+            Quantity("32Gi".into())
+        );
         assert_eq!(s.allocatable, s.capacity);
         assert_eq!(s.addresses.as_ref().unwrap()[0].address, "10.200.0.4");
-        assert_eq!(s.node_info.as_ref().unwrap().kubelet_version, KUBELET_VERSION);
-        assert_eq!(s.node_info, node_status(&cfg, 3, ip, None, t(9)).node_info, "ids are stable");
-        let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
+        assert_eq!(
+            s.node_info.as_ref().unwrap().kubelet_version,
+            KUBELET_VERSION
+        );
+        assert_eq!(
+            s.node_info,
+            node_status(&cfg, 3, ip, None, t(9)).node_info,
+            "ids are stable"
+        );
+        let ready = s
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("KubeletReady"))
+        );
         let report = Duration::from_secs(300);
         assert!(node_status_stale(&s, None, t(0), report));
         // Fresh: only the heartbeat time would change.
@@ -1966,6 +2319,9 @@ mod tests {
         }
         let desired = node_status(&cfg, 3, ip, Some(&unknown), t(60));
         assert!(node_status_stale(&desired, Some(&unknown), t(60), report));
-        assert_eq!(desired.conditions.as_ref().unwrap()[3].last_transition_time, Some(Time(t(60))));
+        assert_eq!(
+            desired.conditions.as_ref().unwrap()[3].last_transition_time,
+            Some(Time(t(60)))
+        );
     }
 }
