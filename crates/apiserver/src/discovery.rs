@@ -278,6 +278,68 @@ fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     Some(Value::clone(&doc))
 }
 
+/// `/openapi/v2`: every served resource in one Swagger 2.0 document,
+/// as protobuf when the client asks for it (kubectl does), else JSON.
+pub fn openapi_v2(reg: &Registry, headers: &axum::http::HeaderMap) -> Response {
+    let specs: Vec<api::openapi::ResourceSpec> = reg
+        .all()
+        .into_iter()
+        .map(|r| {
+            let c = reg.custom(r.group, r.version, r.plural);
+            api::openapi::ResourceSpec {
+                group: r.group.to_owned(),
+                version: r.version.to_owned(),
+                kind: r.kind.to_owned(),
+                plural: r.plural.to_owned(),
+                namespaced: r.namespaced,
+                verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
+                subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
+                schema: c.and_then(|c| c.schema).filter(|s| !s.is_null()),
+            }
+        })
+        .collect();
+    type Cache = (Vec<api::openapi::ResourceSpec>, std::sync::Arc<(Vec<u8>, Vec<u8>)>);
+    static DOC: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
+    let cached = {
+        let guard = DOC.lock().unwrap();
+        guard.as_ref().filter(|(s, _)| *s == specs).map(|(_, d)| d.clone())
+    };
+    let doc = match cached {
+        Some(d) => d,
+        None => {
+            let json = api::openapi::v2(&specs);
+            let d = std::sync::Arc::new((
+                serde_json::to_vec(&json).unwrap_or_default(),
+                crate::openapi_v2::encode(&json),
+            ));
+            *DOC.lock().unwrap() = Some((specs, d.clone()));
+            d
+        }
+    };
+    let wants_protobuf = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf"));
+    if wants_protobuf {
+        (
+            StatusCode::OK,
+            // The media type clients ask with is not a valid Content-Type
+            // (Go's mime parser rejects the '@'); Kubernetes answers with
+            // octet-stream too.
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            doc.1.clone(),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            doc.0.clone(),
+        )
+            .into_response()
+    }
+}
+
 /// `/openapi/v3` and `/openapi/v3/{api/v1|apis/G/V}`.
 pub fn openapi_v3(reg: &Registry, rest: &[&str]) -> Response {
     match rest {

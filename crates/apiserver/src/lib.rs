@@ -25,6 +25,7 @@ pub mod sa_token;
 mod smp;
 mod ssa;
 pub mod status;
+mod openapi_v2;
 mod strategy;
 pub use strategy::set_default_toleration_seconds;
 mod subresource;
@@ -320,6 +321,7 @@ fn non_resource(
         ["apis", group] => discovery::group(&state.registry, group),
         ["apis", group, version] => discovery::resource_list(&state.registry, group, version),
         ["openapi", "v3", rest @ ..] => discovery::openapi_v3(&state.registry, rest),
+        ["openapi", "v2"] => discovery::openapi_v2(&state.registry, headers),
         _ => ApiError::path_not_found().into_response(),
     }
 }

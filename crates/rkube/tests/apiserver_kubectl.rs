@@ -1233,3 +1233,40 @@ fn service_account_tokens_authenticate() {
         "{err}"
     );
 }
+
+/// kubectl validates the items of a `List` against /openapi/v2 (protobuf).
+#[test]
+fn lists_of_objects_validate_and_apply() {
+    let s = Server::start();
+    let list = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a}
+  data: {k: v}
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: d}
+  spec:
+    selector: {matchLabels: {app: d}}
+    template:
+      metadata: {labels: {app: d}}
+      spec: {containers: [{name: c, image: nginx}]}
+"#;
+    let out = s.ok_stdin(&["create", "-f", "-"], list);
+    assert!(out.contains("configmap/a created") && out.contains("deployment.apps/d created"), "{out}");
+    let out = s.ok_stdin(&["apply", "-f", "-"], list);
+    assert!(out.contains("configmap/a"), "{out}");
+    // What `kubectl get -o yaml` prints (a List) goes back in.
+    let dumped = s.ok(&["get", "cm", "a", "-o", "yaml"]);
+    s.ok_stdin(&["apply", "-f", "-"], &dumped);
+    let bad = list.replace("  data: {k: v}", "  data: {k: v}\n  bogus: 1");
+    let err = s.fails_stdin(&["apply", "-f", "-"], &bad);
+    assert!(err.contains("unknown field \"bogus\""), "{err}");
+    let v2 = s.ok(&["get", "--raw", "/openapi/v2"]);
+    let doc: serde_json::Value = serde_json::from_str(&v2).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(doc["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
+}
