@@ -448,6 +448,9 @@ impl Profile {
         let start = *next_start % n;
         let mut processed = 0;
         let check_nominated = !nominated.is_empty();
+        // The filters this pod needs (PreFilter skips resolved once).
+        let active: Vec<&Arc<dyn FilterPlugin>> =
+            self.filter.iter().filter(|p| !state.skips_filter(p.name())).collect();
         for i in 0..n {
             let idx = (start + i) % n;
             let node = &snap.nodes[idx];
@@ -455,7 +458,15 @@ impl Profile {
             let st = if check_nominated {
                 self.run_filter_with_nominated(&state, pod, node, snap, nominated)
             } else {
-                self.run_filter(&state, pod, node, snap)
+                let mut st = Status::success();
+                for p in &active {
+                    let s = p.filter(&state, pod, node, snap);
+                    if !s.is_success() {
+                        st = s.from(p.name());
+                        break;
+                    }
+                }
+                st
             };
             match st.code {
                 Code::Success => {
