@@ -74,6 +74,9 @@ pub struct State {
     /// agents can fetch it and check it against their join token, as
     /// k3s does.
     pub ca_bundle: Option<String>,
+    /// Metrics of components running in this process (the scheduler),
+    /// appended to /metrics.
+    pub extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl State {
@@ -90,7 +93,14 @@ impl State {
             caches: cache::Caches::default(),
             service_cidr: None,
             ca_bundle: None,
+            extra_metrics: Vec::new(),
         }
+    }
+
+    /// Appends a component's Prometheus text to /metrics.
+    pub fn with_metrics(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> State {
+        self.extra_metrics.push(Box::new(f));
+        self
     }
 
     /// Serves `pem` at /cacerts.
@@ -291,12 +301,13 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
                 .observe(&verb, &group, &resource, &sub, code, started.elapsed());
             resp
         }
-        None if path == "/metrics" && parts.method == Method::GET => (
-            StatusCode::OK,
-            [("content-type", "text/plain; version=0.0.4")],
-            state.metrics.render(),
-        )
-            .into_response(),
+        None if path == "/metrics" && parts.method == Method::GET => {
+            let mut text = state.metrics.render();
+            for extra in &state.extra_metrics {
+                text.push_str(&extra());
+            }
+            (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], text).into_response()
+        }
         None => non_resource(&state, &parts.method, &path, &parts.headers),
     }
 }

@@ -86,6 +86,10 @@ struct ServerArgs {
     /// Do not run the scheduler.
     #[arg(long)]
     disable_scheduler: bool,
+    /// A KubeSchedulerConfiguration file (profiles, plugins, weights,
+    /// percentageOfNodesToScore).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// How long a node may go without a heartbeat before it is marked
     /// Unknown and tainted unreachable.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
@@ -242,7 +246,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         )
         .with_service_cidr(&args.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?
-        .with_ca_bundle(&pki.ca_cert),
+        .with_ca_bundle(&pki.ca_cert)
+        .with_metrics(scheduler::metrics::render),
     );
     apiserver::bootstrap_service(&state, args.https_listen_port)
         .await
@@ -289,13 +294,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if !args.disable_scheduler {
         let (admin, identity) = (admin.clone(), identity.clone());
+        let scheduler_config = match &args.scheduler_config {
+            Some(path) => scheduler::Config::from_file(path)
+                .with_context(|| format!("--scheduler-config {}", path.display()))?,
+            None => scheduler::Config::default(),
+        };
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             runtime::LeaderElection::new("kube-system", "kube-scheduler", &identity)
                 .run(client.clone(), move || {
-                    let client = client.clone();
+                    let (client, config) = (client.clone(), scheduler_config.clone());
                     async move {
-                        if let Err(e) = scheduler::run(client, scheduler::Config::default()).await {
+                        if let Err(e) = scheduler::run(client, config).await {
                             tracing::error!(error = %e, "scheduler stopped");
                         }
                     }
