@@ -2,21 +2,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::Server;
-
-/// Polls `f` until it returns Some (at most `secs` seconds).
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use support::{eventually, Server};
 
 fn pod_names(s: &Server, selector: &str) -> Vec<String> {
     let v = s.json(&["get", "pods", "-l", selector, "-o", "json"]);

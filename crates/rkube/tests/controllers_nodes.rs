@@ -5,21 +5,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::Server;
-
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use support::{eventually, Server};
 
 fn live_pods(s: &Server, selector: &str) -> Vec<Value> {
     s.json(&["get", "pods", "-l", selector, "-o", "json"])["items"]

@@ -3,23 +3,13 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::Server;
+use support::{eventually, Server};
 
 /// Polls `f` until it returns Some, for at most `secs` seconds.
 #[track_caller]
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a str> {
     obj["status"]["conditions"]

@@ -21,6 +21,19 @@ pub fn kubectl_binary() -> PathBuf {
     "kubectl".into()
 }
 
+/// Polls `f` until it returns Some, at most `secs` seconds (then panics
+/// naming `what`). Every wait in the tests is bounded this way.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -242,7 +255,10 @@ impl Server {
             .arg("agent")
             .arg(format!("--server=https://127.0.0.1:{}", self.port))
             .arg(format!("--token={}", token.trim()))
-            .arg(format!("--data-dir={}", self.dir.path().join(format!("agent-{prefix}")).display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join(format!("agent-{prefix}")).display()
+            ))
             .arg(format!("--simulated-nodes={nodes}"))
             .arg(format!("--node-name={prefix}"))
             .env("RKUBE_LOG", "info")
