@@ -32,7 +32,8 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_mem: i64,
     pub pods: Vec<Arc<PodInfo>>,
-    /// Pods with any (anti-)affinity term.
+    /// Pods whose terms score other pods (required affinity, preferred
+    /// affinity or anti-affinity): what InterPodAffinity's PreScore reads.
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// Pods with a required anti-affinity term.
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
@@ -105,7 +106,7 @@ impl NodeInfo {
         self.non_zero_cpu += p.non_zero_cpu;
         self.non_zero_mem += p.non_zero_mem;
         self.used_ports.extend(p.ports.iter().cloned());
-        if p.has_affinity() {
+        if !(p.required_affinity.is_empty() && p.preferred_affinity.is_empty() && p.preferred_anti_affinity.is_empty()) {
             self.pods_with_affinity.push(p.clone());
         }
         if !p.required_anti_affinity.is_empty() {

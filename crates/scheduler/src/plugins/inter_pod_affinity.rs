@@ -28,7 +28,16 @@ pub struct InterPodAffinity;
 type Counts = HashMap<String, HashMap<String, i64>>;
 
 fn add(c: &mut Counts, key: &str, value: &str, n: i64) {
-    *c.entry(key.to_owned()).or_default().entry(value.to_owned()).or_default() += n;
+    if let Some(m) = c.get_mut(key) {
+        match m.get_mut(value) {
+            Some(x) => *x += n,
+            None => {
+                m.insert(value.to_owned(), n);
+            }
+        }
+        return;
+    }
+    c.entry(key.to_owned()).or_default().insert(value.to_owned(), n);
 }
 
 fn get(c: &Counts, key: &str, value: &str) -> i64 {
@@ -86,19 +95,12 @@ impl PreFilterPlugin for InterPodAffinity {
             if !has_own {
                 continue;
             }
-            for ep in &node.pods {
-                for t in &pod.required_affinity {
-                    if let Some(v) = labels.get(&t.topology_key) {
-                        if t.matches(ep, &ns) {
-                            add(&mut s.affinity, &t.topology_key, v, 1);
-                        }
-                    }
-                }
-                for t in &pod.required_anti_affinity {
-                    if let Some(v) = labels.get(&t.topology_key) {
-                        if t.matches(ep, &ns) {
-                            add(&mut s.anti, &t.topology_key, v, 1);
-                        }
+            for (terms, counts) in [(&pod.required_affinity, &mut s.affinity), (&pod.required_anti_affinity, &mut s.anti)] {
+                for t in terms {
+                    let Some(v) = labels.get(&t.topology_key) else { continue };
+                    let n = node.pods.iter().filter(|ep| t.matches(ep, &ns)).count() as i64;
+                    if n > 0 {
+                        add(counts, &t.topology_key, v, n);
                     }
                 }
             }
