@@ -73,7 +73,12 @@ pub fn surge_and_unavailable(d: &Deployment) -> (i32, i32) {
         .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let surge = resolve(ru.and_then(|r| r.max_surge.as_ref()), "25%", replicas, true);
-    let unavailable = resolve(ru.and_then(|r| r.max_unavailable.as_ref()), "25%", replicas, false);
+    let unavailable = resolve(
+        ru.and_then(|r| r.max_unavailable.as_ref()),
+        "25%",
+        replicas,
+        false,
+    );
     if surge == 0 && unavailable == 0 {
         (0, 1)
     } else {
@@ -90,7 +95,10 @@ fn rs_replicas(rs: &ReplicaSet) -> i32 {
 }
 
 fn rs_available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
 }
 
 pub fn revision_of(meta: &ObjectMeta) -> i64 {
@@ -104,7 +112,10 @@ pub fn revision_of(meta: &ObjectMeta) -> i64 {
 /// A template without the pod-template-hash label, for comparison.
 fn template_without_hash(t: Option<&PodTemplateSpec>) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    if let Some(labels) = v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(labels) = v
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         labels.remove(HASH_LABEL);
         if labels.is_empty() {
             v["metadata"].as_object_mut().unwrap().remove("labels");
@@ -253,14 +264,27 @@ fn counts(new_rs: Option<&ReplicaSet>, all: &[&ReplicaSet]) -> Counts {
     Counts {
         replicas: all.iter().map(|r| st(r, |s| s.replicas)).sum(),
         updated: new_rs.map(|r| st(r, |s| s.replicas)).unwrap_or(0),
-        ready: all.iter().map(|r| st(r, |s| s.ready_replicas.unwrap_or(0))).sum(),
-        available: all.iter().map(|r| st(r, |s| s.available_replicas.unwrap_or(0))).sum(),
+        ready: all
+            .iter()
+            .map(|r| st(r, |s| s.ready_replicas.unwrap_or(0)))
+            .sum(),
+        available: all
+            .iter()
+            .map(|r| st(r, |s| s.available_replicas.unwrap_or(0)))
+            .sum(),
     }
 }
 
 /// One condition as JSON, keeping lastTransitionTime when the status did
 /// not change.
-fn condition(old: &[Value], type_: &str, status: &str, reason: &str, message: &str, now: &str) -> Value {
+fn condition(
+    old: &[Value],
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> Value {
     let prev = old.iter().find(|c| c["type"] == type_);
     let transition = match prev {
         Some(p) if p["status"] == status => p["lastTransitionTime"].clone(),
@@ -295,17 +319,33 @@ pub fn progressing(
 ) -> Option<Value> {
     let spec = d.spec.as_ref()?;
     let now_s = now.to_string();
-    let name = new_rs.and_then(|r| r.metadata.name.clone()).unwrap_or_default();
+    let name = new_rs
+        .and_then(|r| r.metadata.name.clone())
+        .unwrap_or_default();
     if spec.paused == Some(true) {
-        return Some(condition(old, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", &now_s));
+        return Some(condition(
+            old,
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused",
+            &now_s,
+        ));
     }
     let prev = old.iter().find(|x| x["type"] == "Progressing");
     if prev.is_some_and(|p| p["reason"] == "DeploymentPaused") {
-        return Some(condition(old, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", &now_s));
+        return Some(condition(
+            old,
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed",
+            &now_s,
+        ));
     }
     let desired = replicas_of(d);
-    let complete = c.updated == desired && c.replicas == desired && c.available == desired
-        && new_rs.is_some();
+    let complete =
+        c.updated == desired && c.replicas == desired && c.available == desired && new_rs.is_some();
     if complete {
         return Some(condition(
             old,
@@ -448,7 +488,8 @@ impl Controller {
             .filter(|d| d.metadata.namespace.as_deref() == ns)
             .filter(|d| {
                 d.spec.as_ref().is_some_and(|s| {
-                    !podutil::selector_is_empty(&s.selector) && podutil::selector_matches(&s.selector, &labels)
+                    !podutil::selector_is_empty(&s.selector)
+                        && podutil::selector_matches(&s.selector, &labels)
                 })
             })
             .map(|d| key_of(&d.metadata))
@@ -491,13 +532,19 @@ impl Controller {
             match podutil::controller_of(&rs.metadata) {
                 Some(r) if r.uid == uid => owned.push(rs),
                 Some(_) => {}
-                None if podutil::selector_matches(&selector, &labels) && rs.metadata.deletion_timestamp.is_none() => {
+                None if podutil::selector_matches(&selector, &labels)
+                    && rs.metadata.deletion_timestamp.is_none() =>
+                {
                     let patch = json!({"metadata": {
                         "ownerReferences": [podutil::controller_ref("apps/v1", "Deployment", &d.metadata)],
                         "uid": rs.metadata.uid,
                     }});
                     match rs_api
-                        .patch(rs.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(&patch))
+                        .patch(
+                            rs.metadata.name.as_deref().unwrap_or_default(),
+                            &PatchParams::default(),
+                            &Patch::Strategic(&patch),
+                        )
                         .await
                     {
                         Ok(adopted) => owned.push(Arc::new(adopted)),
@@ -510,25 +557,39 @@ impl Controller {
         }
         owned.sort_by_key(|rs| {
             (
-                rs.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
+                rs.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+                    .unwrap_or(0),
                 rs.metadata.name.clone(),
             )
         });
         let want = template_without_hash(Some(&spec.template));
         let mut new_rs: Option<ReplicaSet> = owned
             .iter()
-            .find(|rs| template_without_hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == want)
+            .find(|rs| {
+                template_without_hash(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == want
+            })
             .map(|rs| (**rs).clone());
         let olds: Vec<Arc<ReplicaSet>> = owned
             .iter()
             .filter(|rs| Some(&rs.metadata.uid) != new_rs.as_ref().map(|n| &n.metadata.uid))
             .cloned()
             .collect();
-        let max_old_revision = olds.iter().map(|r| revision_of(&r.metadata)).max().unwrap_or(0);
+        let max_old_revision = olds
+            .iter()
+            .map(|r| revision_of(&r.metadata))
+            .max()
+            .unwrap_or(0);
         let desired = replicas_of(&d);
         let paused = spec.paused == Some(true);
         let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
-        let (surge, max_unavailable) = if recreate { (0, 0) } else { surge_and_unavailable(&d) };
+        let (surge, max_unavailable) = if recreate {
+            (0, 0)
+        } else {
+            surge_and_unavailable(&d)
+        };
         let mut created_new = false;
         let mut collision_count = d.status.as_ref().and_then(|s| s.collision_count);
 
@@ -538,13 +599,21 @@ impl Controller {
             if rev <= max_old_revision && !paused {
                 let patch = json!({"metadata": {"annotations": {REVISION: (max_old_revision + 1).to_string()}}});
                 let rs_name = rs.metadata.name.clone().unwrap_or_default();
-                new_rs = Some(rs_api.patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch)).await?);
+                new_rs = Some(
+                    rs_api
+                        .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?,
+                );
             }
         } else if !paused {
             // Create it.
             let all_replicas: i32 = olds.iter().map(|r| rs_replicas(r)).sum();
             let initial = if recreate {
-                if all_replicas > 0 { 0 } else { desired }
+                if all_replicas > 0 {
+                    0
+                } else {
+                    desired
+                }
             } else {
                 new_rs_replicas(desired, surge, all_replicas, 0)
             };
@@ -556,7 +625,10 @@ impl Controller {
                         self.recorder.normal(
                             d.as_ref(),
                             "ScalingReplicaSet",
-                            format!("Scaled up replica set {} from 0 to {initial}", rs.metadata.name.clone().unwrap_or_default()),
+                            format!(
+                                "Scaled up replica set {} from 0 to {initial}",
+                                rs.metadata.name.clone().unwrap_or_default()
+                            ),
                         );
                         new_rs = Some(rs);
                         created_new = true;
@@ -567,8 +639,11 @@ impl Controller {
                         // hash collision.
                         let name = rs.metadata.name.clone().unwrap_or_default();
                         if let Some(existing) = rs_api.get_opt(&name).await? {
-                            let same = template_without_hash(existing.spec.as_ref().and_then(|s| s.template.as_ref())) == want;
-                            let ours = podutil::controller_of(&existing.metadata).is_some_and(|r| r.uid == uid);
+                            let same = template_without_hash(
+                                existing.spec.as_ref().and_then(|s| s.template.as_ref()),
+                            ) == want;
+                            let ours = podutil::controller_of(&existing.metadata)
+                                .is_some_and(|r| r.uid == uid);
                             if same && ours {
                                 new_rs = Some(existing);
                                 break;
@@ -591,7 +666,10 @@ impl Controller {
             if rev > 0 && revision_of(&d.metadata) != rev {
                 let patch = json!({"metadata": {"annotations": {REVISION: rev.to_string()}}});
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-                match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                match api
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if runtime::is_not_found(&e) => return Ok(Next::Done),
                     Err(e) => return Err(e),
@@ -639,7 +717,8 @@ impl Controller {
             let old_pods_running = self.pods.state().iter().any(|p| {
                 p.metadata.namespace.as_deref() == Some(ns)
                     && podutil::controller_of(&p.metadata).is_some_and(|r| {
-                        olds.iter().any(|o| o.metadata.uid.as_deref() == Some(r.uid.as_str()))
+                        olds.iter()
+                            .any(|o| o.metadata.uid.as_deref() == Some(r.uid.as_str()))
                     })
                     && !podutil::is_terminal(p)
             });
@@ -656,8 +735,16 @@ impl Controller {
             // also scale old ones down.
             if n <= rs_replicas(rs) {
                 let new_state = (n, rs_available(rs));
-                let old_state: Vec<(i32, i32)> = olds.iter().map(|r| (rs_replicas(r), rs_available(r))).collect();
-                for (rs, t) in olds.iter().zip(scale_down_old(desired, max_unavailable, Some(new_state), &old_state)) {
+                let old_state: Vec<(i32, i32)> = olds
+                    .iter()
+                    .map(|r| (rs_replicas(r), rs_available(r)))
+                    .collect();
+                for (rs, t) in olds.iter().zip(scale_down_old(
+                    desired,
+                    max_unavailable,
+                    Some(new_state),
+                    &old_state,
+                )) {
                     if t != rs_replicas(rs) {
                         targets.insert(name_of(rs), t);
                     }
@@ -665,10 +752,16 @@ impl Controller {
             }
         }
         let mut scaled = false;
-        let current: Vec<ReplicaSet> = olds.iter().map(|r| (**r).clone()).chain(new_rs.clone()).collect();
+        let current: Vec<ReplicaSet> = olds
+            .iter()
+            .map(|r| (**r).clone())
+            .chain(new_rs.clone())
+            .collect();
         for rs in &current {
             let rs_name = name_of(rs);
-            let Some(&target) = targets.get(&rs_name) else { continue };
+            let Some(&target) = targets.get(&rs_name) else {
+                continue;
+            };
             let annotations_ok = rs.metadata.annotations.as_ref().is_some_and(|a| {
                 a.get(DESIRED_REPLICAS) == Some(&desired.to_string())
                     && a.get(MAX_REPLICAS) == Some(&(desired + surge).to_string())
@@ -683,7 +776,10 @@ impl Controller {
                 }},
                 "spec": {"replicas": target},
             });
-            match rs_api.patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match rs_api
+                .patch(&rs_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(updated) => {
                     let from = rs_replicas(rs);
                     if target != from {
@@ -695,7 +791,10 @@ impl Controller {
                             format!("Scaled {dir} replica set {rs_name} from {from} to {target}"),
                         );
                     }
-                    if new_rs.as_ref().is_some_and(|n| n.metadata.name == updated.metadata.name) {
+                    if new_rs
+                        .as_ref()
+                        .is_some_and(|n| n.metadata.name == updated.metadata.name)
+                    {
                         new_rs = Some(updated);
                     }
                 }
@@ -734,10 +833,17 @@ impl Controller {
         }
 
         // Status.
-        let all: Vec<&ReplicaSet> = olds.iter().map(|r| r.as_ref()).chain(new_rs.as_ref()).collect();
+        let all: Vec<&ReplicaSet> = olds
+            .iter()
+            .map(|r| r.as_ref())
+            .chain(new_rs.as_ref())
+            .collect();
         let c = counts(new_rs.as_ref(), &all);
         let old_status = serde_json::to_value(&d.status).unwrap_or(Value::Null);
-        let old_conditions: Vec<Value> = old_status["conditions"].as_array().cloned().unwrap_or_default();
+        let old_conditions: Vec<Value> = old_status["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let int = |k: &str| old_status[k].as_i64().unwrap_or(0) as i32;
         let progressed = scaled
             || c.updated != int("updatedReplicas")
@@ -749,11 +855,33 @@ impl Controller {
         let mut conditions = Vec::new();
         let min_available = desired - max_unavailable;
         conditions.push(if c.available >= min_available {
-            condition(&old_conditions, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &now_s)
+            condition(
+                &old_conditions,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                &now_s,
+            )
         } else {
-            condition(&old_conditions, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &now_s)
+            condition(
+                &old_conditions,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                &now_s,
+            )
         });
-        if let Some(p) = progressing(&d, new_rs.as_ref(), &c, created_new, progressed, &old_conditions, now) {
+        if let Some(p) = progressing(
+            &d,
+            new_rs.as_ref(),
+            &c,
+            created_new,
+            progressed,
+            &old_conditions,
+            now,
+        ) {
             conditions.push(p);
         }
         for c in &old_conditions {
@@ -786,7 +914,11 @@ impl Controller {
         if !same {
             let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
             match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+                .patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": status})),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -797,14 +929,22 @@ impl Controller {
         // Come back for the progress deadline.
         let complete = c.updated == desired && c.available == desired && c.replicas == desired;
         if let (false, false, Some(deadline)) = (complete, paused, spec.progress_deadline_seconds) {
-            return Ok(Next::After(Duration::from_secs(u64::try_from(deadline).unwrap_or(600).max(1) + 1)));
+            return Ok(Next::After(Duration::from_secs(
+                u64::try_from(deadline).unwrap_or(600).max(1) + 1,
+            )));
         }
         Ok(Next::Done)
     }
 }
 
 /// The new ReplicaSet for a Deployment template.
-fn new_replica_set(d: &Deployment, hash: &str, revision: i64, replicas: i32, surge: i32) -> ReplicaSet {
+fn new_replica_set(
+    d: &Deployment,
+    hash: &str,
+    revision: i64,
+    replicas: i32,
+    surge: i32,
+) -> ReplicaSet {
     let spec = d.spec.clone().unwrap_or_default();
     let name = format!("{}-{hash}", d.metadata.name.as_deref().unwrap_or_default());
     let mut template = spec.template.clone();
@@ -824,7 +964,9 @@ fn new_replica_set(d: &Deployment, hash: &str, revision: i64, replicas: i32, sur
         .unwrap_or_default()
         .into_iter()
         .filter(|(k, _)| {
-            k != "kubectl.kubernetes.io/last-applied-configuration" && k != REVISION && k != REVISION_HISTORY
+            k != "kubectl.kubernetes.io/last-applied-configuration"
+                && k != REVISION
+                && k != REVISION_HISTORY
         })
         .collect();
     let desired = replicas_of(d);
@@ -837,7 +979,11 @@ fn new_replica_set(d: &Deployment, hash: &str, revision: i64, replicas: i32, sur
             namespace: d.metadata.namespace.clone(),
             labels: tm.labels.clone(),
             annotations: Some(annotations),
-            owner_references: Some(vec![podutil::controller_ref("apps/v1", "Deployment", &d.metadata)]),
+            owner_references: Some(vec![podutil::controller_ref(
+                "apps/v1",
+                "Deployment",
+                &d.metadata,
+            )]),
             ..Default::default()
         },
         spec: Some(ReplicaSetSpec {
@@ -865,7 +1011,11 @@ mod tests {
             (Some(IntOrString::String("100%".into())), 3, false, 3),
         ];
         for (v, total, up, want) in cases {
-            assert_eq!(resolve(v.as_ref(), "25%", total, up), want, "{v:?} of {total}");
+            assert_eq!(
+                resolve(v.as_ref(), "25%", total, up),
+                want,
+                "{v:?} of {total}"
+            );
         }
     }
 
@@ -873,16 +1023,20 @@ mod tests {
     fn new_replica_set_scale_up() {
         // (desired, surge, all, new) -> new target
         let cases = [
-            (3, 1, 3, 0, 1),  // one surge pod
-            (3, 1, 4, 1, 1),  // at max total: wait
-            (3, 1, 2, 1, 3),  // old ones went down: up to desired
-            (3, 0, 3, 0, 0),  // no surge: wait for old to shrink
-            (3, 1, 0, 0, 3),  // fresh: all at once (bounded by desired)
-            (3, 1, 5, 5, 3),  // shrunk: down to desired
+            (3, 1, 3, 0, 1), // one surge pod
+            (3, 1, 4, 1, 1), // at max total: wait
+            (3, 1, 2, 1, 3), // old ones went down: up to desired
+            (3, 0, 3, 0, 0), // no surge: wait for old to shrink
+            (3, 1, 0, 0, 3), // fresh: all at once (bounded by desired)
+            (3, 1, 5, 5, 3), // shrunk: down to desired
             (10, 3, 10, 0, 3),
         ];
         for (desired, surge, all, new, want) in cases {
-            assert_eq!(new_rs_replicas(desired, surge, all, new), want, "{desired} {surge} {all} {new}");
+            assert_eq!(
+                new_rs_replicas(desired, surge, all, new),
+                want,
+                "{desired} {surge} {all} {new}"
+            );
         }
     }
 
@@ -941,7 +1095,10 @@ mod tests {
         let h = template_hash(Some(&t), None);
         assert_eq!(h, template_hash(Some(&with_hash), None));
         assert_ne!(h, template_hash(Some(&t), Some(1)));
-        assert!(h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{h}");
+        assert!(
+            h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+            "{h}"
+        );
     }
 
     #[test]
@@ -953,12 +1110,31 @@ mod tests {
         .unwrap();
         let rs: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "d-1"}})).unwrap();
         let now = Timestamp::from_second(10_000).unwrap();
-        let done = Counts { replicas: 2, updated: 2, ready: 2, available: 2 };
-        let mid = Counts { replicas: 3, updated: 1, ready: 2, available: 2 };
+        let done = Counts {
+            replicas: 2,
+            updated: 2,
+            ready: 2,
+            available: 2,
+        };
+        let mid = Counts {
+            replicas: 3,
+            updated: 1,
+            ready: 2,
+            available: 2,
+        };
         let reason = |v: Option<Value>| v.unwrap()["reason"].as_str().unwrap().to_owned();
-        assert_eq!(reason(progressing(&d, Some(&rs), &done, false, false, &[], now)), "NewReplicaSetAvailable");
-        assert_eq!(reason(progressing(&d, Some(&rs), &mid, true, true, &[], now)), "NewReplicaSetCreated");
-        assert_eq!(reason(progressing(&d, Some(&rs), &mid, false, true, &[], now)), "ReplicaSetUpdated");
+        assert_eq!(
+            reason(progressing(&d, Some(&rs), &done, false, false, &[], now)),
+            "NewReplicaSetAvailable"
+        );
+        assert_eq!(
+            reason(progressing(&d, Some(&rs), &mid, true, true, &[], now)),
+            "NewReplicaSetCreated"
+        );
+        assert_eq!(
+            reason(progressing(&d, Some(&rs), &mid, false, true, &[], now)),
+            "ReplicaSetUpdated"
+        );
         let stale = vec![json!({
             "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
             "lastUpdateTime": Timestamp::from_second(9_000).unwrap().to_string(),
@@ -967,11 +1143,17 @@ mod tests {
         let exceeded = progressing(&d, Some(&rs), &mid, false, false, &stale, now).unwrap();
         assert_eq!(exceeded["reason"], "ProgressDeadlineExceeded");
         assert_eq!(exceeded["status"], "False");
-        assert_eq!(exceeded["message"], "ReplicaSet \"d-1\" has timed out progressing.");
+        assert_eq!(
+            exceeded["message"],
+            "ReplicaSet \"d-1\" has timed out progressing."
+        );
         let fresh = vec![json!({
             "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
             "lastUpdateTime": Timestamp::from_second(9_990).unwrap().to_string(),
         })];
-        assert_eq!(reason(progressing(&d, Some(&rs), &mid, false, false, &fresh, now)), "ReplicaSetUpdated");
+        assert_eq!(
+            reason(progressing(&d, Some(&rs), &mid, false, false, &fresh, now)),
+            "ReplicaSetUpdated"
+        );
     }
 }

@@ -42,7 +42,10 @@ pub fn find<'a>(all: &'a [Res], api_version: &str, kind: &str) -> Option<&'a Res
     };
     all.iter()
         .find(|r| r.ar.group == gvk.group && r.ar.kind == gvk.kind && r.ar.version == gvk.version)
-        .or_else(|| all.iter().find(|r| r.ar.group == gvk.group && r.ar.kind == gvk.kind))
+        .or_else(|| {
+            all.iter()
+                .find(|r| r.ar.group == gvk.group && r.ar.kind == gvk.kind)
+        })
 }
 
 /// Resources the garbage collector and namespace controller act on.

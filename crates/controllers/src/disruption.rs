@@ -34,7 +34,11 @@ fn scaled(v: &IntOrString, total: i32) -> i32 {
 }
 
 /// (expected, desiredHealthy) for a budget.
-pub fn desired(pdb: &PodDisruptionBudget, pod_count: i32, controller_scale: Option<i32>) -> (i32, i32) {
+pub fn desired(
+    pdb: &PodDisruptionBudget,
+    pod_count: i32,
+    controller_scale: Option<i32>,
+) -> (i32, i32) {
     let spec = pdb.spec.clone().unwrap_or_default();
     match (&spec.min_available, &spec.max_unavailable) {
         (Some(IntOrString::Int(n)), _) => (controller_scale.unwrap_or(pod_count), *n),
@@ -51,9 +55,19 @@ pub fn desired(pdb: &PodDisruptionBudget, pod_count: i32, controller_scale: Opti
 }
 
 /// The status for a budget (as JSON).
-pub fn status(pdb: &PodDisruptionBudget, expected: i32, healthy: i32, desired_healthy: i32, now: &str) -> Value {
+pub fn status(
+    pdb: &PodDisruptionBudget,
+    expected: i32,
+    healthy: i32,
+    desired_healthy: i32,
+    now: &str,
+) -> Value {
     let allowed = (healthy - desired_healthy).max(0);
-    let old = pdb.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let old = pdb
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let (cstatus, reason, message) = if allowed > 0 {
         ("True", "SufficientPods", "")
     } else {
@@ -101,7 +115,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
     let queue: WorkQueue<String> = WorkQueue::new();
     {
         let q = queue.clone();
-        pdb_inf.on_change(move |ch: &Change<PodDisruptionBudget>| q.add(key_of(&ch.object().metadata)));
+        pdb_inf.on_change(move |ch: &Change<PodDisruptionBudget>| {
+            q.add(key_of(&ch.object().metadata))
+        });
     }
     {
         let q = queue.clone();
@@ -112,7 +128,11 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
                 if pdb.metadata.namespace.as_deref() != ns {
                     continue;
                 }
-                let sel = pdb.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+                let sel = pdb
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.clone())
+                    .unwrap_or_default();
                 let hit = [Some(ch.object()), ch.old()]
                     .into_iter()
                     .flatten()
@@ -155,19 +175,33 @@ impl Controller {
         match r.kind.as_str() {
             "ReplicaSet" => {
                 let rs = self.replicasets.get(&ObjectRef::new(&r.name).within(ns))?;
-                if let Some(d) = podutil::controller_of(&rs.metadata).filter(|d| d.kind == "Deployment") {
+                if let Some(d) =
+                    podutil::controller_of(&rs.metadata).filter(|d| d.kind == "Deployment")
+                {
                     let dep = self.deployments.get(&ObjectRef::new(&d.name).within(ns))?;
-                    return Some((d.uid.clone(), dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)));
+                    return Some((
+                        d.uid.clone(),
+                        dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    ));
                 }
-                Some((r.uid.clone(), rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                Some((
+                    r.uid.clone(),
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ))
             }
             "StatefulSet" => {
                 let ss = self.statefulsets.get(&ObjectRef::new(&r.name).within(ns))?;
-                Some((r.uid.clone(), ss.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                Some((
+                    r.uid.clone(),
+                    ss.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ))
             }
             "ReplicationController" => {
                 let rc = self.rcs.get(&ObjectRef::new(&r.name).within(ns))?;
-                Some((r.uid.clone(), rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                Some((
+                    r.uid.clone(),
+                    rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ))
             }
             _ => None,
         }
@@ -179,7 +213,11 @@ impl Controller {
         let Some(pdb) = self.pdbs.get(&ObjectRef::new(name).within(ns)) else {
             return Ok(Next::Done);
         };
-        let selector = pdb.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+        let selector = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
         let pods: Vec<Arc<Pod>> = self
             .pods
             .state()
@@ -204,19 +242,33 @@ impl Controller {
                 }
             }
         }
-        let scale = (!controllers.is_empty() && uncontrolled.is_empty()).then(|| controllers.values().sum());
+        let scale = (!controllers.is_empty() && uncontrolled.is_empty())
+            .then(|| controllers.values().sum());
         let (expected, desired_healthy) = desired(&pdb, pods.len() as i32, scale);
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let new = status(&pdb, expected, healthy, desired_healthy, &now);
         let old = serde_json::to_value(&pdb.status).unwrap_or(Value::Null);
         let int = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-        let same = ["observedGeneration", "expectedPods", "currentHealthy", "desiredHealthy", "disruptionsAllowed"]
-            .iter()
-            .all(|k| int(&old, k) == int(&new, k))
+        let same = [
+            "observedGeneration",
+            "expectedPods",
+            "currentHealthy",
+            "desiredHealthy",
+            "disruptionsAllowed",
+        ]
+        .iter()
+        .all(|k| int(&old, k) == int(&new, k))
             && old.pointer("/conditions/0/status") == new.pointer("/conditions/0/status");
         if !same {
             let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), ns);
-            match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": new}))).await {
+            match api
+                .patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": new})),
+                )
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) => {}
                 Err(e) => return Err(e),
@@ -231,7 +283,8 @@ mod tests {
     use super::*;
 
     fn pdb(spec: Value) -> PodDisruptionBudget {
-        serde_json::from_value(json!({"metadata": {"name": "b", "generation": 1}, "spec": spec})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": "b", "generation": 1}, "spec": spec}))
+            .unwrap()
     }
 
     #[test]

@@ -62,10 +62,14 @@ fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
 }
 
 fn selects(svc: &Service, pod: &Pod) -> bool {
-    let Some(sel) = selector(svc) else { return false };
+    let Some(sel) = selector(svc) else {
+        return false;
+    };
     let labels = pod.metadata.labels.as_ref();
     svc.metadata.namespace == pod.metadata.namespace
-        && sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        && sel
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 /// Resolves a Service port's targetPort for a pod.
@@ -97,7 +101,12 @@ pub fn members(svc: &Service, pods: &[Arc<Pod>]) -> Vec<Member> {
         if podutil::is_terminal(pod) {
             continue;
         }
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).filter(|i| !i.is_empty()) else {
+        let Some(ip) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|i| !i.is_empty())
+        else {
             continue;
         };
         let terminating = pod.metadata.deletion_timestamp.is_some();
@@ -113,9 +122,9 @@ pub fn members(svc: &Service, pods: &[Arc<Pod>]) -> Vec<Member> {
             })
             .collect();
         let pod_spec = pod.spec.as_ref();
-        let hostname = pod_spec
-            .and_then(|s| s.hostname.clone())
-            .filter(|_| pod_spec.and_then(|s| s.subdomain.as_deref()) == svc.metadata.name.as_deref());
+        let hostname = pod_spec.and_then(|s| s.hostname.clone()).filter(|_| {
+            pod_spec.and_then(|s| s.subdomain.as_deref()) == svc.metadata.name.as_deref()
+        });
         out.push(Member {
             ip,
             node: pod_spec.and_then(|s| s.node_name.clone()),
@@ -139,13 +148,26 @@ pub fn members(svc: &Service, pods: &[Arc<Pod>]) -> Vec<Member> {
 
 /// Endpoints subsets: members grouped by their resolved ports.
 pub fn subsets(svc: &Service, members: &[Member]) -> Vec<EndpointSubset> {
-    let publish = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses) == Some(true);
-    let mut groups: Vec<(Vec<(Option<String>, i32, String, Option<String>)>, EndpointSubset)> = Vec::new();
+    let publish = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        == Some(true);
+    let mut groups: Vec<(
+        Vec<(Option<String>, i32, String, Option<String>)>,
+        EndpointSubset,
+    )> = Vec::new();
     for m in members {
         if m.terminating && !publish {
             continue;
         }
-        if m.ports.is_empty() && svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|p| !p.is_empty()) {
+        if m.ports.is_empty()
+            && svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .is_some_and(|p| !p.is_empty())
+        {
             continue;
         }
         let idx = match groups.iter().position(|(p, _)| *p == m.ports) {
@@ -181,7 +203,10 @@ pub fn subsets(svc: &Service, members: &[Member]) -> Vec<EndpointSubset> {
         if m.ready {
             subset.addresses.get_or_insert_with(Vec::new).push(addr);
         } else {
-            subset.not_ready_addresses.get_or_insert_with(Vec::new).push(addr);
+            subset
+                .not_ready_addresses
+                .get_or_insert_with(Vec::new)
+                .push(addr);
         }
     }
     groups.into_iter().map(|(_, s)| s).collect()
@@ -189,7 +214,10 @@ pub fn subsets(svc: &Service, members: &[Member]) -> Vec<EndpointSubset> {
 
 /// The slices' contents: (ports, endpoints) chunks of at most 100.
 pub fn slice_contents(members: &[Member]) -> Vec<(Vec<SlicePort>, Vec<SliceEndpoint>)> {
-    let mut by_ports: Vec<(Vec<(Option<String>, i32, String, Option<String>)>, Vec<SliceEndpoint>)> = Vec::new();
+    let mut by_ports: Vec<(
+        Vec<(Option<String>, i32, String, Option<String>)>,
+        Vec<SliceEndpoint>,
+    )> = Vec::new();
     for m in members {
         let ep = SliceEndpoint {
             addresses: vec![m.ip.clone()],
@@ -255,10 +283,14 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         let q = queue.clone();
         let services = svc_inf.store();
         pod_inf.on_change(move |ch: &Change<Pod>| {
-            let pods: Vec<&Arc<Pod>> = [Some(ch.object()), ch.old()].into_iter().flatten().collect();
+            let pods: Vec<&Arc<Pod>> = [Some(ch.object()), ch.old()]
+                .into_iter()
+                .flatten()
+                .collect();
             let ns = ch.object().metadata.namespace.as_deref();
             for svc in services.state() {
-                if svc.metadata.namespace.as_deref() == ns && pods.iter().any(|p| selects(&svc, p)) {
+                if svc.metadata.namespace.as_deref() == ns && pods.iter().any(|p| selects(&svc, p))
+                {
                     q.add(key_of(&svc.metadata));
                 }
             }
@@ -270,9 +302,16 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         slice_inf.on_change(move |ch: &Change<EndpointSlice>| {
             let s = ch.object();
             let labels = s.metadata.labels.as_ref();
-            if labels.and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY) {
+            if labels
+                .and_then(|l| l.get(MANAGED_BY_LABEL))
+                .map(String::as_str)
+                == Some(MANAGED_BY)
+            {
                 if let Some(svc) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                    q.add(format!("{}/{svc}", s.metadata.namespace.as_deref().unwrap_or_default()));
+                    q.add(format!(
+                        "{}/{svc}",
+                        s.metadata.namespace.as_deref().unwrap_or_default()
+                    ));
                 }
             }
         });
@@ -299,7 +338,11 @@ impl Controller {
         let Some(svc) = self.services.get(&ObjectRef::new(name).within(ns)) else {
             // The Service is gone: so are its Endpoints (slices follow by
             // garbage collection).
-            if self.endpoints.get(&ObjectRef::new(name).within(ns)).is_some() {
+            if self
+                .endpoints
+                .get(&ObjectRef::new(name).within(ns))
+                .is_some()
+            {
                 match ep_api.delete(name, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(e) if runtime::is_not_found(&e) => {}
@@ -318,7 +361,8 @@ impl Controller {
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
             .collect();
         let members = members(&svc, &pods);
-        self.sync_endpoints(&ep_api, &svc, name, ns, &members).await?;
+        self.sync_endpoints(&ep_api, &svc, name, ns, &members)
+            .await?;
         self.sync_slices(&svc, name, ns, &members).await?;
         Ok(Next::Done)
     }
@@ -339,7 +383,9 @@ impl Controller {
         let current = self.endpoints.get(&ObjectRef::new(name).within(ns));
         let want_subsets = (!subsets.is_empty()).then_some(subsets);
         if let Some(cur) = &current {
-            if cur.subsets == want_subsets && cur.metadata.labels.clone().unwrap_or_default() == labels {
+            if cur.subsets == want_subsets
+                && cur.metadata.labels.clone().unwrap_or_default() == labels
+            {
                 return Ok(());
             }
         }
@@ -369,7 +415,13 @@ impl Controller {
         }
     }
 
-    async fn sync_slices(&self, svc: &Service, name: &str, ns: &str, members: &[Member]) -> Result<(), kube::Error> {
+    async fn sync_slices(
+        &self,
+        svc: &Service,
+        name: &str,
+        ns: &str,
+        members: &[Member],
+    ) -> Result<(), kube::Error> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let mut existing: Vec<Arc<EndpointSlice>> = self
             .slices
@@ -459,7 +511,10 @@ impl Controller {
         let used = slice_contents(members).len().max(1);
         for extra in existing.iter().skip(used) {
             match api
-                .delete(extra.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::default())
+                .delete(
+                    extra.metadata.name.as_deref().unwrap_or_default(),
+                    &DeleteParams::default(),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -495,7 +550,13 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn pod(name: &str, ip: Option<&str>, ready: bool, deleting: bool, http_port: Option<i32>) -> Arc<Pod> {
+    fn pod(
+        name: &str,
+        ip: Option<&str>,
+        ready: bool,
+        deleting: bool,
+        http_port: Option<i32>,
+    ) -> Arc<Pod> {
         let mut v = json!({
             "metadata": {"name": name, "namespace": "ns", "uid": format!("{name}-uid"), "labels": {"app": "web"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]},
@@ -537,7 +598,10 @@ mod tests {
         let first = &groups[0];
         assert_eq!(first.addresses.as_ref().unwrap().len(), 1);
         assert_eq!(first.addresses.as_ref().unwrap()[0].ip, "10.0.0.2");
-        assert_eq!(first.not_ready_addresses.as_ref().unwrap()[0].ip, "10.0.0.1");
+        assert_eq!(
+            first.not_ready_addresses.as_ref().unwrap()[0].ip,
+            "10.0.0.1"
+        );
         assert_eq!(groups[1].ports.as_ref().unwrap()[0].port, 8081);
 
         // publishNotReadyAddresses: everyone is ready, terminating included.
@@ -560,13 +624,27 @@ mod tests {
     fn slices_hold_at_most_100() {
         let s = svc(json!({}));
         let pods: Vec<Arc<Pod>> = (0..250)
-            .map(|i| pod(&format!("p{i}"), Some(&format!("10.1.{}.{}", i / 200, i % 200)), true, false, Some(8080)))
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    Some(&format!("10.1.{}.{}", i / 200, i % 200)),
+                    true,
+                    false,
+                    Some(8080),
+                )
+            })
             .collect();
         let m = members(&s, &pods);
         let slices = slice_contents(&m);
-        assert_eq!(slices.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(), [100, 100, 50]);
+        assert_eq!(
+            slices.iter().map(|(_, e)| e.len()).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
         let c = slices[0].1[0].conditions.clone().unwrap();
-        assert_eq!((c.ready, c.serving, c.terminating), (Some(true), Some(true), Some(false)));
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(true), Some(true), Some(false))
+        );
     }
 
     #[test]

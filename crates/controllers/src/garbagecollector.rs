@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::core::ApiResource;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -75,15 +77,24 @@ impl Graph {
             }
         }
         for o in &node.owners {
-            self.dependents.entry(o.uid.clone()).or_default().insert(uid.to_owned());
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.to_owned());
         }
         let owners_changed = old.as_ref().is_none_or(|o| {
-            o.owners.iter().map(|r| &r.uid).collect::<Vec<_>>() != node.owners.iter().map(|r| &r.uid).collect::<Vec<_>>()
+            o.owners.iter().map(|r| &r.uid).collect::<Vec<_>>()
+                != node.owners.iter().map(|r| &r.uid).collect::<Vec<_>>()
         });
         if !node.owners.is_empty() && owners_changed {
             wake.push(uid.to_owned());
         }
-        if node.deleting && node.finalizers.iter().any(|f| f == ORPHAN || f == FOREGROUND) {
+        if node.deleting
+            && node
+                .finalizers
+                .iter()
+                .any(|f| f == ORPHAN || f == FOREGROUND)
+        {
             wake.push(uid.to_owned());
         }
         // A dependent starting to be deleted may unblock a foreground owner.
@@ -96,7 +107,13 @@ impl Graph {
     /// Removes a node; returns the uids to look at (its dependents and
     /// owners).
     fn remove(&mut self, uid: &str) -> Vec<String> {
-        let mut wake: Vec<String> = self.dependents.get(uid).into_iter().flatten().cloned().collect();
+        let mut wake: Vec<String> = self
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         if let Some(old) = self.nodes.remove(uid) {
             for o in &old.owners {
                 if let Some(set) = self.dependents.get_mut(&o.uid) {
@@ -293,13 +310,21 @@ impl Collector {
             };
         }
         if !gone.is_empty() {
-            let keep: Vec<&OwnerReference> = node.owners.iter().filter(|o| !gone.contains(&o.uid)).collect();
+            let keep: Vec<&OwnerReference> = node
+                .owners
+                .iter()
+                .filter(|o| !gone.contains(&o.uid))
+                .collect();
             self.patch_owners(&api, &node, uid, &keep).await?;
         }
         Ok(Next::Done)
     }
 
-    async fn owner_state(&self, node: &Node, owner: &OwnerReference) -> Result<OwnerState, kube::Error> {
+    async fn owner_state(
+        &self,
+        node: &Node,
+        owner: &OwnerReference,
+    ) -> Result<OwnerState, kube::Error> {
         let known = self.graph.lock().unwrap().nodes.get(&owner.uid).cloned();
         if let Some(o) = known {
             if o.deleting && o.finalizers.iter().any(|f| f == FOREGROUND) {
@@ -327,7 +352,9 @@ impl Collector {
         };
         match api.get_opt(&owner.name).await? {
             None => Ok(OwnerState::Dangling),
-            Some(o) if o.metadata.uid.as_deref() != Some(owner.uid.as_str()) => Ok(OwnerState::Dangling),
+            Some(o) if o.metadata.uid.as_deref() != Some(owner.uid.as_str()) => {
+                Ok(OwnerState::Dangling)
+            }
             Some(o) => {
                 let fin = o.metadata.finalizers.unwrap_or_default();
                 if o.metadata.deletion_timestamp.is_some() && fin.iter().any(|f| f == FOREGROUND) {
@@ -360,21 +387,33 @@ impl Collector {
             "uid": uid,
             "resourceVersion": node.resource_version,
         }});
-        match api.patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if runtime::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    async fn remove_finalizer(&self, node: &Node, uid: &str, finalizer: &str) -> Result<(), kube::Error> {
+    async fn remove_finalizer(
+        &self,
+        node: &Node,
+        uid: &str,
+        finalizer: &str,
+    ) -> Result<(), kube::Error> {
         let left: Vec<&String> = node.finalizers.iter().filter(|f| *f != finalizer).collect();
         let patch = json!({"metadata": {
             "finalizers": left,
             "uid": uid,
             "resourceVersion": node.resource_version,
         }});
-        match self.api_for(node).patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match self
+            .api_for(node)
+            .patch(&node.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if runtime::is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
@@ -385,7 +424,8 @@ impl Collector {
         let deps = self.graph.lock().unwrap().dependents_of(uid);
         for (dep_uid, dep) in deps {
             let keep: Vec<&OwnerReference> = dep.owners.iter().filter(|o| o.uid != uid).collect();
-            self.patch_owners(&self.api_for(&dep), &dep, &dep_uid, &keep).await?;
+            self.patch_owners(&self.api_for(&dep), &dep, &dep_uid, &keep)
+                .await?;
         }
         self.remove_finalizer(node, uid, ORPHAN).await?;
         Ok(Next::Done)

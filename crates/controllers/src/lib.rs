@@ -63,7 +63,10 @@ impl Informers {
         if let Some(i) = map.get(&TypeId::of::<K>()) {
             return i.downcast_ref::<Arc<Informer<K>>>().unwrap().clone();
         }
-        let informer = Informer::new(Api::<K>::all(self.client.clone()), watcher::Config::default());
+        let informer = Informer::new(
+            Api::<K>::all(self.client.clone()),
+            watcher::Config::default(),
+        );
         map.insert(TypeId::of::<K>(), Box::new(informer.clone()));
         let i = informer.clone();
         self.started.lock().unwrap().push(Box::new(move || {
@@ -122,7 +125,10 @@ impl Default for Config {
 
 /// Runs every controller until the returned future is dropped (leadership
 /// lost) or the process ends. Everything it starts is owned by it.
-pub fn run(client: kube::Client, config: Config) -> impl std::future::Future<Output = ()> + Send + 'static {
+pub fn run(
+    client: kube::Client,
+    config: Config,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     async move {
         let ctx = Ctx {
             client: client.clone(),

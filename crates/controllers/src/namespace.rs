@@ -51,22 +51,69 @@ pub fn conditions(r: &Remaining, now: &str) -> Vec<Value> {
         .map(|(f, n)| format!("{f} in {n} resource instances"))
         .collect();
     vec![
-        c("NamespaceDeletionDiscoveryFailure", false, "ResourcesDiscovered", "All resources successfully discovered".into()),
-        c("NamespaceDeletionGroupVersionParsingFailure", false, "ParsedGroupVersions", "All legacy kube types successfully parsed".into()),
+        c(
+            "NamespaceDeletionDiscoveryFailure",
+            false,
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into(),
+        ),
+        c(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            false,
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into(),
+        ),
         if r.failures.is_empty() {
-            c("NamespaceDeletionContentFailure", false, "ContentDeleted", "All content successfully deleted, may be waiting on finalization".into())
+            c(
+                "NamespaceDeletionContentFailure",
+                false,
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".into(),
+            )
         } else {
-            c("NamespaceDeletionContentFailure", true, "ContentDeletionFailed", format!("Failed to delete all resource types, {} remaining: {}", r.failures.len(), r.failures.join(", ")))
+            c(
+                "NamespaceDeletionContentFailure",
+                true,
+                "ContentDeletionFailed",
+                format!(
+                    "Failed to delete all resource types, {} remaining: {}",
+                    r.failures.len(),
+                    r.failures.join(", ")
+                ),
+            )
         },
         if objects.is_empty() {
-            c("NamespaceContentRemaining", false, "ContentRemoved", "All content successfully removed".into())
+            c(
+                "NamespaceContentRemaining",
+                false,
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
         } else {
-            c("NamespaceContentRemaining", true, "SomeResourcesRemain", format!("Some resources are remaining: {}", objects.join(", ")))
+            c(
+                "NamespaceContentRemaining",
+                true,
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", objects.join(", ")),
+            )
         },
         if finalizers.is_empty() {
-            c("NamespaceFinalizersRemaining", false, "ContentHasNoFinalizers", "All content-preserving finalizers finished".into())
+            c(
+                "NamespaceFinalizersRemaining",
+                false,
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished".into(),
+            )
         } else {
-            c("NamespaceFinalizersRemaining", true, "SomeFinalizersRemain", format!("Some content in the namespace has finalizers remaining: {}", finalizers.join(", ")))
+            c(
+                "NamespaceFinalizersRemaining",
+                true,
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    finalizers.join(", ")
+                ),
+            )
         },
     ]
 }
@@ -96,14 +143,22 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
     });
 }
 
-async fn reconcile(client: &kube::Client, store: &Store<Namespace>, name: &str) -> Result<Next, kube::Error> {
+async fn reconcile(
+    client: &kube::Client,
+    store: &Store<Namespace>,
+    name: &str,
+) -> Result<Next, kube::Error> {
     let Some(ns) = store.get(&ObjectRef::new(name)) else {
         return Ok(Next::Done);
     };
     if ns.metadata.deletion_timestamp.is_none() {
         return Ok(Next::Done);
     }
-    let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+    let finalizers = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.clone())
+        .unwrap_or_default();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(Next::Done);
     }
@@ -161,7 +216,10 @@ async fn reconcile(client: &kube::Client, store: &Store<Namespace>, name: &str) 
         if let Some(spec) = ns.spec.as_mut() {
             spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
         }
-        return match api.replace_subresource("finalize", name, &PostParams::default(), &ns).await {
+        return match api
+            .replace_subresource("finalize", name, &PostParams::default(), &ns)
+            .await
+        {
             Ok(_) => Ok(Next::Done),
             Err(e) if runtime::is_not_found(&e) => Ok(Next::Done),
             Err(e) => Err(e),
@@ -169,7 +227,10 @@ async fn reconcile(client: &kube::Client, store: &Store<Namespace>, name: &str) 
     }
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = json!({"status": {"conditions": conditions(&remaining, &now)}});
-    match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {}
         Err(e) if runtime::is_not_found(&e) => return Ok(Next::Done),
         Err(e) => return Err(e),

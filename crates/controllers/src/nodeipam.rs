@@ -27,13 +27,23 @@ pub struct Ranges {
 
 impl Ranges {
     pub fn parse(cidr: &str, node_prefix: u8) -> Result<Ranges, String> {
-        let (ip, len) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{cidr:?}: only IPv4 cluster CIDRs are supported"))?;
-        let prefix: u8 = len.parse().map_err(|_| format!("{cidr:?}: bad prefix length"))?;
+        let (ip, len) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{cidr:?}: only IPv4 cluster CIDRs are supported"))?;
+        let prefix: u8 = len
+            .parse()
+            .map_err(|_| format!("{cidr:?}: bad prefix length"))?;
         if prefix > node_prefix || node_prefix > 30 {
             return Err(format!("{cidr:?} cannot hold /{node_prefix} node ranges"));
         }
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - prefix)
+        };
         Ok(Ranges {
             base: u32::from(ip) & mask,
             prefix,
@@ -52,7 +62,9 @@ impl Ranges {
 
     /// The first range not in `used`.
     pub fn first_free(&self, used: &HashSet<String>) -> Option<String> {
-        (0..self.count()).map(|i| self.nth(i)).find(|c| !used.contains(c))
+        (0..self.count())
+            .map(|i| self.nth(i))
+            .find(|c| !used.contains(c))
     }
 }
 
@@ -63,7 +75,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, ranges: Ranges) {
         let q = queue.clone();
         node_inf.on_change(move |ch: &Change<Node>| {
             let n = ch.object();
-            if !matches!(ch, Change::Deleted(_)) && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none() {
+            if !matches!(ch, Change::Deleted(_))
+                && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none()
+            {
                 q.add(n.metadata.name.clone().unwrap_or_default());
             }
         });
@@ -75,12 +89,18 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, ranges: Ranges) {
     set.spawn(async move {
         node_inf.wait_synced().await;
         run_workers(queue, 1, "node-ipam-controller", move |name: String| {
-            let (nodes, client, ranges, taken) = (nodes.clone(), client.clone(), ranges.clone(), taken.clone());
+            let (nodes, client, ranges, taken) =
+                (nodes.clone(), client.clone(), ranges.clone(), taken.clone());
             async move {
                 let Some(node) = nodes.get(&ObjectRef::new(&name)) else {
                     return Ok(Next::Done);
                 };
-                if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+                if node
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_ref())
+                    .is_some()
+                {
                     return Ok(Next::Done);
                 }
                 let mut used: HashSet<String> = nodes
@@ -98,7 +118,8 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, ranges: Ranges) {
                     "metadata": {"resourceVersion": node.metadata.resource_version},
                     "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
                 });
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
                 taken.lock().unwrap().insert(cidr);
                 Ok(Next::Done)
             }

@@ -50,7 +50,10 @@ pub fn ready_status(node: &Node) -> Option<&str> {
 
 /// The taints the controller manages that `node` should carry, given its
 /// Ready status and whether it is cordoned.
-pub fn wanted_taints(ready: Option<&str>, unschedulable: bool) -> Vec<(&'static str, &'static str)> {
+pub fn wanted_taints(
+    ready: Option<&str>,
+    unschedulable: bool,
+) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     match ready {
         Some("False") => {
@@ -71,11 +74,18 @@ pub fn wanted_taints(ready: Option<&str>, unschedulable: bool) -> Vec<(&'static 
 
 /// The node's taints with the managed ones replaced by `wanted` (keeping
 /// timeAdded of those already there). None when nothing changes.
-pub fn reconcile_taints(current: &[Taint], wanted: &[(&str, &str)], now: Timestamp) -> Option<Vec<Taint>> {
+pub fn reconcile_taints(
+    current: &[Taint],
+    wanted: &[(&str, &str)],
+    now: Timestamp,
+) -> Option<Vec<Taint>> {
     let managed = |t: &Taint| [UNREACHABLE, NOT_READY, UNSCHEDULABLE].contains(&t.key.as_str());
     let mut out: Vec<Taint> = current.iter().filter(|t| !managed(t)).cloned().collect();
     for (key, effect) in wanted {
-        match current.iter().find(|t| t.key == *key && t.effect == *effect) {
+        match current
+            .iter()
+            .find(|t| t.key == *key && t.effect == *effect)
+        {
             Some(t) => out.push(t.clone()),
             None => out.push(Taint {
                 key: (*key).into(),
@@ -96,7 +106,10 @@ fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
         }
     }
     match tol.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => tol.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+        "Exists" => tol
+            .key
+            .as_deref()
+            .is_none_or(|k| k.is_empty() || k == taint.key),
         _ => {
             tol.key.as_deref() == Some(taint.key.as_str())
                 && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
@@ -107,12 +120,17 @@ fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
 /// When a pod on a node with these taints must go: Some(None) now,
 /// Some(Some(t)) at t, None never.
 pub fn eviction_time(pod: &Pod, taints: &[Taint]) -> Option<Option<Timestamp>> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
     let mut at: Option<Timestamp> = None;
     let mut any = false;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         any = true;
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
         if matching.is_empty() {
             return Some(None);
         }
@@ -127,7 +145,11 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint]) -> Option<Option<Timestamp>> {
             .min()
             .unwrap_or(0)
             .max(0);
-        let added = taint.time_added.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now);
+        let added = taint
+            .time_added
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or_else(Timestamp::now);
         let when = Timestamp::from_second(added.as_second() + secs).unwrap_or(added);
         at = Some(at.map_or(when, |a: Timestamp| a.min(when)));
     }
@@ -187,7 +209,8 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, grace: Duration) {
                 m2.seen.lock().unwrap().remove(&name);
                 return;
             }
-            let lease = leases.get(&kube::runtime::reflector::ObjectRef::new(&name).within("kube-node-lease"));
+            let lease = leases
+                .get(&kube::runtime::reflector::ObjectRef::new(&name).within("kube-node-lease"));
             m2.observe(&name, heartbeat(node, lease.as_deref()));
         });
     }
@@ -196,7 +219,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, grace: Duration) {
         let nodes = node_inf.store();
         lease_inf.on_change(move |ch: &Change<Lease>| {
             let lease = ch.object();
-            if lease.metadata.namespace.as_deref() != Some("kube-node-lease") || matches!(ch, Change::Deleted(_)) {
+            if lease.metadata.namespace.as_deref() != Some("kube-node-lease")
+                || matches!(ch, Change::Deleted(_))
+            {
                 return;
             }
             let name = lease.metadata.name.clone().unwrap_or_default();
@@ -236,7 +261,9 @@ impl Monitor {
             let name = node.metadata.name.clone().unwrap_or_default();
             let silent = {
                 let mut seen = self.seen.lock().unwrap();
-                let entry = seen.entry(name.clone()).or_insert_with(|| (String::new(), Instant::now()));
+                let entry = seen
+                    .entry(name.clone())
+                    .or_insert_with(|| (String::new(), Instant::now()));
                 entry.1.elapsed() > self.grace
             };
             let mut ready = ready_status(&node).map(str::to_owned);
@@ -250,11 +277,22 @@ impl Monitor {
                 );
             }
             let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
-            let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-            let taints = match reconcile_taints(&current, &wanted_taints(ready.as_deref(), unschedulable), now) {
+            let current = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.clone())
+                .unwrap_or_default();
+            let taints = match reconcile_taints(
+                &current,
+                &wanted_taints(ready.as_deref(), unschedulable),
+                now,
+            ) {
                 Some(new) => {
                     let patch = json!({"spec": {"taints": new}, "metadata": {"resourceVersion": node.metadata.resource_version}});
-                    match node_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match node_api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if runtime::is_conflict(&e) || runtime::is_not_found(&e) => continue,
                         Err(e) => return Err(e),
@@ -268,9 +306,18 @@ impl Monitor {
         Ok(())
     }
 
-    async fn mark_unknown(&self, api: &Api<Node>, node: &Node, now: Timestamp) -> Result<(), kube::Error> {
+    async fn mark_unknown(
+        &self,
+        api: &Api<Node>,
+        node: &Node,
+        now: Timestamp,
+    ) -> Result<(), kube::Error> {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let mut conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let mut conditions = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
             if !conditions.iter().any(|c| c.type_ == t) {
                 conditions.push(k8s_openapi::api::core::v1::NodeCondition {
@@ -280,7 +327,10 @@ impl Monitor {
             }
         }
         for c in conditions.iter_mut() {
-            if ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"].contains(&c.type_.as_str()) && c.status != "Unknown" {
+            if ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
+                .contains(&c.type_.as_str())
+                && c.status != "Unknown"
+            {
                 c.status = "Unknown".into();
                 c.reason = Some("NodeStatusUnknown".into());
                 c.message = Some("Kubelet stopped posting node status.".into());
@@ -291,19 +341,31 @@ impl Monitor {
             }
         }
         let patch = json!({"status": {"conditions": conditions}});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {}
             Err(e) if runtime::is_not_found(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
         // Its pods are not ready any more.
         for pod in self.pods.state() {
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str()) || podutil::is_terminal(&pod) {
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(name.as_str())
+                || podutil::is_terminal(&pod)
+            {
                 continue;
             }
-            let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            let mut conditions = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
             let mut changed = false;
-            for c in conditions.iter_mut().filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady") {
+            for c in conditions
+                .iter_mut()
+                .filter(|c| c.type_ == "Ready" || c.type_ == "ContainersReady")
+            {
                 if c.status != "False" {
                     c.status = "False".into();
                     c.last_transition_time = Some(Time(now));
@@ -316,10 +378,17 @@ impl Monitor {
             if !changed {
                 continue;
             }
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
+            let api: Api<Pod> = Api::namespaced(
+                self.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or_default(),
+            );
             let patch = json!({"status": {"conditions": conditions}});
             match api
-                .patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -387,15 +456,32 @@ mod tests {
         let cases: Vec<(Option<&str>, bool, Vec<Taint>, Option<Vec<&str>>)> = vec![
             (Some("True"), false, vec![], None),
             (Some("True"), false, vec![custom.clone()], None),
-            (Some("Unknown"), false, vec![custom.clone()], Some(vec!["dedicated", UNREACHABLE, UNREACHABLE])),
-            (Some("False"), false, vec![], Some(vec![NOT_READY, NOT_READY])),
-            (Some("True"), false, vec![taint(UNREACHABLE, "NoExecute", Some(1))], Some(vec![])),
+            (
+                Some("Unknown"),
+                false,
+                vec![custom.clone()],
+                Some(vec!["dedicated", UNREACHABLE, UNREACHABLE]),
+            ),
+            (
+                Some("False"),
+                false,
+                vec![],
+                Some(vec![NOT_READY, NOT_READY]),
+            ),
+            (
+                Some("True"),
+                false,
+                vec![taint(UNREACHABLE, "NoExecute", Some(1))],
+                Some(vec![]),
+            ),
             (Some("True"), true, vec![], Some(vec![UNSCHEDULABLE])),
             (None, false, vec![], None),
         ];
         for (ready, cordoned, current, want) in cases {
             let got = reconcile_taints(&current, &wanted_taints(ready, cordoned), now);
-            let keys = got.as_ref().map(|t| t.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
+            let keys = got
+                .as_ref()
+                .map(|t| t.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
             assert_eq!(keys, want, "{ready:?} {cordoned}");
         }
         // An existing taint keeps its timeAdded.
@@ -418,14 +504,33 @@ mod tests {
         let at = |s: i64| Some(Some(Timestamp::from_second(s).unwrap()));
         let cases = vec![
             (pod(json!([])), Some(None)),
-            (pod(json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}])), at(1300)),
-            (pod(json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}])), None),
+            (
+                pod(
+                    json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]),
+                ),
+                at(1300),
+            ),
+            (
+                pod(json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}])),
+                None,
+            ),
             (pod(json!([{"operator": "Exists"}])), None),
-            (pod(json!([{"key": "other", "operator": "Exists", "effect": "NoExecute"}])), Some(None)),
+            (
+                pod(json!([{"key": "other", "operator": "Exists", "effect": "NoExecute"}])),
+                Some(None),
+            ),
         ];
         for (p, want) in cases {
-            assert_eq!(eviction_time(&p, &unreachable), want, "{:?}", p.spec.unwrap().tolerations);
+            assert_eq!(
+                eviction_time(&p, &unreachable),
+                want,
+                "{:?}",
+                p.spec.unwrap().tolerations
+            );
         }
-        assert_eq!(eviction_time(&pod(json!([])), &[taint("x", "NoSchedule", None)]), None);
+        assert_eq!(
+            eviction_time(&pod(json!([])), &[taint("x", "NoSchedule", None)]),
+            None
+        );
     }
 }

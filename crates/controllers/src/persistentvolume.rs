@@ -72,7 +72,10 @@ pub fn best_volume<'a>(
     let spec = pvc.spec.clone().unwrap_or_default();
     let want = request_of(pvc);
     let modes = spec.access_modes.clone().unwrap_or_default();
-    let mode = spec.volume_mode.clone().unwrap_or_else(|| "Filesystem".into());
+    let mode = spec
+        .volume_mode
+        .clone()
+        .unwrap_or_else(|| "Filesystem".into());
     let uid = pvc.metadata.uid.clone();
     volumes
         .iter()
@@ -82,16 +85,28 @@ pub fn best_volume<'a>(
                 None => true,
                 Some(r) => r.uid == uid && uid.is_some(),
             };
-            let phase_ok = pv.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Available" || p == "Pending");
+            let phase_ok = pv
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_none_or(|p| p == "Available" || p == "Pending");
             let labels = crate::podutil::labels(&pv.metadata);
             free && phase_ok
                 && pv.metadata.deletion_timestamp.is_none()
                 && s.storage_class_name.as_deref().unwrap_or("") == class
                 && s.volume_mode.as_deref().unwrap_or("Filesystem") == mode
-                && modes.iter().all(|m| s.access_modes.as_ref().is_some_and(|a| a.contains(m)))
+                && modes
+                    .iter()
+                    .all(|m| s.access_modes.as_ref().is_some_and(|a| a.contains(m)))
                 && capacity_of(pv).milli >= want.milli
-                && spec.selector.as_ref().is_none_or(|sel| crate::podutil::selector_matches(sel, &labels))
-                && spec.volume_name.as_deref().is_none_or(|n| pv.metadata.name.as_deref() == Some(n))
+                && spec
+                    .selector
+                    .as_ref()
+                    .is_none_or(|sel| crate::podutil::selector_matches(sel, &labels))
+                && spec
+                    .volume_name
+                    .as_deref()
+                    .is_none_or(|n| pv.metadata.name.as_deref() == Some(n))
         })
         .min_by_key(|pv| capacity_of(pv).milli)
 }
@@ -127,7 +142,10 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, storage_dir: String)
         let q = queue.clone();
         pv_inf.on_change(move |ch: &Change<PersistentVolume>| {
             let o = ch.object();
-            q.add(format!("volume:{}", o.metadata.name.clone().unwrap_or_default()));
+            q.add(format!(
+                "volume:{}",
+                o.metadata.name.clone().unwrap_or_default()
+            ));
         });
     }
     {
@@ -139,7 +157,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, storage_dir: String)
                 return;
             }
             let ns = p.metadata.namespace.clone().unwrap_or_default();
-            for v in p.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            for v in p
+                .spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_ref())
+                .into_iter()
+                .flatten()
+            {
                 if let Some(c) = &v.persistent_volume_claim {
                     q.add(format!("claim:{ns}/{}", c.claim_name));
                 }
@@ -200,7 +224,12 @@ impl Controller {
             .state()
             .iter()
             .find(|c| {
-                c.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION)).map(String::as_str) == Some("true")
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .map(String::as_str)
+                    == Some("true")
             })
             .and_then(|c| c.metadata.name.clone())
     }
@@ -214,12 +243,19 @@ impl Controller {
         if pvc.metadata.deletion_timestamp.is_some() {
             return Ok(Next::Done);
         }
-        let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pvc
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         let volume_name = pvc.spec.as_ref().and_then(|s| s.volume_name.clone());
         let volumes = self.volumes.state();
         if let (Some(vn), "Bound") = (&volume_name, phase.as_str()) {
             // Bound: nothing to do unless the volume vanished.
-            if !volumes.iter().any(|v| v.metadata.name.as_deref() == Some(vn)) {
+            if !volumes
+                .iter()
+                .any(|v| v.metadata.name.as_deref() == Some(vn))
+            {
                 self.set_claim_phase(ns, name, "Lost").await?;
             }
             return Ok(Next::Done);
@@ -233,7 +269,8 @@ impl Controller {
         let sc = self.classes.get(&ObjectRef::new(&class));
         let Some(sc) = sc.filter(|sc| sc.provisioner == LOCAL_PATH) else {
             let message = if class.is_empty() {
-                "no persistent volumes available for this claim and no storage class is set".to_owned()
+                "no persistent volumes available for this claim and no storage class is set"
+                    .to_owned()
             } else {
                 format!("storageclass.storage.k8s.io \"{class}\" not found or not provisioned here")
             };
@@ -268,11 +305,11 @@ impl Controller {
                 return None;
             }
             let spec = p.spec.as_ref()?;
-            let uses = spec
-                .volumes
-                .iter()
-                .flatten()
-                .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == claim));
+            let uses = spec.volumes.iter().flatten().any(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.claim_name == claim)
+            });
             uses.then(|| spec.node_name.clone()).flatten()
         })
     }
@@ -326,7 +363,11 @@ impl Controller {
         Ok(Arc::new(created))
     }
 
-    async fn bind(&self, pvc: &PersistentVolumeClaim, pv: &PersistentVolume) -> Result<(), kube::Error> {
+    async fn bind(
+        &self,
+        pvc: &PersistentVolumeClaim,
+        pv: &PersistentVolume,
+    ) -> Result<(), kube::Error> {
         let ns = pvc.metadata.namespace.clone().unwrap_or_default();
         let name = pvc.metadata.name.clone().unwrap_or_default();
         let pv_name = pv.metadata.name.clone().unwrap_or_default();
@@ -339,18 +380,31 @@ impl Controller {
             "metadata": {"resourceVersion": pv.metadata.resource_version, "annotations": {"pv.kubernetes.io/bound-by-controller": "yes"}},
             "spec": {"claimRef": claim_ref},
         });
-        pv_api.patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         pv_api
-            .patch_status(&pv_name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": "Bound"}})))
+            .patch(&pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        pv_api
+            .patch_status(
+                &pv_name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"phase": "Bound"}})),
+            )
             .await?;
         let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &ns);
         let patch = json!({
             "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}},
             "spec": {"volumeName": pv_name},
         });
-        pvc_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        pvc_api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         let mut capacity = BTreeMap::new();
-        if let Some(c) = pv.spec.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage")) {
+        if let Some(c) = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .and_then(|c| c.get("storage"))
+        {
             capacity.insert("storage".to_string(), c.clone());
         }
         let status = json!({"status": {
@@ -358,14 +412,20 @@ impl Controller {
             "accessModes": pv.spec.as_ref().and_then(|s| s.access_modes.clone()),
             "capacity": capacity,
         }});
-        pvc_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+        pvc_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
         Ok(())
     }
 
     async fn set_claim_phase(&self, ns: &str, name: &str, phase: &str) -> Result<(), kube::Error> {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         match api
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": phase}})))
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"phase": phase}})),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -383,7 +443,11 @@ impl Controller {
         let Some(claim) = spec.claim_ref.clone() else {
             return Ok(Next::Done);
         };
-        let phase = pv.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pv
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         let ns = claim.namespace.clone().unwrap_or_default();
         let cname = claim.name.clone().unwrap_or_default();
         let present = self
@@ -409,7 +473,11 @@ impl Controller {
             },
             _ => {
                 pv_api
-                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"phase": "Released"}})))
+                    .patch_status(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"status": {"phase": "Released"}})),
+                    )
                     .await?;
             }
         }
@@ -421,7 +489,13 @@ impl Controller {
 mod tests {
     use super::*;
 
-    fn pv(name: &str, class: &str, size: &str, modes: &[&str], claimed: bool) -> Arc<PersistentVolume> {
+    fn pv(
+        name: &str,
+        class: &str,
+        size: &str,
+        modes: &[&str],
+        claimed: bool,
+    ) -> Arc<PersistentVolume> {
         let mut v = json!({
             "metadata": {"name": name, "labels": {"tier": "fast"}},
             "spec": {"capacity": {"storage": size}, "accessModes": modes, "storageClassName": class, "hostPath": {"path": "/x"}},
@@ -448,7 +522,13 @@ mod tests {
     fn picks_the_smallest_fitting_volume() {
         let vols = vec![
             pv("big", "", "10Gi", &["ReadWriteOnce"], false),
-            pv("small", "", "1Gi", &["ReadWriteOnce", "ReadOnlyMany"], false),
+            pv(
+                "small",
+                "",
+                "1Gi",
+                &["ReadWriteOnce", "ReadOnlyMany"],
+                false,
+            ),
             pv("tiny", "", "500Mi", &["ReadWriteOnce"], false),
             pv("taken", "", "1Gi", &["ReadWriteOnce"], true),
             pv("classy", "gold", "1Gi", &["ReadWriteOnce"], false),
@@ -456,8 +536,14 @@ mod tests {
         ];
         let name = |v: Option<&Arc<PersistentVolume>>| v.map(|v| v.metadata.name.clone().unwrap());
         let claim = pvc(json!({"storageClassName": ""}));
-        assert_eq!(name(best_volume(&claim, "", &vols)).as_deref(), Some("small"));
-        assert_eq!(name(best_volume(&claim, "gold", &vols)).as_deref(), Some("classy"));
+        assert_eq!(
+            name(best_volume(&claim, "", &vols)).as_deref(),
+            Some("small")
+        );
+        assert_eq!(
+            name(best_volume(&claim, "gold", &vols)).as_deref(),
+            Some("classy")
+        );
         let many = pvc(json!({"accessModes": ["ReadWriteMany"]}));
         assert_eq!(name(best_volume(&many, "", &vols)).as_deref(), Some("rwx"));
         let huge = pvc(json!({"resources": {"requests": {"storage": "100Gi"}}}));
@@ -471,7 +557,16 @@ mod tests {
     #[test]
     fn default_class() {
         assert_eq!(class_of(&pvc(json!({})), Some("local-path")), "local-path");
-        assert_eq!(class_of(&pvc(json!({"storageClassName": ""})), Some("local-path")), "");
-        assert_eq!(class_of(&pvc(json!({"storageClassName": "gold"})), Some("local-path")), "gold");
+        assert_eq!(
+            class_of(&pvc(json!({"storageClassName": ""})), Some("local-path")),
+            ""
+        );
+        assert_eq!(
+            class_of(
+                &pvc(json!({"storageClassName": "gold"})),
+                Some("local-path")
+            ),
+            "gold"
+        );
     }
 }

@@ -35,10 +35,17 @@ pub fn collect(
     };
     let mut terminated: Vec<&Arc<Pod>> = Vec::new();
     for p in pods {
-        let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
         match node {
             Some(n) if !nodes.contains(&n) => {
-                if missing_since.get(&n).is_some_and(|t| t.elapsed() >= QUARANTINE) {
+                if missing_since
+                    .get(&n)
+                    .is_some_and(|t| t.elapsed() >= QUARANTINE)
+                {
                     let (ns, name) = id(p);
                     out.push((ns, name, true));
                     continue;
@@ -56,7 +63,13 @@ pub fn collect(
         }
     }
     if terminated.len() > threshold {
-        terminated.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0));
+        terminated.sort_by_key(|p| {
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or(0)
+        });
         for p in &terminated[..terminated.len() - threshold] {
             let (ns, name) = id(p);
             out.push((ns, name, false));
@@ -77,14 +90,23 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, threshold: usize) {
         let mut missing_since: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::time::sleep(PERIOD).await;
-            let names: HashSet<String> = nodes.state().iter().filter_map(|n| n.metadata.name.clone()).collect();
+            let names: HashSet<String> = nodes
+                .state()
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .collect();
             let all = pods.state();
             // Note when each referenced node went missing; ask the API
             // before trusting the cache.
             let node_api: Api<Node> = Api::all(client.clone());
             let mut referenced: HashSet<String> = HashSet::new();
             for p in &all {
-                if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
+                if let Some(n) = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .filter(|n| !n.is_empty())
+                {
                     referenced.insert(n);
                 }
             }
@@ -100,7 +122,10 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, threshold: usize) {
             for (ns, name, force) in collect(&all, &names, &missing_since, threshold) {
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
                 let dp = if force {
-                    DeleteParams { grace_period_seconds: Some(0), ..Default::default() }
+                    DeleteParams {
+                        grace_period_seconds: Some(0),
+                        ..Default::default()
+                    }
                 } else {
                     DeleteParams::default()
                 };
@@ -138,7 +163,11 @@ mod tests {
     fn what_gets_collected() {
         let nodes: HashSet<String> = ["n1".to_string()].into();
         let long_ago = Instant::now() - QUARANTINE - Duration::from_secs(1);
-        let missing: HashMap<String, Instant> = [("gone".to_string(), long_ago), ("fresh".to_string(), Instant::now())].into();
+        let missing: HashMap<String, Instant> = [
+            ("gone".to_string(), long_ago),
+            ("fresh".to_string(), Instant::now()),
+        ]
+        .into();
         let pods = vec![
             pod("ok", Some("n1"), "Running", 1, false),
             pod("orphan", Some("gone"), "Running", 2, false),
@@ -149,6 +178,13 @@ mod tests {
         ];
         let got = collect(&pods, &nodes, &missing, 1);
         let names: Vec<(&str, bool)> = got.iter().map(|(_, n, f)| (n.as_str(), *f)).collect();
-        assert_eq!(names, [("orphan", true), ("unscheduled-deleting", true), ("done-old", false)]);
+        assert_eq!(
+            names,
+            [
+                ("orphan", true),
+                ("unscheduled-deleting", true),
+                ("done-old", false)
+            ]
+        );
     }
 }

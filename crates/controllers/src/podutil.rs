@@ -11,7 +11,8 @@ use k8s_openapi::jiff::Timestamp;
 /// Not finished and not being deleted: counts towards replicas.
 pub fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded") | Some("Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !matches!(phase, Some("Succeeded") | Some("Failed"))
+        && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// Succeeded or Failed.
@@ -44,9 +45,7 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
         Some(None) => false,
-        Some(Some(since)) => {
-            (now.as_second() - since.as_second()) >= i64::from(min_ready_seconds)
-        }
+        Some(Some(since)) => (now.as_second() - since.as_second()) >= i64::from(min_ready_seconds),
     }
 }
 
@@ -116,7 +115,10 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 /// never adopts with an empty selector.
 pub fn selector_is_empty(selector: &LabelSelector) -> bool {
     selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
 }
 
 pub fn labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
@@ -163,6 +165,73 @@ pub fn deletion_rank(pod: &Pod) -> (u8, u8, u8, i64, i64, i64) {
     )
 }
 
+/// Routes a pod change to the keys of the controllers of `kind` that must
+/// look again, as every pod-owning controller does: the owner named by the
+/// pod's controller reference (old and new, when it changed), or, for an
+/// orphan, every controller whose selector matches it (`matching`).
+/// Creations and deletions are counted against the owner's expectations
+/// (a graceful delete counts when it starts).
+pub fn route_pod_change(
+    kind: &str,
+    change: &runtime::Change<Pod>,
+    expectations: &runtime::Expectations,
+    matching: impl Fn(&Pod) -> Vec<String>,
+    mut add: impl FnMut(String),
+) {
+    use runtime::Change;
+    let owner = |p: &Pod| {
+        controller_of(&p.metadata)
+            .filter(|r| r.kind == kind)
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    r.name
+                )
+            })
+    };
+    match change {
+        Change::Added(pod) => match owner(pod) {
+            Some(k) => {
+                expectations.creation_observed(&k);
+                add(k);
+            }
+            None => matching(pod).into_iter().for_each(&mut add),
+        },
+        Change::Updated { old, new } => {
+            let (ok, nk) = (owner(old), owner(new));
+            if new.metadata.deletion_timestamp.is_some()
+                && old.metadata.deletion_timestamp.is_none()
+            {
+                if let Some(k) = &nk {
+                    expectations.deletion_observed(k);
+                }
+            }
+            if ok != nk {
+                if let Some(k) = ok.clone() {
+                    add(k);
+                }
+            }
+            match nk {
+                Some(k) => add(k),
+                None => {
+                    if old.metadata.labels != new.metadata.labels || ok.is_some() {
+                        matching(new).into_iter().for_each(&mut add);
+                    }
+                }
+            }
+        }
+        Change::Deleted(pod) => {
+            if let Some(k) = owner(pod) {
+                if pod.metadata.deletion_timestamp.is_none() {
+                    expectations.deletion_observed(&k);
+                }
+                add(k);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,10 +274,19 @@ mod tests {
             pod("unassigned", None, "Pending", None),
         ];
         pods.sort_by_key(deletion_rank);
-        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(
             names,
-            ["unassigned", "pending-assigned", "running-not-ready", "ready-new", "ready-old"]
+            [
+                "unassigned",
+                "pending-assigned",
+                "running-not-ready",
+                "ready-new",
+                "ready-old"
+            ]
         );
     }
 
@@ -223,8 +301,16 @@ mod tests {
         ];
         for (ready_at, min_ready, available, left) in cases {
             let p = pod("p", Some("n"), "Running", ready_at);
-            assert_eq!(is_available(&p, min_ready, now), available, "{ready_at:?} {min_ready}");
-            assert_eq!(available_in(&p, min_ready, now), left, "{ready_at:?} {min_ready}");
+            assert_eq!(
+                is_available(&p, min_ready, now),
+                available,
+                "{ready_at:?} {min_ready}"
+            );
+            assert_eq!(
+                available_in(&p, min_ready, now),
+                left,
+                "{ready_at:?} {min_ready}"
+            );
         }
         assert!(is_active(&pod("p", None, "Running", None)));
         assert!(!is_active(&pod("p", None, "Succeeded", None)));

@@ -54,7 +54,10 @@ impl ReplicaOwner for ReplicaSet {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
     fn selector(&self) -> Option<api::selector::LabelSelector> {
         let sel = &self.spec.as_ref()?.selector;
@@ -77,7 +80,10 @@ impl ReplicaOwner for ReplicationController {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
     fn selector(&self) -> Option<api::selector::LabelSelector> {
         let spec = self.spec.as_ref()?;
@@ -162,12 +168,19 @@ pub fn plan<O: ReplicaOwner>(owner: &O, pods: &[Arc<Pod>], now: Timestamp, count
             }
         }
     }
-    let active: Vec<&Arc<Pod>> = owned.iter().copied().filter(|p| podutil::is_active(p)).collect();
+    let active: Vec<&Arc<Pod>> = owned
+        .iter()
+        .copied()
+        .filter(|p| podutil::is_active(p))
+        .collect();
     let min_ready = owner.min_ready_seconds();
     for p in &active {
         plan.counts.replicas += 1;
         let labels = podutil::labels(&p.metadata);
-        if template_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+        {
             plan.counts.fully_labeled += 1;
         }
         if podutil::is_ready(p) {
@@ -202,7 +215,12 @@ pub fn plan<O: ReplicaOwner>(owner: &O, pods: &[Arc<Pod>], now: Timestamp, count
 }
 
 /// The status to write (as JSON) for `counts`, keeping conditions.
-pub fn status_for(counts: Counts, generation: Option<i64>, failure: Option<&str>, old: &Value) -> Value {
+pub fn status_for(
+    counts: Counts,
+    generation: Option<i64>,
+    failure: Option<&str>,
+    old: &Value,
+) -> Value {
     let mut conditions: Vec<Value> = old
         .get("conditions")
         .and_then(Value::as_array)
@@ -247,9 +265,15 @@ pub fn status_for(counts: Counts, generation: Option<i64>, failure: Option<&str>
 /// in stored JSON).
 fn status_differs(old: &Value, new: &Value) -> bool {
     let int = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-    ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
-        .iter()
-        .any(|k| int(old, k) != int(new, k))
+    [
+        "replicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "observedGeneration",
+    ]
+    .iter()
+    .any(|k| int(old, k) != int(new, k))
         || old.get("conditions").cloned().unwrap_or(Value::Null)
             != new.get("conditions").cloned().unwrap_or(Value::Null)
 }
@@ -296,56 +320,13 @@ fn start_kind<O: ReplicaOwner>(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         let q = queue.clone();
         let c2 = c.clone();
         pods_inf.on_change(move |ch: &Change<Pod>| {
-            let pod = ch.object();
-            let owner_key = |p: &Pod| {
-                podutil::controller_of(&p.metadata)
-                    .filter(|r| r.kind == O::kind(&()))
-                    .map(|r| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or_default(), r.name))
-            };
-            match ch {
-                Change::Added(_) => {
-                    if let Some(k) = owner_key(pod) {
-                        c2.expectations.creation_observed(&k);
-                        q.add(k);
-                    } else {
-                        for k in c2.matching_owners(pod) {
-                            q.add(k);
-                        }
-                    }
-                }
-                Change::Updated { old, new } => {
-                    let (ok, nk) = (owner_key(old), owner_key(new));
-                    if new.metadata.deletion_timestamp.is_some() && old.metadata.deletion_timestamp.is_none() {
-                        // A graceful delete counts as observed deletion.
-                        if let Some(k) = &nk {
-                            c2.expectations.deletion_observed(k);
-                        }
-                    }
-                    if ok != nk {
-                        if let Some(k) = ok.clone() {
-                            q.add(k);
-                        }
-                    }
-                    match nk {
-                        Some(k) => q.add(k),
-                        None => {
-                            if old.metadata.labels != new.metadata.labels || ok.is_some() {
-                                for k in c2.matching_owners(new) {
-                                    q.add(k);
-                                }
-                            }
-                        }
-                    }
-                }
-                Change::Deleted(_) => {
-                    if let Some(k) = owner_key(pod) {
-                        if pod.metadata.deletion_timestamp.is_none() {
-                            c2.expectations.deletion_observed(&k);
-                        }
-                        q.add(k);
-                    }
-                }
-            }
+            podutil::route_pod_change(
+                &O::kind(&()),
+                ch,
+                &c2.expectations,
+                |p| c2.matching_owners(p),
+                |k| q.add(k),
+            );
         });
     }
     let (oi, pi) = (owners_inf.clone(), pods_inf.clone());
@@ -393,11 +374,7 @@ impl<O: ReplicaOwner> Controller<O> {
         let plan = plan(owner.as_ref(), &pods, Timestamp::now(), counting);
         let pod_api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let meta = owner.meta();
-        let controller_ref = podutil::controller_ref(
-            &O::api_version(&()),
-            &O::kind(&()),
-            meta,
-        );
+        let controller_ref = podutil::controller_ref(&O::api_version(&()), &O::kind(&()), meta);
         for (pod, uid) in &plan.adopt {
             let patch = json!({
                 "metadata": {
@@ -405,7 +382,10 @@ impl<O: ReplicaOwner> Controller<O> {
                     "uid": uid,
                 }
             });
-            match pod_api.patch(pod, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            match pod_api
+                .patch(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) || runtime::is_conflict(&e) => {}
                 Err(e) => return Err(e),
@@ -418,7 +398,10 @@ impl<O: ReplicaOwner> Controller<O> {
                     "uid": uid,
                 }
             });
-            match pod_api.patch(pod, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            match pod_api
+                .patch(pod, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) || runtime::is_conflict(&e) => {}
                 Err(e) => return Err(e),
@@ -436,7 +419,12 @@ impl<O: ReplicaOwner> Controller<O> {
                 while left > 0 && error.is_none() {
                     let n = batch.min(left);
                     let results = futures::future::join_all((0..n).map(|_| {
-                        let pod = podutil::pod_from_template(template, ns, &prefix, controller_ref.clone());
+                        let pod = podutil::pod_from_template(
+                            template,
+                            ns,
+                            &prefix,
+                            controller_ref.clone(),
+                        );
                         let api = pod_api.clone();
                         async move { api.create(&PostParams::default(), &pod).await }
                     }))
@@ -475,7 +463,10 @@ impl<O: ReplicaOwner> Controller<O> {
                 match &error {
                     Some(e) => {
                         failure = Some(error_text(e));
-                        self.failures.lock().unwrap().insert(key.to_owned(), error_text(e));
+                        self.failures
+                            .lock()
+                            .unwrap()
+                            .insert(key.to_owned(), error_text(e));
                     }
                     None => {
                         failure = None;
@@ -526,7 +517,11 @@ impl<O: ReplicaOwner> Controller<O> {
         if status_differs(&old, &status) {
             let api: Api<O> = Api::namespaced(self.client.clone(), ns);
             match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status })))
+                .patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "status": status })),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -579,8 +574,11 @@ mod tests {
                 template: Some(PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(
-                            [("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())]
-                                .into(),
+                            [
+                                ("app".to_string(), "web".to_string()),
+                                ("tier".to_string(), "fe".to_string()),
+                            ]
+                            .into(),
                         ),
                         ..Default::default()
                     }),
@@ -593,19 +591,34 @@ mod tests {
 
     /// name, labels, owner uid (None: orphan; Some(""): other controller),
     /// phase, ready since (seconds), node.
-    fn pod(name: &str, labels: &[(&str, &str)], owner: Option<&str>, phase: &str, ready: Option<i64>) -> Arc<Pod> {
+    fn pod(
+        name: &str,
+        labels: &[(&str, &str)],
+        owner: Option<&str>,
+        phase: &str,
+        ready: Option<i64>,
+    ) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 uid: Some(format!("{name}-uid")),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
                 owner_references: owner.map(|uid| {
                     vec![OwnerReference {
                         api_version: "apps/v1".into(),
                         kind: "ReplicaSet".into(),
                         name: "x".into(),
-                        uid: if uid.is_empty() { "other".into() } else { uid.into() },
+                        uid: if uid.is_empty() {
+                            "other".into()
+                        } else {
+                            uid.into()
+                        },
                         controller: Some(true),
                         block_owner_deletion: Some(true),
                     }]
@@ -748,8 +761,14 @@ mod tests {
             },
         ];
         for case in cases {
-            let plan = plan(&rs(case.replicas, case.min_ready), &case.pods, now, case.counting);
-            let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+            let plan = plan(
+                &rs(case.replicas, case.min_ready),
+                &case.pods,
+                now,
+                case.counting,
+            );
+            let names =
+                |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
             assert_eq!(plan.create, case.create, "{}", case.name);
             assert_eq!(names(&plan.delete), case.delete, "{}", case.name);
             assert_eq!(names(&plan.adopt), case.adopt, "{}", case.name);
@@ -757,7 +776,12 @@ mod tests {
             assert_eq!(plan.counts, case.counts, "{}", case.name);
         }
         // Partially labelled pods count as replicas, not fully labelled.
-        let plan = plan(&rs(1, 0), &[pod("p", PARTIAL, Some("rs-uid"), "Running", None)], now, true);
+        let plan = plan(
+            &rs(1, 0),
+            &[pod("p", PARTIAL, Some("rs-uid"), "Running", None)],
+            now,
+            true,
+        );
         assert_eq!(plan.counts.replicas, 1);
         assert_eq!(plan.counts.fully_labeled, 0);
         // The recheck comes when the new pod becomes available.
@@ -766,7 +790,12 @@ mod tests {
     }
 
     fn plan_for_recheck(now: Timestamp) -> Plan {
-        plan(&rs(1, 30), &[pod("new", WEB, Some("rs-uid"), "Running", Some(90))], now, true)
+        plan(
+            &rs(1, 30),
+            &[pod("new", WEB, Some("rs-uid"), "Running", Some(90))],
+            now,
+            true,
+        )
     }
 
     #[test]

@@ -35,10 +35,16 @@ fn q(v: Option<&K8sQuantity>) -> Quantity {
 
 /// A pod's effective request (or limit) of one resource.
 pub fn pod_amount(pod: &Pod, resource: &str, limits: bool) -> Quantity {
-    let Some(spec) = pod.spec.as_ref() else { return Quantity::default() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Quantity::default();
+    };
     let of = |r: &Option<k8s_openapi::api::core::v1::ResourceRequirements>| {
         let r = r.as_ref();
-        let map = if limits { r.and_then(|r| r.limits.as_ref()) } else { r.and_then(|r| r.requests.as_ref()) };
+        let map = if limits {
+            r.and_then(|r| r.limits.as_ref())
+        } else {
+            r.and_then(|r| r.requests.as_ref())
+        };
         q(map.and_then(|m| m.get(resource)))
     };
     let containers: Quantity = spec.containers.iter().map(|c| of(&c.resources)).sum();
@@ -55,7 +61,11 @@ pub fn pod_amount(pod: &Pod, resource: &str, limits: bool) -> Quantity {
         }
     }
     let running = containers + sidecars;
-    let base = if init_max.milli > running.milli { init_max } else { running };
+    let base = if init_max.milli > running.milli {
+        init_max
+    } else {
+        running
+    };
     base + q(spec.overhead.as_ref().and_then(|o| o.get(resource)))
 }
 
@@ -98,13 +108,20 @@ pub fn usage(name: &str, o: &Objects<'_>) -> Option<Quantity> {
         "services.loadbalancers" => count(
             o.services
                 .iter()
-                .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"))
+                .filter(|s| {
+                    s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+                })
                 .count(),
         ),
         "services.nodeports" => count(
             o.services
                 .iter()
-                .filter(|s| matches!(s.spec.as_ref().and_then(|s| s.type_.as_deref()), Some("NodePort") | Some("LoadBalancer")))
+                .filter(|s| {
+                    matches!(
+                        s.spec.as_ref().and_then(|s| s.type_.as_deref()),
+                        Some("NodePort") | Some("LoadBalancer")
+                    )
+                })
                 .map(|s| {
                     s.spec
                         .as_ref()
@@ -117,7 +134,13 @@ pub fn usage(name: &str, o: &Objects<'_>) -> Option<Quantity> {
         "requests.storage" => Some(
             o.claims
                 .iter()
-                .map(|c| q(c.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref()).and_then(|r| r.get("storage"))))
+                .map(|c| {
+                    q(c.spec
+                        .as_ref()
+                        .and_then(|s| s.resources.as_ref())
+                        .and_then(|r| r.requests.as_ref())
+                        .and_then(|r| r.get("storage")))
+                })
                 .sum(),
         ),
         other => {
@@ -148,7 +171,11 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
             let quotas = quota_inf.store();
             inf.on_change(move |ch: &Change<$ty>| {
                 let ns = ch.object().metadata.namespace.clone().unwrap_or_default();
-                if quotas.state().iter().any(|r| r.metadata.namespace.as_deref() == Some(ns.as_str())) {
+                if quotas
+                    .state()
+                    .iter()
+                    .any(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
+                {
                     q.add(ns);
                 }
             });
@@ -204,22 +231,55 @@ impl Controller {
         if quotas.is_empty() {
             return Ok(Next::Done);
         }
-        let in_ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.namespace.as_deref() == Some(ns);
+        let in_ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.namespace.as_deref() == Some(ns)
+        };
         let pods = self.pods.state();
         let services = self.services.state();
         let claims = self.claims.state();
         let objects = Objects {
-            pods: pods.iter().filter(|p| in_ns(&p.metadata)).map(|p| p.as_ref()).collect(),
-            services: services.iter().filter(|p| in_ns(&p.metadata)).map(|p| p.as_ref()).collect(),
-            claims: claims.iter().filter(|p| in_ns(&p.metadata)).map(|p| p.as_ref()).collect(),
-            configmaps: self.configmaps.state().iter().filter(|p| in_ns(&p.metadata)).count(),
-            secrets: self.secrets.state().iter().filter(|p| in_ns(&p.metadata)).count(),
-            rcs: self.rcs.state().iter().filter(|p| in_ns(&p.metadata)).count(),
+            pods: pods
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .map(|p| p.as_ref())
+                .collect(),
+            services: services
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .map(|p| p.as_ref())
+                .collect(),
+            claims: claims
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .map(|p| p.as_ref())
+                .collect(),
+            configmaps: self
+                .configmaps
+                .state()
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .count(),
+            secrets: self
+                .secrets
+                .state()
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .count(),
+            rcs: self
+                .rcs
+                .state()
+                .iter()
+                .filter(|p| in_ns(&p.metadata))
+                .count(),
             quotas: quotas.len(),
         };
         let mut counted: BTreeMap<String, Quantity> = BTreeMap::new();
         for quota in &quotas {
-            let hard = quota.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
+            let hard = quota
+                .spec
+                .as_ref()
+                .and_then(|s| s.hard.clone())
+                .unwrap_or_default();
             let mut used: BTreeMap<String, String> = BTreeMap::new();
             for name in hard.keys() {
                 let amount = match usage(name, &objects) {
@@ -235,7 +295,8 @@ impl Controller {
                 };
                 used.insert(name.clone(), amount.to_string());
             }
-            let hard_s: BTreeMap<String, String> = hard.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+            let hard_s: BTreeMap<String, String> =
+                hard.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
             let old_used: BTreeMap<String, String> = quota
                 .status
                 .as_ref()
@@ -259,9 +320,14 @@ impl Controller {
             let name = quota.metadata.name.clone().unwrap_or_default();
             // Replace the maps whole (a merge patch would keep stale keys).
             let patch = json!({"status": {"hard": null, "used": null}});
-            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            let _ = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
             let patch = json!({"status": {"hard": hard_s, "used": used}});
-            match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if runtime::is_not_found(&e) => {}
                 Err(e) => return Err(e),
@@ -275,7 +341,9 @@ impl Controller {
         let target = name.strip_prefix("count/")?;
         let (plural, group) = target.split_once('.').unwrap_or((target, ""));
         let all = crate::discovery::resources(&self.client).await.ok()?;
-        let res = all.iter().find(|r| r.ar.plural == plural && r.ar.group == group && r.namespaced)?;
+        let res = all
+            .iter()
+            .find(|r| r.ar.plural == plural && r.ar.group == group && r.namespaced)?;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &res.ar);
         let list = api.list_metadata(&ListParams::default()).await.ok()?;
         Some(Quantity::from_milli(list.items.len() as i128 * 1000))
@@ -315,8 +383,12 @@ mod tests {
 
     #[test]
     fn usage_table() {
-        let running = pod(json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "250m"}}}]}, "status": {"phase": "Running"}}));
-        let done = pod(json!({"metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}, "status": {"phase": "Succeeded"}}));
+        let running = pod(
+            json!({"metadata": {"name": "a"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "250m"}}}]}, "status": {"phase": "Running"}}),
+        );
+        let done = pod(
+            json!({"metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}, "status": {"phase": "Succeeded"}}),
+        );
         let np: Service = serde_json::from_value(json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}, {"port": 81, "nodePort": 30002}]}})).unwrap();
         let pvc: PersistentVolumeClaim = serde_json::from_value(json!({"metadata": {"name": "c"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}})).unwrap();
         let o = Objects {
@@ -343,7 +415,11 @@ mod tests {
             ("count/deployments.apps", None),
         ];
         for (name, want) in cases {
-            assert_eq!(usage(name, &o).map(|q| q.to_string()).as_deref(), want, "{name}");
+            assert_eq!(
+                usage(name, &o).map(|q| q.to_string()).as_deref(),
+                want,
+                "{name}"
+            );
         }
     }
 }

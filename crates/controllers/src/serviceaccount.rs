@@ -52,7 +52,8 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
         let namespaces = Arc::new(namespaces);
         let accounts = Arc::new(accounts);
         run_workers(queue, 2, "serviceaccount-controller", move |ns: String| {
-            let (namespaces, accounts, client) = (namespaces.clone(), accounts.clone(), client.clone());
+            let (namespaces, accounts, client) =
+                (namespaces.clone(), accounts.clone(), client.clone());
             async move {
                 let Some(namespace) = namespaces.get(&ObjectRef::new(&ns)) else {
                     return Ok(Next::Done);
@@ -73,7 +74,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
                 match api.create(&PostParams::default(), &sa).await {
                     Ok(_) => Ok(Next::Done),
                     // Exists already, or the namespace is going away.
-                    Err(e) if runtime::is_conflict(&e) || runtime::is_not_found(&e) => Ok(Next::Done),
+                    Err(e) if runtime::is_conflict(&e) || runtime::is_not_found(&e) => {
+                        Ok(Next::Done)
+                    }
                     Err(kube::Error::Api(s)) if s.code == 403 => Ok(Next::Done),
                     Err(e) => Err(e),
                 }
@@ -94,8 +97,16 @@ mod tests {
         let cases = [
             (ns(json!({"metadata": {"name": "a"}})), false, true),
             (ns(json!({"metadata": {"name": "a"}})), true, false),
-            (ns(json!({"metadata": {"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"}})), false, false),
-            (ns(json!({"metadata": {"name": "a"}, "status": {"phase": "Terminating"}})), false, false),
+            (
+                ns(json!({"metadata": {"name": "a", "deletionTimestamp": "2026-01-01T00:00:00Z"}})),
+                false,
+                false,
+            ),
+            (
+                ns(json!({"metadata": {"name": "a"}, "status": {"phase": "Terminating"}})),
+                false,
+                false,
+            ),
         ];
         for (n, has, want) in cases {
             assert_eq!(needs_default(&n, has), want, "{n:?} {has}");

@@ -693,51 +693,13 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>) {
     {
         let (q, c2) = (queue.clone(), c.clone());
         pods_inf.on_change(move |ch: &Change<Pod>| {
-            let owner = |p: &Pod| {
-                podutil::controller_of(&p.metadata)
-                    .filter(|r| r.kind == "StatefulSet")
-                    .map(|r| {
-                        format!(
-                            "{}/{}",
-                            p.metadata.namespace.as_deref().unwrap_or_default(),
-                            r.name
-                        )
-                    })
-            };
-            match ch {
-                Change::Added(p) => match owner(p) {
-                    Some(k) => {
-                        c2.expectations.creation_observed(&k);
-                        q.add(k);
-                    }
-                    None => c2.matching_sets(p).into_iter().for_each(|k| q.add(k)),
-                },
-                Change::Updated { old, new } => {
-                    let (ok, nk) = (owner(old), owner(new));
-                    if is_terminating(new) && !is_terminating(old) {
-                        if let Some(k) = &nk {
-                            c2.expectations.deletion_observed(k);
-                        }
-                    }
-                    if ok != nk {
-                        if let Some(k) = ok {
-                            q.add(k);
-                        }
-                    }
-                    match nk {
-                        Some(k) => q.add(k),
-                        None => c2.matching_sets(new).into_iter().for_each(|k| q.add(k)),
-                    }
-                }
-                Change::Deleted(p) => {
-                    if let Some(k) = owner(p) {
-                        if !is_terminating(p) {
-                            c2.expectations.deletion_observed(&k);
-                        }
-                        q.add(k);
-                    }
-                }
-            }
+            podutil::route_pod_change(
+                "StatefulSet",
+                ch,
+                &c2.expectations,
+                |p| c2.matching_sets(p),
+                |k| q.add(k),
+            );
         });
     }
     {
