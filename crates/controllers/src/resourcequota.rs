@@ -318,12 +318,22 @@ impl Controller {
             }
             let api: Api<ResourceQuota> = Api::namespaced(self.client.clone(), ns);
             let name = quota.metadata.name.clone().unwrap_or_default();
-            // Replace the maps whole (a merge patch would keep stale keys).
-            let patch = json!({"status": {"hard": null, "used": null}});
-            let _ = api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await;
-            let patch = json!({"status": {"hard": hard_s, "used": used}});
+            // One merge patch: new values, and nulls for keys that went
+            // (readers never see a half-written status).
+            let with_removals = |new: &BTreeMap<String, String>, old: &BTreeMap<String, String>| {
+                let mut m = serde_json::Map::new();
+                for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                    m.insert(k.clone(), serde_json::Value::Null);
+                }
+                for (k, v) in new {
+                    m.insert(k.clone(), json!(v));
+                }
+                serde_json::Value::Object(m)
+            };
+            let patch = json!({"status": {
+                "hard": with_removals(&hard_s, &old_hard),
+                "used": with_removals(&used, &old_used),
+            }});
             match api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
