@@ -1,3 +1,16 @@
 //! The node agent (kubelet), and simulated nodes for tests and scale runs.
+//!
+//! The real agent ([`run`], [`Agent`]) runs pods as containers through CRI
+//! on containerd: [`containerd`] supervises the agent's own containerd and
+//! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
+//! client and a recording fake), [`node`] registers the Node and renews its
+//! Lease, [`pods`] syncs pods with the runtime and reports their status.
 
+pub mod containerd;
+pub mod cri;
+pub mod kubelet;
+pub mod node;
+pub mod pods;
 pub mod simulated;
+
+pub use kubelet::{run, Agent, Config};

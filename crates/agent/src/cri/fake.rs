@@ -1,0 +1,308 @@
+//! A recording, in-memory runtime for unit tests: sandboxes and containers
+//! are records whose states tests move on ([`FakeRuntime::exit`]); every
+//! call is logged ([`FakeRuntime::calls`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Default)]
+struct State {
+    next: u64,
+    now: i64,
+    calls: Vec<String>,
+    sandboxes: BTreeMap<String, (SandboxConfig, SandboxState, i64)>,
+    containers: BTreeMap<String, ContainerStatus>,
+    sandbox_of: BTreeMap<String, String>,
+    images: BTreeSet<String>,
+    fail_pull: bool,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct FakeRuntime {
+    state: Mutex<State>,
+}
+
+fn matches(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+impl FakeRuntime {
+    /// A runtime holding these images.
+    pub fn with_images(images: &[&str]) -> FakeRuntime {
+        let f = FakeRuntime::default();
+        {
+            let mut s = f.state.lock().unwrap();
+            s.images = images.iter().map(|i| i.to_string()).collect();
+            s.fail_pull = true;
+            s.now = 1_000_000_000_000_000_000;
+        }
+        f
+    }
+
+    /// The calls so far, e.g. `start_container c2`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state.lock().unwrap().calls.clear();
+    }
+
+    /// Makes a running container exit with `code`.
+    pub fn exit(&self, id: &str, code: i32) {
+        let mut s = self.state.lock().unwrap();
+        s.now += 1_000_000_000;
+        let now = s.now;
+        if let Some(c) = s.containers.get_mut(id) {
+            c.state = ContainerState::Exited;
+            c.exit_code = code;
+            c.finished_at = now;
+            c.reason = if code == 0 { "Completed" } else { "Error" }.to_owned();
+        }
+    }
+
+    /// Containers (id, name, state), in creation order.
+    pub fn containers(&self) -> Vec<(String, String, ContainerState)> {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<_> = s
+            .containers
+            .values()
+            .map(|c| (c.created_at, c.id.clone(), c.name.clone(), c.state))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, id, n, st)| (id, n, st)).collect()
+    }
+
+    pub fn sandbox_count(&self) -> usize {
+        self.state.lock().unwrap().sandboxes.len()
+    }
+
+    fn log(&self, call: String) -> std::sync::MutexGuard<'_, State> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(call);
+        s.now += 1_000_000;
+        s
+    }
+}
+
+#[async_trait::async_trait]
+impl RuntimeService for FakeRuntime {
+    async fn version(&self) -> Result<RuntimeVersion> {
+        Ok(RuntimeVersion {
+            runtime_name: "fake".into(),
+            runtime_version: "1.0".into(),
+            runtime_api_version: "v1".into(),
+        })
+    }
+
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String> {
+        let mut s = self.log(format!("run_pod_sandbox {}", config.name));
+        s.next += 1;
+        let id = format!("s{}", s.next);
+        let now = s.now;
+        s.sandboxes
+            .insert(id.clone(), (config.clone(), SandboxState::Ready, now));
+        Ok(id)
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut s = self.log(format!("stop_pod_sandbox {id}"));
+        let now = s.now;
+        let ids: Vec<String> = s
+            .sandbox_of
+            .iter()
+            .filter(|(_, sb)| *sb == id)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in ids {
+            if let Some(c) = s.containers.get_mut(&c) {
+                if c.state == ContainerState::Running {
+                    c.state = ContainerState::Exited;
+                    c.exit_code = 137;
+                    c.finished_at = now;
+                }
+            }
+        }
+        if let Some(sb) = s.sandboxes.get_mut(id) {
+            sb.1 = SandboxState::NotReady;
+        }
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        let mut s = self.log(format!("remove_pod_sandbox {id}"));
+        s.sandboxes.remove(id);
+        let ids: Vec<String> = s
+            .sandbox_of
+            .iter()
+            .filter(|(_, sb)| *sb == id)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in ids {
+            s.containers.remove(&c);
+            s.sandbox_of.remove(&c);
+        }
+        Ok(())
+    }
+
+    async fn pod_sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
+        let s = self.state.lock().unwrap();
+        let (c, state, created) = s
+            .sandboxes
+            .get(id)
+            .ok_or_else(|| CriError::not_found(id))?;
+        Ok(SandboxStatus {
+            sandbox: Sandbox {
+                id: id.to_owned(),
+                name: c.name.clone(),
+                namespace: c.namespace.clone(),
+                uid: c.uid.clone(),
+                attempt: c.attempt,
+                state: *state,
+                created_at: *created,
+                labels: c.labels.clone(),
+                annotations: c.annotations.clone(),
+            },
+            ip: (!c.host_network).then(|| "10.42.0.9".to_owned()),
+        })
+    }
+
+    async fn list_pod_sandbox(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Sandbox>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.sandboxes
+            .iter()
+            .filter(|(_, (c, _, _))| matches(&c.labels, labels))
+            .map(|(id, (c, state, created))| Sandbox {
+                id: id.clone(),
+                name: c.name.clone(),
+                namespace: c.namespace.clone(),
+                uid: c.uid.clone(),
+                attempt: c.attempt,
+                state: *state,
+                created_at: *created,
+                labels: c.labels.clone(),
+                annotations: c.annotations.clone(),
+            })
+            .collect())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        _sandbox: &SandboxConfig,
+    ) -> Result<String> {
+        let mut s = self.log(format!("create_container {}", config.name));
+        if !s.sandboxes.contains_key(sandbox_id) {
+            return Err(CriError::not_found(sandbox_id));
+        }
+        s.next += 1;
+        let id = format!("c{}", s.next);
+        let now = s.now;
+        s.sandbox_of.insert(id.clone(), sandbox_id.to_owned());
+        s.containers.insert(
+            id.clone(),
+            ContainerStatus {
+                id: id.clone(),
+                name: config.name.clone(),
+                attempt: config.attempt,
+                state: ContainerState::Created,
+                created_at: now,
+                started_at: 0,
+                finished_at: 0,
+                exit_code: 0,
+                image: config.image.clone(),
+                image_ref: format!("sha256:{}", config.image),
+                reason: String::new(),
+                message: String::new(),
+                labels: config.labels.clone(),
+                annotations: config.annotations.clone(),
+                log_path: config.log_path.clone(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let mut s = self.log(format!("start_container {id}"));
+        let now = s.now;
+        let c = s
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| CriError::not_found(id))?;
+        c.state = ContainerState::Running;
+        c.started_at = now;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()> {
+        let mut s = self.log(format!("stop_container {id} {timeout_seconds}"));
+        let now = s.now;
+        if let Some(c) = s.containers.get_mut(id) {
+            if c.state == ContainerState::Running {
+                c.state = ContainerState::Exited;
+                c.exit_code = 137;
+                c.reason = "Error".into();
+                c.finished_at = now;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut s = self.log(format!("remove_container {id}"));
+        s.containers.remove(id);
+        s.sandbox_of.remove(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let s = self.state.lock().unwrap();
+        s.containers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| CriError::not_found(id))
+    }
+
+    async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Container>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.containers
+            .values()
+            .filter(|c| matches(&c.labels, labels))
+            .map(|c| Container {
+                id: c.id.clone(),
+                sandbox_id: s.sandbox_of.get(&c.id).cloned().unwrap_or_default(),
+                name: c.name.clone(),
+                attempt: c.attempt,
+                image: c.image.clone(),
+                image_ref: c.image_ref.clone(),
+                state: c.state,
+                created_at: c.created_at,
+                labels: c.labels.clone(),
+                annotations: c.annotations.clone(),
+            })
+            .collect())
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.images.contains(image).then(|| Image {
+            id: format!("sha256:{image}"),
+            repo_tags: vec![image.to_owned()],
+            ..Image::default()
+        }))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        let s = self.log(format!("pull_image {image}"));
+        if s.fail_pull {
+            return Err(CriError::other(format!(
+                "failed to pull and unpack image \"{image}\": not found"
+            )));
+        }
+        Ok(format!("sha256:{image}"))
+    }
+}

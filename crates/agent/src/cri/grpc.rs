@@ -1,0 +1,479 @@
+//! The CRI v1 client: gRPC over the runtime's unix socket (tonic), with
+//! the protobuf messages of the `k8s-cri` crate. The only module that knows
+//! them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as pb;
+use pb::image_service_client::ImageServiceClient;
+use pb::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::*;
+
+/// A CRI client on one socket. Cheap to clone; reconnects by itself when
+/// the runtime restarts.
+#[derive(Clone)]
+pub struct CriClient {
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+    socket: PathBuf,
+}
+
+impl std::fmt::Debug for CriClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriClient")
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+/// `unix:///run/x.sock`, `unix:/run/x.sock` or a path.
+pub fn socket_path(endpoint: &str) -> PathBuf {
+    let p = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .unwrap_or(endpoint);
+    PathBuf::from(p)
+}
+
+impl CriClient {
+    /// A client for the socket at `endpoint` (connects lazily).
+    pub fn new(endpoint: &str) -> anyhow::Result<CriClient> {
+        let socket = socket_path(endpoint);
+        let path = socket.clone();
+        let channel = Endpoint::try_from("http://[::1]:1")?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(600))
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            }));
+        Ok(CriClient {
+            runtime: RuntimeServiceClient::new(channel.clone())
+                .max_decoding_message_size(16 << 20),
+            images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
+            socket,
+        })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+fn err(s: tonic::Status) -> CriError {
+    let code = match s.code() {
+        tonic::Code::NotFound => ErrorCode::NotFound,
+        tonic::Code::Unavailable => ErrorCode::Unavailable,
+        tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+        _ => ErrorCode::Other,
+    };
+    // containerd says "not found" with code Unknown in a few places.
+    let code = if code == ErrorCode::Other && s.message().contains("not found") {
+        ErrorCode::NotFound
+    } else {
+        code
+    };
+    CriError {
+        code,
+        message: s.message().to_owned(),
+    }
+}
+
+fn hmap(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn bmap(m: HashMap<String, String>) -> BTreeMap<String, String> {
+    m.into_iter().collect()
+}
+
+const NS_POD: i32 = 0;
+const NS_CONTAINER: i32 = 1;
+const NS_NODE: i32 = 2;
+
+fn namespace_options(host_network: bool) -> pb::NamespaceOption {
+    pb::NamespaceOption {
+        network: if host_network { NS_NODE } else { NS_POD },
+        pid: NS_CONTAINER,
+        ipc: NS_POD,
+        ..Default::default()
+    }
+}
+
+fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
+    pb::PodSandboxConfig {
+        metadata: Some(pb::PodSandboxMetadata {
+            name: c.name.clone(),
+            uid: c.uid.clone(),
+            namespace: c.namespace.clone(),
+            attempt: c.attempt,
+        }),
+        hostname: c.hostname.clone(),
+        log_directory: c.log_directory.clone(),
+        labels: hmap(&c.labels),
+        annotations: hmap(&c.annotations),
+        linux: Some(pb::LinuxPodSandboxConfig {
+            cgroup_parent: c.cgroup_parent.clone(),
+            security_context: Some(pb::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(c.host_network)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_state(s: i32) -> ContainerState {
+    match s {
+        0 => ContainerState::Created,
+        1 => ContainerState::Running,
+        2 => ContainerState::Exited,
+        _ => ContainerState::Unknown,
+    }
+}
+
+fn sandbox_state(s: i32) -> SandboxState {
+    if s == 0 {
+        SandboxState::Ready
+    } else {
+        SandboxState::NotReady
+    }
+}
+
+fn sandbox(
+    id: String,
+    meta: Option<pb::PodSandboxMetadata>,
+    state: i32,
+    created_at: i64,
+    labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+) -> Sandbox {
+    let meta = meta.unwrap_or_default();
+    Sandbox {
+        id,
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        attempt: meta.attempt,
+        state: sandbox_state(state),
+        created_at,
+        labels: bmap(labels),
+        annotations: bmap(annotations),
+    }
+}
+
+#[async_trait::async_trait]
+impl RuntimeService for CriClient {
+    async fn version(&self) -> Result<RuntimeVersion> {
+        let r = self
+            .runtime
+            .clone()
+            .version(pb::VersionRequest {
+                version: "v1".to_owned(),
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(RuntimeVersion {
+            runtime_name: r.runtime_name,
+            runtime_version: r.runtime_version,
+            runtime_api_version: r.runtime_api_version,
+        })
+    }
+
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .run_pod_sandbox(pb::RunPodSandboxRequest {
+                config: Some(sandbox_config(config)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().pod_sandbox_id)
+    }
+
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
+        self.runtime
+            .clone()
+            .stop_pod_sandbox(pb::StopPodSandboxRequest {
+                pod_sandbox_id: id.to_owned(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()> {
+        self.runtime
+            .clone()
+            .remove_pod_sandbox(pb::RemovePodSandboxRequest {
+                pod_sandbox_id: id.to_owned(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pod_sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
+        let r = self
+            .runtime
+            .clone()
+            .pod_sandbox_status(pb::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        let s = r
+            .status
+            .ok_or_else(|| CriError::not_found(format!("sandbox {id}: no status")))?;
+        let ip = s
+            .network
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .filter(|ip| !ip.is_empty());
+        Ok(SandboxStatus {
+            sandbox: sandbox(
+                s.id,
+                s.metadata,
+                s.state,
+                s.created_at,
+                s.labels,
+                s.annotations,
+            ),
+            ip,
+        })
+    }
+
+    async fn list_pod_sandbox(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Sandbox>> {
+        let r = self
+            .runtime
+            .clone()
+            .list_pod_sandbox(pb::ListPodSandboxRequest {
+                filter: Some(pb::PodSandboxFilter {
+                    label_selector: hmap(labels),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(r.items
+            .into_iter()
+            .map(|s| {
+                sandbox(
+                    s.id,
+                    s.metadata,
+                    s.state,
+                    s.created_at,
+                    s.labels,
+                    s.annotations,
+                )
+            })
+            .collect())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String> {
+        let c = pb::ContainerConfig {
+            metadata: Some(pb::ContainerMetadata {
+                name: config.name.clone(),
+                attempt: config.attempt,
+            }),
+            image: Some(pb::ImageSpec {
+                image: config.image.clone(),
+                ..Default::default()
+            }),
+            command: config.command.clone(),
+            args: config.args.clone(),
+            working_dir: config.working_dir.clone(),
+            envs: config
+                .envs
+                .iter()
+                .map(|(k, v)| pb::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            labels: hmap(&config.labels),
+            annotations: hmap(&config.annotations),
+            log_path: config.log_path.clone(),
+            stdin: config.stdin,
+            tty: config.tty,
+            linux: Some(pb::LinuxContainerConfig {
+                security_context: Some(pb::LinuxContainerSecurityContext {
+                    namespace_options: Some(namespace_options(config.host_network)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let r = self
+            .runtime
+            .clone()
+            .create_container(pb::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+                config: Some(c),
+                sandbox_config: Some(sandbox_config(sandbox)),
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().container_id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.runtime
+            .clone()
+            .start_container(pb::StartContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()> {
+        self.runtime
+            .clone()
+            .stop_container(pb::StopContainerRequest {
+                container_id: id.to_owned(),
+                timeout: timeout_seconds,
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.runtime
+            .clone()
+            .remove_container(pb::RemoveContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let r = self
+            .runtime
+            .clone()
+            .container_status(pb::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        let s = r
+            .status
+            .ok_or_else(|| CriError::not_found(format!("container {id}: no status")))?;
+        let meta = s.metadata.unwrap_or_default();
+        Ok(ContainerStatus {
+            id: s.id,
+            name: meta.name,
+            attempt: meta.attempt,
+            state: container_state(s.state),
+            created_at: s.created_at,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            exit_code: s.exit_code,
+            image: s.image.map(|i| i.image).unwrap_or_default(),
+            image_ref: s.image_ref,
+            reason: s.reason,
+            message: s.message,
+            labels: bmap(s.labels),
+            annotations: bmap(s.annotations),
+            log_path: s.log_path,
+        })
+    }
+
+    async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Container>> {
+        let r = self
+            .runtime
+            .clone()
+            .list_containers(pb::ListContainersRequest {
+                filter: Some(pb::ContainerFilter {
+                    label_selector: hmap(labels),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(r.containers
+            .into_iter()
+            .map(|c| {
+                let meta = c.metadata.unwrap_or_default();
+                Container {
+                    id: c.id,
+                    sandbox_id: c.pod_sandbox_id,
+                    name: meta.name,
+                    attempt: meta.attempt,
+                    image: c.image.map(|i| i.image).unwrap_or_default(),
+                    image_ref: c.image_ref,
+                    state: container_state(c.state),
+                    created_at: c.created_at,
+                    labels: bmap(c.labels),
+                    annotations: bmap(c.annotations),
+                }
+            })
+            .collect())
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        let r = self
+            .images
+            .clone()
+            .image_status(pb::ImageStatusRequest {
+                image: Some(pb::ImageSpec {
+                    image: image.to_owned(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(r.image.map(|i| Image {
+            id: i.id,
+            repo_tags: i.repo_tags,
+            repo_digests: i.repo_digests,
+            size: i.size,
+        }))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        let r = self
+            .images
+            .clone()
+            .pull_image(pb::PullImageRequest {
+                image: Some(pb::ImageSpec {
+                    image: image.to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().image_ref)
+    }
+}

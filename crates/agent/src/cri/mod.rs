@@ -1,0 +1,223 @@
+//! The container runtime as the agent sees it: the CRI v1 runtime and
+//! image services behind one trait, [`RuntimeService`], in plain Rust
+//! types. [`grpc::CriClient`] speaks CRI over a unix socket (the only code
+//! that knows the protobuf messages); [`fake::FakeRuntime`] records calls
+//! and keeps containers in memory, for unit tests of the pod workers.
+
+use std::collections::BTreeMap;
+
+pub mod fake;
+pub mod grpc;
+
+pub use fake::FakeRuntime;
+pub use grpc::CriClient;
+
+/// A runtime error: gRPC status code (as a word) and message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct CriError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotFound,
+    /// The runtime cannot be reached (yet).
+    Unavailable,
+    DeadlineExceeded,
+    Other,
+}
+
+impl CriError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CriError {
+            code: ErrorCode::NotFound,
+            message: message.into(),
+        }
+    }
+    pub fn other(message: impl Into<String>) -> Self {
+        CriError {
+            code: ErrorCode::Other,
+            message: message.into(),
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.code == ErrorCode::NotFound
+    }
+}
+
+pub type Result<T> = std::result::Result<T, CriError>;
+
+/// What the runtime says it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeVersion {
+    /// e.g. `containerd`
+    pub runtime_name: String,
+    /// e.g. `1.6.20~ds1`
+    pub runtime_version: String,
+    /// e.g. `v1`
+    pub runtime_api_version: String,
+}
+
+impl RuntimeVersion {
+    /// As nodeInfo.containerRuntimeVersion: `containerd://1.6.20`.
+    pub fn node_info(&self) -> String {
+        format!("{}://{}", self.runtime_name, self.runtime_version)
+    }
+}
+
+/// A pod sandbox to run (`PodSandboxConfig`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SandboxConfig {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub hostname: String,
+    /// Container logs go to `log_directory/<log_path>`.
+    pub log_directory: String,
+    /// Share the host's network namespace.
+    pub host_network: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub cgroup_parent: String,
+}
+
+/// A container to create in a sandbox (`ContainerConfig`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub attempt: u32,
+    /// The image reference (or image id) to run.
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: String,
+    pub envs: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Relative to the sandbox's log directory.
+    pub log_path: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub host_network: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+/// One sandbox, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sandbox {
+    pub id: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub attempt: u32,
+    pub state: SandboxState,
+    /// Nanoseconds since the epoch.
+    pub created_at: i64,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A sandbox's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxStatus {
+    pub sandbox: Sandbox,
+    /// The pod's address (empty for host-network sandboxes).
+    pub ip: Option<String>,
+}
+
+/// One container, as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub image: String,
+    pub image_ref: String,
+    pub state: ContainerState,
+    pub created_at: i64,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A container's status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub state: ContainerState,
+    /// Nanoseconds since the epoch (0: not yet).
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub image: String,
+    pub image_ref: String,
+    /// e.g. `Completed`, `Error`, `OOMKilled`.
+    pub reason: String,
+    pub message: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub log_path: String,
+}
+
+/// An image the runtime has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Image {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub size: u64,
+}
+
+/// The CRI runtime and image services, as much as the agent uses.
+#[async_trait::async_trait]
+pub trait RuntimeService: Send + Sync + 'static {
+    async fn version(&self) -> Result<RuntimeVersion>;
+
+    /// Runs a sandbox; returns its id.
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String>;
+    async fn stop_pod_sandbox(&self, id: &str) -> Result<()>;
+    async fn remove_pod_sandbox(&self, id: &str) -> Result<()>;
+    async fn pod_sandbox_status(&self, id: &str) -> Result<SandboxStatus>;
+    /// Sandboxes carrying every label of `labels`.
+    async fn list_pod_sandbox(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Sandbox>>;
+
+    /// Creates a container in a sandbox; returns its id.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stops a container: SIGTERM (or its image's stop signal), then
+    /// SIGKILL after `timeout_seconds`.
+    async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()>;
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    /// Containers carrying every label of `labels`.
+    async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Container>>;
+
+    /// The image, when the runtime has it.
+    async fn image_status(&self, image: &str) -> Result<Option<Image>>;
+    /// Pulls an image; returns its reference (id).
+    async fn pull_image(&self, image: &str) -> Result<String>;
+}

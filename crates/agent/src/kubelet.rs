@@ -1,0 +1,544 @@
+//! The real agent: the runtime (our own containerd, or one given by
+//! endpoint), images, the Node and its Lease, the pod network's CNI config
+//! and the pod workers.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use runtime::workqueue::{run_workers, Next};
+use runtime::{is_conflict, is_not_found, Change, Informer, WorkQueue};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::containerd::{self, Containerd, Layout};
+use crate::cri::{CriClient, RuntimeService};
+use crate::node::{self, HostInfo};
+use crate::pods::{PodSyncer, LABEL_POD_UID};
+use crate::simulated::{node_status_stale, Cidr};
+
+/// Agent settings. Build with struct update syntax from
+/// [`Config::new`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name.
+    pub node_name: String,
+    /// The agent keeps its files in `<data_dir>/agent` (containerd's root,
+    /// state and socket, CNI config, pod logs; image archives to import in
+    /// `<data_dir>/agent/images`).
+    pub data_dir: PathBuf,
+    /// Use this CRI endpoint (`unix:///run/containerd/containerd.sock`)
+    /// instead of starting containerd.
+    pub container_runtime_endpoint: Option<String>,
+    /// The containerd and ctr binaries (found on PATH by default).
+    pub containerd_binary: String,
+    pub ctr_binary: String,
+    /// The node's InternalIP; `None`: the host's primary address.
+    pub node_ip: Option<Ipv4Addr>,
+    /// Pod addresses when the Node has no spec.podCIDR (nodeipam sets it
+    /// when the controller manager runs with a cluster CIDR).
+    pub pod_cidr: String,
+    /// How long to wait at start for spec.podCIDR before using `pod_cidr`.
+    pub pod_cidr_wait: Duration,
+    /// CNI plugin binaries (Debian's containernetworking-plugins).
+    pub cni_bin_dir: PathBuf,
+    /// The Linux bridge pods attach to.
+    pub cni_bridge: String,
+    /// Extra node labels.
+    pub labels: BTreeMap<String, String>,
+    pub lease_duration_seconds: i32,
+    pub heartbeat_interval: Duration,
+    pub status_report_interval: Duration,
+    pub pod_workers: usize,
+}
+
+impl Config {
+    pub fn new(node_name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            node_name: node_name.into(),
+            data_dir: data_dir.into(),
+            container_runtime_endpoint: None,
+            containerd_binary: "containerd".to_owned(),
+            ctr_binary: "ctr".to_owned(),
+            node_ip: None,
+            pod_cidr: "10.42.0.0/24".to_owned(),
+            pod_cidr_wait: Duration::from_secs(5),
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            cni_bridge: "rkube0".to_owned(),
+            labels: BTreeMap::new(),
+            lease_duration_seconds: 40,
+            heartbeat_interval: Duration::from_secs(10),
+            status_report_interval: Duration::from_secs(300),
+            pod_workers: 16,
+        }
+    }
+
+    pub fn agent_dir(&self) -> PathBuf {
+        self.data_dir.join("agent")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.agent_dir().join("images")
+    }
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.agent_dir().join("cni/net.d")
+    }
+}
+
+/// The CNI network config for the node's pod range: a bridge with
+/// host-local addresses, the bridge as gateway, masquerading out.
+pub fn cni_conflist(bridge: &str, cidr: &str, ipam_dir: &Path) -> String {
+    let gw = Cidr::parse(cidr).and_then(|c| c.host(1));
+    let mut range = json!({ "subnet": cidr });
+    if let Some(gw) = gw {
+        range["gateway"] = json!(gw.to_string());
+    }
+    serde_json::to_string_pretty(&json!({
+        "cniVersion": "0.4.0",
+        "name": "rkube",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[range]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": ipam_dir.display().to_string(),
+                }
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } }
+        ]
+    }))
+    .unwrap()
+}
+
+struct Shared {
+    client: kube::Client,
+    config: Config,
+    syncer: PodSyncer,
+    pods: Store<Pod>,
+    queue: WorkQueue<String>,
+    runtime_version: String,
+    host: HostInfo,
+    host_ip: Ipv4Addr,
+    node_uid: Mutex<Option<String>>,
+    cni_cidr: Mutex<Option<String>>,
+}
+
+/// A running agent. Dropping it stops the agent and its containerd
+/// (containers keep running under their shims; a new agent adopts them).
+pub struct Agent {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    containerd: Option<Containerd>,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.shared.queue.shut_down();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the agent until the process ends.
+pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    let _agent = Agent::start(client, config).await?;
+    futures::future::pending::<()>().await;
+    Ok(())
+}
+
+impl Agent {
+    /// Starts the runtime, imports images, registers the node and starts
+    /// heartbeats and pod workers.
+    pub async fn start(client: kube::Client, config: Config) -> anyhow::Result<Agent> {
+        let agent_dir = config.agent_dir();
+        std::fs::create_dir_all(&agent_dir)?;
+        std::fs::create_dir_all(config.images_dir())?;
+        let (endpoint, containerd) = match &config.container_runtime_endpoint {
+            Some(e) => (e.clone(), None),
+            None => {
+                let layout = Layout::new(&agent_dir, config.cni_conf_dir(), config.cni_bin_dir.clone());
+                let c = Containerd::start(layout, &config.containerd_binary).await?;
+                (c.layout.socket().display().to_string(), Some(c))
+            }
+        };
+        let cri = CriClient::new(&endpoint)?;
+        let version = {
+            let mut tries = 0;
+            loop {
+                match cri.version().await {
+                    Ok(v) => break v,
+                    Err(e) if tries < 50 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "CRI not answering yet");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => anyhow::bail!("the container runtime at {endpoint} does not answer: {e}"),
+                }
+            }
+        };
+        tracing::info!(runtime = %version.node_info(), api = version.runtime_api_version, "container runtime");
+        if let Some(c) = &containerd {
+            let n = containerd::import_images(
+                &config.ctr_binary,
+                &c.layout.socket(),
+                &c.layout.snapshotter,
+                &config.images_dir(),
+            )
+            .await?;
+            tracing::info!(archives = n, dir = %config.images_dir().display(), "image archives imported");
+        }
+
+        let host = HostInfo::read(&config.data_dir);
+        let host_ip = config.node_ip.unwrap_or_else(node::primary_ip);
+        let pod_informer = Informer::new(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
+        );
+        let syncer = PodSyncer::new(
+            Arc::new(cri),
+            &version.runtime_name,
+            agent_dir.join("pods"),
+            host_ip.to_string(),
+        );
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            syncer,
+            pods: pod_informer.store(),
+            queue: WorkQueue::new(),
+            runtime_version: version.node_info(),
+            host,
+            host_ip,
+            node_uid: Mutex::new(None),
+            cni_cidr: Mutex::new(None),
+            config,
+        });
+
+        // Register (retrying until the API server takes it).
+        let mut tries = 0u32;
+        loop {
+            match shared.register().await {
+                Ok(()) => break,
+                Err(e) if tries < 30 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "registering the node failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        shared.configure_network(true).await?;
+
+        let mut tasks = Vec::new();
+        {
+            let shared2 = shared.clone();
+            pod_informer.on_change(move |change| {
+                let pod = change.object();
+                if let Change::Deleted(_) = change {
+                    tracing::debug!(pod = ?pod.metadata.name, "pod deleted");
+                }
+                shared2.queue.add(runtime::key_of(&pod.metadata));
+            });
+        }
+        tasks.push(pod_informer.start());
+        pod_informer.wait_synced().await;
+        {
+            let shared2 = shared.clone();
+            tasks.push(tokio::spawn(run_workers(
+                shared.queue.clone(),
+                shared.config.pod_workers,
+                "pod-workers",
+                move |key: String| reconcile(shared2.clone(), key),
+            )));
+        }
+        tasks.push(tokio::spawn(heartbeats(shared.clone())));
+        tasks.push(tokio::spawn(housekeeping(shared.clone())));
+        tracing::info!(node = shared.config.node_name, ip = %host_ip, "agent running");
+        Ok(Agent {
+            shared,
+            tasks,
+            containerd,
+        })
+    }
+
+    /// The CRI socket the agent uses (its own containerd's, or the one
+    /// given).
+    pub fn runtime_socket(&self) -> Option<PathBuf> {
+        self.containerd.as_ref().map(|c| c.layout.socket())
+    }
+
+    /// Stops every pod sandbox the runtime has for this agent (for tests
+    /// and shutdown without leftovers); returns how many.
+    pub async fn remove_all_pods(&self, grace: i64) -> anyhow::Result<usize> {
+        let all = self
+            .shared
+            .syncer
+            .cri
+            .list_pod_sandbox(&BTreeMap::new())
+            .await?;
+        let mut n = 0;
+        for s in all {
+            n += self
+                .shared
+                .syncer
+                .kill(&PodSyncer::uid_labels(&s.uid), grace, None)
+                .await?;
+        }
+        Ok(n)
+    }
+}
+
+impl Shared {
+    async fn register(&self) -> anyhow::Result<()> {
+        let labels = node::node_labels(&self.config.node_name, &self.config.labels);
+        let status = node::node_status(
+            &self.host,
+            &self.config.node_name,
+            self.host_ip,
+            &self.runtime_version,
+            None,
+            Timestamp::now(),
+        );
+        let uid = node::register(&self.client, &self.config.node_name, &labels, &status).await?;
+        node::renew_lease(
+            &self.client,
+            &self.config.node_name,
+            uid.as_deref(),
+            self.config.lease_duration_seconds,
+        )
+        .await?;
+        *self.node_uid.lock().unwrap() = uid;
+        Ok(())
+    }
+
+    /// Writes the CNI config for the node's pod range (spec.podCIDR, else
+    /// the configured fallback); at start waits a little for nodeipam.
+    async fn configure_network(&self, starting: bool) -> anyhow::Result<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + self.config.pod_cidr_wait;
+        let cidr = loop {
+            let node = api.get_opt(&self.config.node_name).await?;
+            let cidr = node
+                .and_then(|n| n.spec?.pod_cidr)
+                .filter(|c| Cidr::parse(c).is_some());
+            match cidr {
+                Some(c) => break c,
+                None if starting && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                None => {
+                    if self.cni_cidr.lock().unwrap().is_some() {
+                        return Ok(());
+                    }
+                    break self.config.pod_cidr.clone();
+                }
+            }
+        };
+        if self.cni_cidr.lock().unwrap().as_deref() == Some(cidr.as_str()) {
+            return Ok(());
+        }
+        let dir = self.config.cni_conf_dir();
+        std::fs::create_dir_all(&dir)?;
+        let conf = cni_conflist(
+            &self.config.cni_bridge,
+            &cidr,
+            &self.config.agent_dir().join("cni/ipam"),
+        );
+        let tmp = dir.join(".10-rkube.conflist.tmp");
+        std::fs::write(&tmp, conf)?;
+        std::fs::rename(&tmp, dir.join("10-rkube.conflist"))?;
+        tracing::info!(pod_cidr = cidr, "pod network configured");
+        *self.cni_cidr.lock().unwrap() = Some(cidr);
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        let uid = self.node_uid.lock().unwrap().clone();
+        node::renew_lease(
+            &self.client,
+            &self.config.node_name,
+            uid.as_deref(),
+            self.config.lease_duration_seconds,
+        )
+        .await?;
+        let api: Api<Node> = Api::all(self.client.clone());
+        let Some(current) = api.get_opt(&self.config.node_name).await? else {
+            return Ok(());
+        };
+        let now = Timestamp::now();
+        let desired = node::node_status(
+            &self.host,
+            &self.config.node_name,
+            self.host_ip,
+            &self.runtime_version,
+            current.status.as_ref(),
+            now,
+        );
+        if node_status_stale(
+            &desired,
+            current.status.as_ref(),
+            now,
+            self.config.status_report_interval,
+        ) {
+            api.patch_status(
+                &self.config.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": desired })),
+            )
+            .await?;
+        }
+        self.configure_network(false).await?;
+        Ok(())
+    }
+}
+
+async fn heartbeats(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = shared.heartbeat().await {
+            tracing::warn!(error = %e, "node heartbeat failed");
+        }
+    }
+}
+
+/// Removes sandboxes whose pod is gone (deleted with grace 0, or while
+/// the agent was away), every 10 s.
+async fn housekeeping(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let sandboxes = match shared.syncer.cri.list_pod_sandbox(&BTreeMap::new()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "listing sandboxes failed");
+                continue;
+            }
+        };
+        let live: std::collections::HashSet<String> = shared
+            .pods
+            .state()
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        for s in sandboxes {
+            if s.labels.contains_key(LABEL_POD_UID) && !live.contains(&s.uid) {
+                tracing::info!(pod = format!("{}/{}", s.namespace, s.name), uid = s.uid, "removing the sandbox of a pod that is gone");
+                if let Err(e) = shared.syncer.kill(&PodSyncer::uid_labels(&s.uid), 2, None).await {
+                    tracing::warn!(error = %e, "removing sandbox failed");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(e.to_string())
+    }
+}
+
+async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
+    let (ns, name) = runtime::split_key(&key);
+    let ns = ns.unwrap_or_default();
+    let syncer = &shared.syncer;
+    let pod = shared.pods.get(&ObjectRef::new(name).within(ns));
+    // Sandboxes of an earlier pod of this name.
+    let keep = pod.as_ref().and_then(|p| p.metadata.uid.clone());
+    let removed = syncer
+        .kill(&PodSyncer::name_labels(ns, name), 2, keep.as_deref())
+        .await?;
+    if removed > 0 {
+        tracing::info!(pod = key, removed, "removed sandboxes of a deleted pod");
+    }
+    let Some(pod) = pod else {
+        return Ok(Next::Done);
+    };
+    if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(&shared.config.node_name) {
+        return Ok(Next::Done);
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+
+    if pod.metadata.deletion_timestamp.is_some() {
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+        tracing::info!(pod = key, grace, "stopping pod");
+        syncer.kill(&PodSyncer::uid_labels(&uid), grace, None).await?;
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) || is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(Next::Done);
+    }
+
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed")) {
+        syncer.stop_sandboxes(&pod).await?;
+        return Ok(Next::Done);
+    }
+
+    let synced = syncer.sync(&pod).await?;
+    let changed = serde_json::to_value(&synced.status).ok()
+        != serde_json::to_value(pod.status.clone().unwrap_or_default()).ok();
+    if changed {
+        let mut new = (*pod).clone();
+        new.status = Some(synced.status.clone());
+        match api.replace_status(name, &PostParams::default(), &new).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(Next::Done),
+            // Changed meanwhile: the watch brings the new version.
+            Err(e) if is_conflict(&e) => return Ok(Next::After(Duration::from_millis(200))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if matches!(synced.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        syncer.stop_sandboxes(&pod).await?;
+    }
+    Ok(synced.requeue_after.map_or(Next::Done, Next::After))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cni_config_for_the_pod_range() {
+        let c = cni_conflist("rkube0", "10.42.3.0/24", Path::new("/d/ipam"));
+        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
+        let b = &v["plugins"][0];
+        assert_eq!(b["type"], "bridge");
+        assert_eq!(b["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
+        assert_eq!(b["ipam"]["ranges"][0][0]["gateway"], "10.42.3.1");
+        assert_eq!(b["ipam"]["dataDir"], "/d/ipam");
+    }
+}

@@ -1,0 +1,923 @@
+//! Pod workers: what runs on the node for each pod bound to it, read back
+//! from the runtime on every sync (so a restarted agent adopts what runs),
+//! and the pod status Kubernetes reports.
+//!
+//! One sync of a pod ([`PodSyncer::sync`]): a ready sandbox (run one when
+//! there is none), init containers one at a time in order, then every app
+//! container; exited containers restart by the pod's `restartPolicy` with
+//! kubelet's back-off (immediately, then 10 s doubling to 5 min:
+//! `CrashLoopBackOff`); images present in the runtime are used, absent ones
+//! are pulled (`ErrImagePull`, then `ImagePullBackOff` while backing off;
+//! `ErrImageNeverPull` for `imagePullPolicy: Never`). The returned status
+//! has the phase (kubelet's `getPhase`), the five conditions, container
+//! statuses (state, lastState, restartCount, containerID, imageID), podIP,
+//! hostIP and startTime.
+//!
+//! [`PodSyncer::kill`] stops a pod's containers with a grace period
+//! (SIGTERM, then SIGKILL) and removes its sandboxes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
+
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+/// First restart delay after the immediate one; doubles up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long an image pull may take.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a pod with live containers is looked at again (container
+/// exits are noticed by polling the runtime).
+pub const RESYNC: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    delay: Duration,
+    until: Instant,
+}
+
+/// The result of one sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synced {
+    pub status: PodStatus,
+    /// Sync again after this long.
+    pub requeue_after: Option<Duration>,
+}
+
+/// Syncs pods against one runtime.
+pub struct PodSyncer {
+    pub cri: Arc<dyn RuntimeService>,
+    /// `containerd`: container ids are `containerd://ID`.
+    pub runtime_name: String,
+    /// Pod log directories are `<log_root>/<ns>_<name>_<uid>`.
+    pub log_root: PathBuf,
+    pub host_ip: String,
+    backoff: Mutex<HashMap<String, Backoff>>,
+}
+
+/// `$(VAR)` expansion as Kubernetes does it: defined variables are
+/// replaced, `$$` is an escaped `$`, anything else stays as written.
+pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            if b[i + 1] == b'$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if b[i + 1] == b'(' {
+                if let Some(end) = s[i + 2..].find(')') {
+                    let name = &s[i + 2..i + 2 + end];
+                    if let Some(v) = env.get(name) {
+                        out.push_str(v);
+                        i += 3 + end;
+                        continue;
+                    }
+                }
+            }
+        }
+        let ch = s[i..].chars().next().unwrap();
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+fn ts(nanos: i64) -> Option<Time> {
+    (nanos > 0)
+        .then(|| Timestamp::from_second(nanos / 1_000_000_000).ok())
+        .flatten()
+        .map(Time)
+}
+
+fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_owned()),
+            message,
+        }),
+        ..ContainerState::default()
+    }
+}
+
+fn restarts(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// What one sync pass decided for one container.
+#[derive(Default)]
+struct Plan {
+    waiting: HashMap<String, (String, Option<String>)>,
+    wake: Option<Duration>,
+    acted: bool,
+}
+
+impl Plan {
+    fn wake_in(&mut self, d: Duration) {
+        self.wake = Some(self.wake.map_or(d, |w| w.min(d)));
+    }
+}
+
+impl PodSyncer {
+    pub fn new(
+        cri: Arc<dyn RuntimeService>,
+        runtime_name: &str,
+        log_root: PathBuf,
+        host_ip: String,
+    ) -> PodSyncer {
+        PodSyncer {
+            cri,
+            runtime_name: runtime_name.to_owned(),
+            log_root,
+            host_ip,
+            backoff: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn labels(pod: &Pod) -> BTreeMap<String, String> {
+        let m = &pod.metadata;
+        BTreeMap::from([
+            (
+                LABEL_POD_NAME.to_owned(),
+                m.name.clone().unwrap_or_default(),
+            ),
+            (
+                LABEL_POD_NAMESPACE.to_owned(),
+                m.namespace.clone().unwrap_or_default(),
+            ),
+            (LABEL_POD_UID.to_owned(), m.uid.clone().unwrap_or_default()),
+        ])
+    }
+
+    pub fn sandbox_config(&self, pod: &Pod, attempt: u32) -> SandboxConfig {
+        let m = &pod.metadata;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let (ns, name, uid) = (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+            m.uid.clone().unwrap_or_default(),
+        );
+        let mut labels = m.labels.clone().unwrap_or_default();
+        labels.extend(Self::labels(pod));
+        SandboxConfig {
+            hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+            log_directory: self
+                .log_root
+                .join(format!("{ns}_{name}_{uid}"))
+                .display()
+                .to_string(),
+            host_network: spec.host_network == Some(true),
+            labels,
+            annotations: m.annotations.clone().unwrap_or_default(),
+            name,
+            namespace: ns,
+            uid,
+            attempt,
+            cgroup_parent: String::new(),
+        }
+    }
+
+    fn env(&self, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
+        let mut map: HashMap<String, String> = HashMap::new();
+        let mut out = Vec::new();
+        for e in c.env.iter().flatten() {
+            let value = if let Some(v) = &e.value {
+                Some(expand(v, &map))
+            } else if let Some(f) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
+                let m = &pod.metadata;
+                let spec = pod.spec.as_ref();
+                match f.field_path.as_str() {
+                    "metadata.name" => m.name.clone(),
+                    "metadata.namespace" => m.namespace.clone(),
+                    "metadata.uid" => m.uid.clone(),
+                    "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+                    "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+                    "status.hostIP" => Some(self.host_ip.clone()),
+                    "status.podIP" => Some(pod_ip.to_owned()),
+                    p => p
+                        .strip_prefix("metadata.labels['")
+                        .and_then(|k| k.strip_suffix("']"))
+                        .and_then(|k| m.labels.as_ref()?.get(k).cloned())
+                        .or_else(|| {
+                            p.strip_prefix("metadata.annotations['")
+                                .and_then(|k| k.strip_suffix("']"))
+                                .and_then(|k| m.annotations.as_ref()?.get(k).cloned())
+                        }),
+                }
+            } else {
+                // configMapKeyRef, secretKeyRef, resourceFieldRef: not yet.
+                None
+            };
+            if let Some(v) = value {
+                map.insert(e.name.clone(), v.clone());
+                out.push((e.name.clone(), v));
+            }
+        }
+        out
+    }
+
+    fn container_config(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image: &str,
+        attempt: u32,
+        pod_ip: &str,
+    ) -> cri::ContainerConfig {
+        let envs = self.env(pod, c, pod_ip);
+        let map: HashMap<String, String> = envs.iter().cloned().collect();
+        let mut labels = Self::labels(pod);
+        labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        cri::ContainerConfig {
+            name: c.name.clone(),
+            attempt,
+            image: image.to_owned(),
+            command: c.command.iter().flatten().map(|s| expand(s, &map)).collect(),
+            args: c.args.iter().flatten().map(|s| expand(s, &map)).collect(),
+            working_dir: c.working_dir.clone().unwrap_or_default(),
+            envs,
+            labels,
+            annotations: BTreeMap::from([
+                (
+                    "io.kubernetes.container.restartCount".to_owned(),
+                    attempt.to_string(),
+                ),
+                (
+                    "io.kubernetes.pod.terminationGracePeriod".to_owned(),
+                    grace.to_string(),
+                ),
+            ]),
+            log_path: format!("{}/{attempt}.log", c.name),
+            tty: c.tty == Some(true),
+            stdin: c.stdin == Some(true),
+            host_network: pod.spec.as_ref().and_then(|s| s.host_network) == Some(true),
+        }
+    }
+
+    fn backoff_key(pod: &Pod, what: &str, name: &str) -> String {
+        format!(
+            "{}/{what}/{name}",
+            pod.metadata.uid.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Whether `key` is backing off: the time left.
+    fn backing_off(&self, key: &str) -> Option<(Duration, Duration)> {
+        let b = self.backoff.lock().unwrap();
+        let e = b.get(key)?;
+        let now = Instant::now();
+        (now < e.until).then(|| (e.until - now, e.delay))
+    }
+
+    /// Starts the next back-off period of `key` (10 s, doubling).
+    fn back_off(&self, key: &str) {
+        let mut b = self.backoff.lock().unwrap();
+        let delay = b
+            .get(key)
+            .map_or(INITIAL_BACKOFF, |e| (e.delay * 2).min(MAX_BACKOFF));
+        b.insert(
+            key.to_owned(),
+            Backoff {
+                delay,
+                until: Instant::now() + delay,
+            },
+        );
+    }
+
+    /// Forgets every back-off of the pod `uid`.
+    pub fn forget(&self, uid: &str) {
+        let prefix = format!("{uid}/");
+        self.backoff
+            .lock()
+            .unwrap()
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Makes sure the image is there; the image reference to run, or the
+    /// waiting reason.
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        plan: &mut Plan,
+    ) -> Result<String, (String, Option<String>)> {
+        let image = c.image.clone().unwrap_or_default();
+        match self.cri.image_status(&image).await {
+            Ok(Some(img)) => return Ok(img.id),
+            Ok(None) => {}
+            Err(e) => return Err(("ErrImagePull".into(), Some(e.message))),
+        }
+        if c.image_pull_policy.as_deref() == Some("Never") {
+            return Err((
+                "ErrImageNeverPull".into(),
+                Some(format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                )),
+            ));
+        }
+        let key = Self::backoff_key(pod, "image", &c.name);
+        if let Some((left, _)) = self.backing_off(&key) {
+            plan.wake_in(left);
+            return Err((
+                "ImagePullBackOff".into(),
+                Some(format!("Back-off pulling image \"{image}\"")),
+            ));
+        }
+        plan.acted = true;
+        let pulled = tokio::time::timeout(PULL_TIMEOUT, self.cri.pull_image(&image)).await;
+        match pulled {
+            Ok(Ok(r)) => {
+                self.backoff.lock().unwrap().remove(&key);
+                Ok(r)
+            }
+            Ok(Err(e)) => {
+                self.back_off(&key);
+                plan.wake_in(INITIAL_BACKOFF.min(Duration::from_secs(2)));
+                Err((
+                    "ErrImagePull".into(),
+                    Some(format!("failed to pull image \"{image}\": {}", e.message)),
+                ))
+            }
+            Err(_) => {
+                self.back_off(&key);
+                Err((
+                    "ErrImagePull".into(),
+                    Some(format!("pulling image \"{image}\" timed out")),
+                ))
+            }
+        }
+    }
+
+    /// Creates and starts container `c` (its `attempt`-th run).
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        attempt: u32,
+        sandbox_id: &str,
+        sandbox: &SandboxConfig,
+        pod_ip: &str,
+        plan: &mut Plan,
+    ) {
+        let image = match self.ensure_image(pod, c, plan).await {
+            Ok(i) => i,
+            Err(w) => {
+                plan.waiting.insert(c.name.clone(), w);
+                return;
+            }
+        };
+        plan.acted = true;
+        let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
+        let config = self.container_config(pod, c, &image, attempt, pod_ip);
+        let id = match self.cri.create_container(sandbox_id, &config, sandbox).await {
+            Ok(id) => id,
+            Err(e) => {
+                plan.waiting.insert(
+                    c.name.clone(),
+                    ("CreateContainerError".into(), Some(e.message)),
+                );
+                plan.wake_in(Duration::from_secs(2));
+                return;
+            }
+        };
+        if let Err(e) = self.cri.start_container(&id).await {
+            tracing::info!(container = c.name, error = %e, "starting container failed");
+        }
+    }
+
+    /// Runs (or restarts, with back-off) an exited container.
+    #[allow(clippy::too_many_arguments)]
+    async fn restart(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        last: &cri::ContainerStatus,
+        sandbox_id: &str,
+        sandbox: &SandboxConfig,
+        pod_ip: &str,
+        plan: &mut Plan,
+    ) {
+        let key = Self::backoff_key(pod, "crash", &c.name);
+        // A container that ran for 10 minutes starts over with no back-off.
+        if last.finished_at - last.started_at > 600 * 1_000_000_000 {
+            self.backoff.lock().unwrap().remove(&key);
+        }
+        if let Some((left, delay)) = self.backing_off(&key) {
+            let m = &pod.metadata;
+            plan.waiting.insert(
+                c.name.clone(),
+                (
+                    "CrashLoopBackOff".into(),
+                    Some(format!(
+                        "back-off {}s restarting failed container={} pod={}_{}({})",
+                        delay.as_secs(),
+                        c.name,
+                        m.name.as_deref().unwrap_or_default(),
+                        m.namespace.as_deref().unwrap_or_default(),
+                        m.uid.as_deref().unwrap_or_default()
+                    )),
+                ),
+            );
+            plan.wake_in(left + Duration::from_millis(50));
+            return;
+        }
+        self.back_off(&key);
+        self.start(pod, c, last.attempt + 1, sandbox_id, sandbox, pod_ip, plan)
+            .await;
+    }
+
+    /// The pod's containers in `sandbox_id` by name, newest run first.
+    async fn containers(
+        &self,
+        pod: &Pod,
+        sandbox_id: &str,
+    ) -> cri::Result<HashMap<String, Vec<cri::ContainerStatus>>> {
+        let mut by_name: HashMap<String, Vec<cri::ContainerStatus>> = HashMap::new();
+        for c in self.cri.list_containers(&Self::labels(pod)).await? {
+            if c.sandbox_id != sandbox_id {
+                continue;
+            }
+            match self.cri.container_status(&c.id).await {
+                Ok(s) => by_name.entry(c.name.clone()).or_default().push(s),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for v in by_name.values_mut() {
+            v.sort_by_key(|s| std::cmp::Reverse((s.attempt, s.created_at)));
+        }
+        Ok(by_name)
+    }
+
+    /// One sync of a pod that is not terminating: acts, then reports.
+    pub async fn sync(&self, pod: &Pod) -> cri::Result<Synced> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network == Some(true);
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always").to_owned();
+        let labels = Self::labels(pod);
+        let sandboxes = self.cri.list_pod_sandbox(&labels).await?;
+        let ready = sandboxes
+            .iter()
+            .filter(|s| s.state == SandboxState::Ready)
+            .max_by_key(|s| (s.attempt, s.created_at));
+        let mut plan = Plan::default();
+        let (sandbox_id, attempt) = match ready {
+            Some(s) => (s.id.clone(), s.attempt),
+            None => {
+                let attempt = sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
+                let cfg = self.sandbox_config(pod, attempt);
+                let _ = std::fs::create_dir_all(&cfg.log_directory);
+                match self.cri.run_pod_sandbox(&cfg).await {
+                    Ok(id) => (id, attempt),
+                    Err(e) => {
+                        tracing::warn!(pod = ?pod.metadata.name, error = %e, "creating the pod sandbox failed");
+                        let mut status = self.status(pod, None, &HashMap::new(), &plan, false);
+                        set_condition(
+                            &mut status,
+                            "PodReadyToStartContainers",
+                            false,
+                            None,
+                            None,
+                        );
+                        return Ok(Synced {
+                            status,
+                            requeue_after: Some(Duration::from_secs(5)),
+                        });
+                    }
+                }
+            }
+        };
+        let sandbox = self.sandbox_config(pod, attempt);
+        let sb_status = self.cri.pod_sandbox_status(&sandbox_id).await?;
+        let pod_ip = if host_network {
+            Some(self.host_ip.clone())
+        } else {
+            sb_status.ip.clone()
+        };
+        let ip = pod_ip.clone().unwrap_or_default();
+        let by_name = self.containers(pod, &sandbox_id).await?;
+        let latest = |name: &str| by_name.get(name).and_then(|v| v.first());
+
+        // Init containers, one at a time.
+        let mut initialized = true;
+        let mut init_failed = false;
+        for c in spec.init_containers.iter().flatten() {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            match latest(&c.name) {
+                None => {
+                    self.start(pod, c, 0, &sandbox_id, &sandbox, &ip, &mut plan)
+                        .await;
+                    if !sidecar {
+                        initialized = false;
+                        break;
+                    }
+                }
+                Some(s) if s.state == cri::ContainerState::Exited => {
+                    if s.exit_code == 0 && !sidecar {
+                        continue;
+                    }
+                    if !sidecar && policy == "Never" {
+                        init_failed = true;
+                        initialized = false;
+                        break;
+                    }
+                    let s = s.clone();
+                    self.restart(pod, c, &s, &sandbox_id, &sandbox, &ip, &mut plan)
+                        .await;
+                    if !sidecar {
+                        initialized = false;
+                        break;
+                    }
+                }
+                Some(_) if sidecar => {}
+                Some(_) => {
+                    initialized = false;
+                    break;
+                }
+            }
+        }
+        if initialized {
+            for c in &spec.containers {
+                match latest(&c.name) {
+                    None => {
+                        self.start(pod, c, 0, &sandbox_id, &sandbox, &ip, &mut plan)
+                            .await
+                    }
+                    Some(s)
+                        if s.state == cri::ContainerState::Exited
+                            && restarts(&policy, s.exit_code) =>
+                    {
+                        let s = s.clone();
+                        self.restart(pod, c, &s, &sandbox_id, &sandbox, &ip, &mut plan)
+                            .await;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let by_name = if plan.acted {
+            self.containers(pod, &sandbox_id).await?
+        } else {
+            by_name
+        };
+        let mut status = self.status(pod, pod_ip.as_deref(), &by_name, &plan, init_failed);
+        let ready_to_start =
+            sb_status.sandbox.state == SandboxState::Ready && (host_network || pod_ip.is_some());
+        let terminal = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        set_condition(
+            &mut status,
+            "PodReadyToStartContainers",
+            ready_to_start && !terminal,
+            None,
+            None,
+        );
+        let requeue_after = if terminal {
+            None
+        } else {
+            Some(plan.wake.map_or(RESYNC, |w| w.min(RESYNC)))
+        };
+        Ok(Synced {
+            status,
+            requeue_after,
+        })
+    }
+
+    fn container_status(
+        &self,
+        c: &Container,
+        runs: &[cri::ContainerStatus],
+        waiting_for: Option<&(String, Option<String>)>,
+        default_waiting: &str,
+    ) -> ContainerStatus {
+        let terminated = |s: &cri::ContainerStatus| ContainerStateTerminated {
+            exit_code: s.exit_code,
+            reason: Some(if !s.reason.is_empty() {
+                s.reason.clone()
+            } else if s.exit_code == 0 {
+                "Completed".to_owned()
+            } else {
+                "Error".to_owned()
+            }),
+            message: (!s.message.is_empty()).then(|| s.message.clone()),
+            started_at: ts(s.started_at),
+            finished_at: ts(s.finished_at),
+            container_id: Some(format!("{}://{}", self.runtime_name, s.id)),
+            signal: None,
+        };
+        let as_state = |t: ContainerStateTerminated| ContainerState {
+            terminated: Some(t),
+            ..ContainerState::default()
+        };
+        let latest = runs.first();
+        let previous = runs.get(1).map(|s| as_state(terminated(s)));
+        let (state, last_state) = match (latest, waiting_for) {
+            (Some(l), Some((reason, msg))) if l.state == cri::ContainerState::Exited => (
+                waiting(reason, msg.clone()),
+                Some(as_state(terminated(l))),
+            ),
+            (Some(l), _) => match l.state {
+                cri::ContainerState::Running => (
+                    ContainerState {
+                        running: Some(ContainerStateRunning {
+                            started_at: ts(l.started_at),
+                        }),
+                        ..ContainerState::default()
+                    },
+                    previous,
+                ),
+                cri::ContainerState::Exited => (as_state(terminated(l)), previous),
+                _ => (waiting("ContainerCreating", None), previous),
+            },
+            (None, Some((reason, msg))) => (waiting(reason, msg.clone()), None),
+            (None, None) => (waiting(default_waiting, None), None),
+        };
+        let running = state.running.is_some();
+        ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: latest.map(|l| l.image_ref.clone()).unwrap_or_default(),
+            container_id: latest.map(|l| format!("{}://{}", self.runtime_name, l.id)),
+            ready: running,
+            started: Some(running),
+            restart_count: latest.map_or(0, |l| l.attempt as i32),
+            state: Some(state),
+            last_state: Some(last_state.unwrap_or_default()),
+            ..ContainerStatus::default()
+        }
+    }
+
+    /// The status from what runs (`by_name`) and what this pass decided.
+    fn status(
+        &self,
+        pod: &Pod,
+        pod_ip: Option<&str>,
+        by_name: &HashMap<String, Vec<cri::ContainerStatus>>,
+        plan: &Plan,
+        init_failed: bool,
+    ) -> PodStatus {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let cur = pod.status.clone().unwrap_or_default();
+        let empty = Vec::new();
+        let runs = |name: &str| by_name.get(name).unwrap_or(&empty);
+
+        let mut incomplete = Vec::new();
+        let mut init_statuses = Vec::new();
+        for c in spec.init_containers.iter().flatten() {
+            let s = self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), "PodInitializing");
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let done = if sidecar {
+                s.state.as_ref().is_some_and(|s| s.running.is_some())
+            } else {
+                s.state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0)
+            };
+            if !done {
+                incomplete.push(c.name.clone());
+            }
+            init_statuses.push(s);
+        }
+        let initialized = incomplete.is_empty();
+        let waiting_default = if initialized { "ContainerCreating" } else { "PodInitializing" };
+        let mut statuses: Vec<ContainerStatus> = spec
+            .containers
+            .iter()
+            .map(|c| self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), waiting_default))
+            .collect();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+
+        // kubelet's getPhase.
+        let (mut running, mut waiting_n, mut stopped, mut succeeded) = (0, 0, 0, 0);
+        for s in &statuses {
+            let st = s.state.clone().unwrap_or_default();
+            if st.running.is_some() {
+                running += 1;
+            } else if let Some(t) = &st.terminated {
+                stopped += 1;
+                if t.exit_code == 0 {
+                    succeeded += 1;
+                }
+            } else if s
+                .last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+            {
+                stopped += 1;
+            } else {
+                waiting_n += 1;
+            }
+        }
+        let phase = if init_failed {
+            "Failed"
+        } else if !initialized || waiting_n > 0 {
+            "Pending"
+        } else if running > 0 {
+            "Running"
+        } else if stopped > 0 {
+            match policy {
+                "Always" => "Running",
+                "OnFailure" if stopped == succeeded => "Succeeded",
+                "OnFailure" => "Running",
+                _ if stopped == succeeded => "Succeeded",
+                _ => "Failed",
+            }
+        } else {
+            "Pending"
+        };
+        let terminal = matches!(phase, "Succeeded" | "Failed");
+
+        let mut st = cur.clone();
+        st.phase = Some(phase.to_owned());
+        st.host_ip = Some(self.host_ip.clone());
+        st.host_ips = Some(vec![HostIP {
+            ip: self.host_ip.clone(),
+        }]);
+        if let Some(ip) = pod_ip {
+            st.pod_ip = Some(ip.to_owned());
+            st.pod_ips = Some(vec![PodIP { ip: ip.to_owned() }]);
+        }
+        if st.start_time.is_none() {
+            st.start_time = Some(Time(
+                Timestamp::from_second(Timestamp::now().as_second()).unwrap(),
+            ));
+        }
+        if st.qos_class.is_none() {
+            st.qos_class = Some(crate::simulated::qos_class(&spec).to_owned());
+        }
+        let unready: Vec<&str> = statuses
+            .iter()
+            .filter(|s| !s.ready)
+            .map(|s| s.name.as_str())
+            .collect();
+        let unready_msg = format!("containers with unready status: [{}]", unready.join(" "));
+        set_condition(&mut st, "PodScheduled", true, None, None);
+        if initialized {
+            set_condition(&mut st, "Initialized", true, None, None);
+        } else {
+            set_condition(
+                &mut st,
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    incomplete.join(" ")
+                )),
+            );
+        }
+        for c in ["ContainersReady", "Ready"] {
+            if terminal {
+                set_condition(&mut st, c, false, Some("PodCompleted"), None);
+            } else if unready.is_empty() {
+                set_condition(&mut st, c, true, None, None);
+            } else {
+                set_condition(
+                    &mut st,
+                    c,
+                    false,
+                    Some("ContainersNotReady"),
+                    Some(unready_msg.clone()),
+                );
+            }
+        }
+        st.container_statuses = Some(statuses);
+        st.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);
+        st
+    }
+
+    /// Stops the pod's containers (SIGTERM, SIGKILL after `grace`
+    /// seconds, all at once) and removes its sandboxes. `labels` selects
+    /// the sandboxes (a pod uid, or namespace and name).
+    pub async fn kill(&self, labels: &BTreeMap<String, String>, grace: i64, keep_uid: Option<&str>) -> cri::Result<usize> {
+        let sandboxes: Vec<cri::Sandbox> = self
+            .cri
+            .list_pod_sandbox(labels)
+            .await?
+            .into_iter()
+            .filter(|s| keep_uid != Some(s.uid.as_str()))
+            .collect();
+        let containers = self.cri.list_containers(labels).await?;
+        let stops = containers
+            .iter()
+            .filter(|c| {
+                sandboxes.iter().any(|s| s.id == c.sandbox_id)
+                    && matches!(
+                        c.state,
+                        cri::ContainerState::Running | cri::ContainerState::Created
+                    )
+            })
+            .map(|c| self.cri.stop_container(&c.id, grace.max(0)));
+        for r in futures::future::join_all(stops).await {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for s in &sandboxes {
+            for r in [
+                self.cri.stop_pod_sandbox(&s.id).await,
+                self.cri.remove_pod_sandbox(&s.id).await,
+            ] {
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.forget(&s.uid);
+            let dir = self
+                .log_root
+                .join(format!("{}_{}_{}", s.namespace, s.name, s.uid));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(sandboxes.len())
+    }
+
+    /// A finished pod: its sandboxes are stopped (containers and logs stay
+    /// until the pod is deleted).
+    pub async fn stop_sandboxes(&self, pod: &Pod) -> cri::Result<()> {
+        for s in self.cri.list_pod_sandbox(&Self::labels(pod)).await? {
+            if s.state == SandboxState::Ready {
+                self.cri.stop_pod_sandbox(&s.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Labels selecting a pod's sandboxes by uid.
+    pub fn uid_labels(uid: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(LABEL_POD_UID.to_owned(), uid.to_owned())])
+    }
+
+    /// Labels selecting a pod's sandboxes by namespace and name.
+    pub fn name_labels(ns: &str, name: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_POD_NAMESPACE.to_owned(), ns.to_owned()),
+            (LABEL_POD_NAME.to_owned(), name.to_owned()),
+        ])
+    }
+}
+
+fn set_condition(
+    st: &mut PodStatus,
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) {
+    let status = if ok { "True" } else { "False" };
+    let conds = st.conditions.get_or_insert_with(Vec::new);
+    let now = Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap());
+    let new = |since: Option<Time>| PodCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.map(str::to_owned),
+        message: message.clone(),
+        last_transition_time: since.or(Some(now.clone())),
+        ..PodCondition::default()
+    };
+    match conds.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            let since = (c.status == status)
+                .then(|| c.last_transition_time.clone())
+                .flatten();
+            let keep_probe = c.last_probe_time.clone();
+            *c = new(since);
+            c.last_probe_time = keep_probe;
+        }
+        None => conds.push(new(None)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
