@@ -416,7 +416,11 @@ pub async fn serve_tls(
                     }
                 },
             );
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Components multiplex all their watches over one HTTP/2
+            // connection (a controller manager holds ~100): allow plenty,
+            // as kube-apiserver does for its own loopback clients.
+            builder.http2().max_concurrent_streams(1000);
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await
