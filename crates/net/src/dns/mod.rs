@@ -1,0 +1,223 @@
+//! The cluster DNS server: authoritative for the cluster domain and the
+//! reverse zones of the cluster's addresses, fed by informers on Services
+//! and EndpointSlices, served over UDP and TCP with hickory-server.
+//!
+//! [`serve`] keeps an [`Index`] rebuilt after every burst of changes (one
+//! rebuild per burst, off the query path); each query reads the current
+//! index and answers with [`resolve`], a pure function. Until the first
+//! lists are in, queries get SERVFAIL (so a client retries instead of
+//! caching a wrong NXDOMAIN). Nothing is ever forwarded: names outside the
+//! cluster domain get REFUSED.
+
+mod records;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::DNSClass;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher;
+use kube::Api;
+use runtime::Informer;
+
+pub use hickory_proto as proto;
+pub use records::{dashed, resolve, Answer, Index, Zone, SERVICE_NAME_LABEL};
+
+/// Where and how the DNS server answers.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// UDP and TCP address to listen on.
+    pub listen: SocketAddr,
+    /// The cluster domain, e.g. "cluster.local".
+    pub cluster_domain: String,
+    /// TTL of every answer, in seconds.
+    pub ttl: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 53)),
+            cluster_domain: "cluster.local".into(),
+            ttl: 5,
+        }
+    }
+}
+
+/// The index queries read, swapped whole after each rebuild.
+struct State {
+    zone: RwLock<Zone>,
+    index: RwLock<Arc<Index>>,
+    synced: AtomicBool,
+}
+
+impl State {
+    fn answer(&self, name: &hickory_proto::rr::Name, qtype: hickory_proto::rr::RecordType) -> Answer {
+        let index = self.index.read().unwrap().clone();
+        let zone = self.zone.read().unwrap().clone();
+        resolve(&index, &zone, name, qtype)
+    }
+}
+
+/// Serves cluster DNS on `config.listen` (UDP and TCP) until an error.
+pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
+    let udp = tokio::net::UdpSocket::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("dns: bind udp {}: {e}", config.listen))?;
+    let tcp = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("dns: bind tcp {}: {e}", config.listen))?;
+
+    let state = Arc::new(State {
+        zone: RwLock::new(Zone::new(&config.cluster_domain, config.ttl)),
+        index: RwLock::new(Arc::new(Index::default())),
+        synced: AtomicBool::new(false),
+    });
+
+    let services: Arc<Informer<Service>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let slices: Arc<Informer<EndpointSlice>> = Informer::new(
+        Api::all(client),
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+    );
+    let changed = Arc::new(tokio::sync::Notify::new());
+    {
+        let n = changed.clone();
+        services.on_change(move |_| n.notify_one());
+        let n = changed.clone();
+        slices.on_change(move |_| n.notify_one());
+    }
+    let svc_task = services.start();
+    let slice_task = slices.start();
+
+    // Rebuild the index after every burst of changes.
+    let rebuild = {
+        let state = state.clone();
+        let (services, slices) = (services.clone(), slices.clone());
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            services.wait_synced().await;
+            slices.wait_synced().await;
+            loop {
+                let svcs = services.store().state();
+                let eps = slices.store().state();
+                let index = Index::build(svcs.iter().map(|s| s.as_ref()), eps.iter().map(|s| s.as_ref()));
+                let serial = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as u32)
+                    .unwrap_or(1);
+                state.zone.write().unwrap().serial = serial;
+                *state.index.write().unwrap() = Arc::new(index);
+                if !state.synced.swap(true, Ordering::SeqCst) {
+                    tracing::info!(services = svcs.len(), "dns: serving");
+                }
+                changed.notified().await;
+            }
+        })
+    };
+
+    let mut server = hickory_server::Server::new(Handler { state });
+    server.register_socket(udp);
+    server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+    tracing::info!(listen = %config.listen, domain = %config.cluster_domain, "dns: listening");
+    let result = server.block_until_done().await;
+    svc_task.abort();
+    slice_task.abort();
+    rebuild.abort();
+    result.map_err(|e| anyhow::anyhow!("dns server: {e}"))
+}
+
+struct Handler {
+    state: Arc<State>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let resp_edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().max(512));
+            e.set_version(0);
+            e
+        });
+        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+
+        let query = match request.request_info() {
+            Ok(info) => Some(info.query.original().clone()),
+            Err(_) => None,
+        };
+        let answer = match (request.metadata.op_code, &query) {
+            (OpCode::Query, Some(q)) if q.query_class() == DNSClass::IN => {
+                if self.state.synced.load(Ordering::SeqCst) {
+                    Some(self.state.answer(q.name(), q.query_type()))
+                } else {
+                    metadata.response_code = ResponseCode::ServFail;
+                    None
+                }
+            }
+            (OpCode::Query, Some(_)) => {
+                metadata.response_code = ResponseCode::Refused;
+                None
+            }
+            (OpCode::Query, None) => {
+                metadata.response_code = ResponseCode::FormErr;
+                None
+            }
+            _ => {
+                metadata.response_code = ResponseCode::NotImp;
+                None
+            }
+        };
+        let result = match &answer {
+            Some(a) => {
+                metadata.response_code = a.rcode;
+                metadata.authoritative = a.rcode != ResponseCode::Refused;
+                response_handle
+                    .send_response(builder.build(
+                        metadata,
+                        a.answers.iter(),
+                        std::iter::empty(),
+                        a.authority.iter(),
+                        a.additionals.iter(),
+                    ))
+                    .await
+            }
+            None => {
+                response_handle
+                    .send_response(builder.build(
+                        metadata,
+                        std::iter::empty(),
+                        std::iter::empty(),
+                        std::iter::empty(),
+                        std::iter::empty(),
+                    ))
+                    .await
+            }
+        };
+        match result {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns: send response failed");
+                let mut m = Metadata::response_from_request(&request.metadata);
+                m.response_code = ResponseCode::ServFail;
+                let h = hickory_proto::op::Header {
+                    metadata: m,
+                    counts: Default::default(),
+                };
+                ResponseInfo::from(h)
+            }
+        }
+    }
+}

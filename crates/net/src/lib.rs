@@ -1,0 +1,3 @@
+//! rkube's cluster networking. So far: [`dns`], the cluster DNS server.
+
+pub mod dns;
