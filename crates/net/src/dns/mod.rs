@@ -59,7 +59,11 @@ struct State {
 }
 
 impl State {
-    fn answer(&self, name: &hickory_proto::rr::Name, qtype: hickory_proto::rr::RecordType) -> Answer {
+    fn answer(
+        &self,
+        name: &hickory_proto::rr::Name,
+        qtype: hickory_proto::rr::RecordType,
+    ) -> Answer {
         let index = self.index.read().unwrap().clone();
         let zone = self.zone.read().unwrap().clone();
         resolve(&index, &zone, name, qtype)
@@ -108,7 +112,10 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
             loop {
                 let svcs = services.store().state();
                 let eps = slices.store().state();
-                let index = Index::build(svcs.iter().map(|s| s.as_ref()), eps.iter().map(|s| s.as_ref()));
+                let index = Index::build(
+                    svcs.iter().map(|s| s.as_ref()),
+                    eps.iter().map(|s| s.as_ref()),
+                );
                 let serial = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as u32)

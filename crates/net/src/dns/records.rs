@@ -214,7 +214,9 @@ impl Index {
             };
             let kind = if spec.type_.as_deref() == Some("ExternalName") {
                 match spec.external_name.as_deref() {
-                    Some(t) if !t.is_empty() => Kind::ExternalName(t.trim_end_matches('.').to_owned()),
+                    Some(t) if !t.is_empty() => {
+                        Kind::ExternalName(t.trim_end_matches('.').to_owned())
+                    }
                     _ => continue,
                 }
             } else if spec.cluster_ip.as_deref() == Some("None") {
@@ -300,11 +302,7 @@ impl Index {
             );
             for ep in &slice.endpoints {
                 // Unknown readiness counts as ready (the API's rule).
-                let ready = ep
-                    .conditions
-                    .as_ref()
-                    .and_then(|c| c.ready)
-                    .unwrap_or(true);
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                 let hostname = ep
                     .hostname
                     .as_deref()
@@ -430,7 +428,11 @@ fn finish(found: Found, soa: Record) -> Answer {
             answers,
             additionals,
         } => {
-            let authority = if answers.is_empty() { vec![soa] } else { vec![] };
+            let authority = if answers.is_empty() {
+                vec![soa]
+            } else {
+                vec![]
+            };
             Answer {
                 rcode: ResponseCode::NoError,
                 answers,
@@ -442,7 +444,14 @@ fn finish(found: Found, soa: Record) -> Answer {
 }
 
 /// `relative`: the lower-case name less the cluster domain ("" at the apex).
-fn lookup(index: &Index, zone: &Zone, owner: &Name, relative: &str, qtype: RecordType, depth: u8) -> Found {
+fn lookup(
+    index: &Index,
+    zone: &Zone,
+    owner: &Name,
+    relative: &str,
+    qtype: RecordType,
+    depth: u8,
+) -> Found {
     let ttl = zone.ttl;
     let labels: Vec<&str> = if relative.is_empty() {
         vec![]
@@ -483,11 +492,13 @@ fn lookup(index: &Index, zone: &Zone, owner: &Name, relative: &str, qtype: Recor
             let Some(s) = index.services.get(&(ns.to_string(), svc.to_string())) else {
                 return Found::None;
             };
-            if first.starts_with('_') {
+            if let Some(proto) = first.strip_prefix('_') {
                 // `_<proto>.<svc>...`: an empty non-terminal when some
                 // named port has that protocol.
-                let proto = &first[1..];
-                let exists = s.ports.iter().any(|p| !p.name.is_empty() && p.proto == proto);
+                let exists = s
+                    .ports
+                    .iter()
+                    .any(|p| !p.name.is_empty() && p.proto == proto);
                 return if exists { Found::empty() } else { Found::None };
             }
             let matching: Vec<&Endpoint> = s
@@ -589,7 +600,14 @@ fn service_records(
 }
 
 /// SRV records of one named port (`which`) or of every named port.
-fn srv_records(zone: &Zone, owner: &Name, s: &Svc, svc: &str, ns: &str, which: Option<(&str, &str)>) -> Found {
+fn srv_records(
+    zone: &Zone,
+    owner: &Name,
+    s: &Svc,
+    svc: &str,
+    ns: &str,
+    which: Option<(&str, &str)>,
+) -> Found {
     let ttl = zone.ttl;
     let selected = |p: &Port| {
         !p.name.is_empty()
@@ -677,7 +695,14 @@ fn reverse_ip(lower: &str, zone: &str) -> Option<IpAddr> {
     }
 }
 
-fn resolve_reverse(index: &Index, zone: &Zone, owner: &Name, lower: &str, reverse: &str, qtype: RecordType) -> Answer {
+fn resolve_reverse(
+    index: &Index,
+    zone: &Zone,
+    owner: &Name,
+    lower: &str,
+    reverse: &str,
+    qtype: RecordType,
+) -> Answer {
     let soa = zone.reverse_soa(&format!("{reverse}."));
     let Some(ip) = reverse_ip(lower, reverse) else {
         return finish(Found::None, soa);

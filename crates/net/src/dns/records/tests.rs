@@ -2,9 +2,11 @@ use super::{dashed, resolve, Index, Zone, SERVICE_NAME_LABEL};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointConditions, EndpointPort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{
+    Endpoint as SliceEndpoint, EndpointConditions, EndpointPort,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 fn meta(ns: &str, name: &str) -> ObjectMeta {
@@ -65,7 +67,14 @@ fn external(ns: &str, name: &str, target: &str) -> Service {
 }
 
 /// (address, hostname, ready)
-fn slice(ns: &str, svc: &str, name: &str, family: &str, eps: &[(&str, Option<&str>, Option<bool>)], ports: &[(&str, i32)]) -> EndpointSlice {
+fn slice(
+    ns: &str,
+    svc: &str,
+    name: &str,
+    family: &str,
+    eps: &[(&str, Option<&str>, Option<bool>)],
+    ports: &[(&str, i32)],
+) -> EndpointSlice {
     let mut m = meta(ns, name);
     m.labels = Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into());
     EndpointSlice {
@@ -99,8 +108,18 @@ fn slice(ns: &str, svc: &str, name: &str, family: &str, eps: &[(&str, Option<&st
 
 fn fixture() -> Index {
     let services = vec![
-        cluster_ip("default", "web", &["10.43.0.20"], vec![port("http", "TCP", 80), port("", "TCP", 8080)]),
-        cluster_ip("default", "dual", &["10.43.0.21", "fd00:43::21"], vec![port("dns", "UDP", 53)]),
+        cluster_ip(
+            "default",
+            "web",
+            &["10.43.0.20"],
+            vec![port("http", "TCP", 80), port("", "TCP", 8080)],
+        ),
+        cluster_ip(
+            "default",
+            "dual",
+            &["10.43.0.21", "fd00:43::21"],
+            vec![port("dns", "UDP", 53)],
+        ),
         headless("default", "db", false, vec![port("pg", "TCP", 5432)]),
         headless("default", "peers", true, vec![port("gossip", "TCP", 7000)]),
         headless("default", "empty", false, vec![]),
@@ -128,10 +147,31 @@ fn fixture() -> Index {
             ],
             &[("pg", 15432)],
         ),
-        slice("default", "db", "db-v6", "IPv6", &[("fd00:42::5", Some("db-0"), Some(true))], &[("pg", 15432)]),
-        slice("default", "peers", "peers-1", "IPv4", &[("10.42.1.1", Some("p-0"), Some(false))], &[("gossip", 7000)]),
+        slice(
+            "default",
+            "db",
+            "db-v6",
+            "IPv6",
+            &[("fd00:42::5", Some("db-0"), Some(true))],
+            &[("pg", 15432)],
+        ),
+        slice(
+            "default",
+            "peers",
+            "peers-1",
+            "IPv4",
+            &[("10.42.1.1", Some("p-0"), Some(false))],
+            &[("gossip", 7000)],
+        ),
         // A slice of an unknown service, and one with no label: ignored.
-        slice("default", "ghost", "ghost-1", "IPv4", &[("10.42.9.9", None, Some(true))], &[]),
+        slice(
+            "default",
+            "ghost",
+            "ghost-1",
+            "IPv4",
+            &[("10.42.9.9", None, Some(true))],
+            &[],
+        ),
     ];
     Index::build(&services, &slices)
 }
@@ -142,7 +182,11 @@ fn zone() -> Zone {
 
 /// An answer in text: rcode, answers "name TYPE data" sorted, whether an
 /// SOA is in the authority section, additionals sorted.
-fn ask(index: &Index, name: &str, qtype: RecordType) -> (ResponseCode, Vec<String>, bool, Vec<String>) {
+fn ask(
+    index: &Index,
+    name: &str,
+    qtype: RecordType,
+) -> (ResponseCode, Vec<String>, bool, Vec<String>) {
     let a = resolve(index, &zone(), &Name::from_ascii(name).unwrap(), qtype);
     let show = |r: &Record| format!("{} {} {}", r.name, r.record_type(), r.data);
     let mut answers: Vec<String> = a.answers.iter().map(show).collect();
@@ -152,7 +196,10 @@ fn ask(index: &Index, name: &str, qtype: RecordType) -> (ResponseCode, Vec<Strin
     for r in a.answers.iter().chain(&a.additionals).chain(&a.authority) {
         assert_eq!(r.ttl, 5, "ttl of {r}");
     }
-    let soa = a.authority.iter().any(|r| r.record_type() == RecordType::SOA);
+    let soa = a
+        .authority
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
     (a.rcode, answers, soa, additionals)
 }
 
@@ -269,7 +316,11 @@ fn table() {
     for (name, qtype, rcode, answers, soa) in cases {
         let got = ask(&index, name, qtype);
         assert_eq!(
-            (got.0, got.1.iter().map(String::as_str).collect::<Vec<_>>(), got.2),
+            (
+                got.0,
+                got.1.iter().map(String::as_str).collect::<Vec<_>>(),
+                got.2
+            ),
             (rcode, answers, soa),
             "{name} {qtype}"
         );
@@ -297,11 +348,21 @@ fn srv_additionals_carry_target_addresses() {
 fn other_cluster_domain() {
     let index = fixture();
     let zone = Zone::new("Corp.Example.", 30);
-    let a = resolve(&index, &zone, &Name::from_ascii("web.default.svc.corp.example.").unwrap(), A);
+    let a = resolve(
+        &index,
+        &zone,
+        &Name::from_ascii("web.default.svc.corp.example.").unwrap(),
+        A,
+    );
     assert_eq!(a.rcode, NOERR);
     assert_eq!(a.answers.len(), 1);
     assert_eq!(a.answers[0].ttl, 30);
-    let a = resolve(&index, &zone, &Name::from_ascii("web.default.svc.cluster.local.").unwrap(), A);
+    let a = resolve(
+        &index,
+        &zone,
+        &Name::from_ascii("web.default.svc.cluster.local.").unwrap(),
+        A,
+    );
     assert_eq!(a.rcode, REFUSED);
 }
 
