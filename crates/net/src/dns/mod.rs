@@ -53,8 +53,7 @@ impl Default for Config {
 
 /// The index queries read, swapped whole after each rebuild.
 struct State {
-    zone: RwLock<Zone>,
-    index: RwLock<Arc<Index>>,
+    current: RwLock<Arc<(Index, Zone)>>,
     synced: AtomicBool,
 }
 
@@ -64,9 +63,8 @@ impl State {
         name: &hickory_proto::rr::Name,
         qtype: hickory_proto::rr::RecordType,
     ) -> Answer {
-        let index = self.index.read().unwrap().clone();
-        let zone = self.zone.read().unwrap().clone();
-        resolve(&index, &zone, name, qtype)
+        let current = self.current.read().unwrap().clone();
+        resolve(&current.0, &current.1, name, qtype)
     }
 }
 
@@ -80,8 +78,10 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("dns: bind tcp {}: {e}", config.listen))?;
 
     let state = Arc::new(State {
-        zone: RwLock::new(Zone::new(&config.cluster_domain, config.ttl)),
-        index: RwLock::new(Arc::new(Index::default())),
+        current: RwLock::new(Arc::new((
+            Index::default(),
+            Zone::new(&config.cluster_domain, config.ttl),
+        ))),
         synced: AtomicBool::new(false),
     });
 
@@ -106,6 +106,7 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         let state = state.clone();
         let (services, slices) = (services.clone(), slices.clone());
         let changed = changed.clone();
+        let config = config.clone();
         tokio::spawn(async move {
             services.wait_synced().await;
             slices.wait_synced().await;
@@ -120,8 +121,9 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as u32)
                     .unwrap_or(1);
-                state.zone.write().unwrap().serial = serial;
-                *state.index.write().unwrap() = Arc::new(index);
+                let mut zone = Zone::new(&config.cluster_domain, config.ttl);
+                zone.serial = serial;
+                *state.current.write().unwrap() = Arc::new((index, zone));
                 if !state.synced.swap(true, Ordering::SeqCst) {
                     tracing::info!(services = svcs.len(), "dns: serving");
                 }
