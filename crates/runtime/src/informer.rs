@@ -6,7 +6,7 @@
 //! again, objects that vanished meanwhile are reported deleted and the rest
 //! as updated, so level-triggered controllers re-check everything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
 
@@ -119,8 +119,9 @@ where
         let kind = K::kind(&()).to_string();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream.map_err(|e| e));
-            // Objects of a re-list in progress.
-            let mut relist: Option<HashMap<ObjectRef<K>, Arc<K>>> = None;
+            // Objects of a re-list in progress (by reference: the objects
+            // themselves are held once, by the store).
+            let mut relist: Option<HashSet<ObjectRef<K>>> = None;
             let mut first = true;
             while let Some(event) = stream.next().await {
                 let event = match event {
@@ -130,52 +131,64 @@ where
                         continue;
                     }
                 };
+                let reader = writer.as_reader();
                 let mut changes = Vec::new();
+                // Handlers get the store's own Arcs, so a component that
+                // keeps what it is handed shares the cache's copy.
                 match &event {
-                    Event::Init => relist = Some(HashMap::new()),
+                    Event::Init => {
+                        relist = Some(HashSet::new());
+                        writer.apply_watcher_event(&event);
+                    }
                     Event::InitApply(obj) => {
                         if let Some(seen) = relist.as_mut() {
-                            seen.insert(ObjectRef::from_obj(obj), Arc::new(obj.clone()));
+                            seen.insert(ObjectRef::from_obj(obj));
                         }
+                        writer.apply_watcher_event(&event);
                     }
                     Event::InitDone => {
                         let seen = relist.take().unwrap_or_default();
+                        let before: HashMap<ObjectRef<K>, Arc<K>> = reader
+                            .state()
+                            .into_iter()
+                            .map(|o| (ObjectRef::from_obj(o.as_ref()), o))
+                            .collect();
+                        writer.apply_watcher_event(&event);
                         if !first {
-                            for old in writer.as_reader().state() {
-                                if !seen.contains_key(&ObjectRef::from_obj(old.as_ref())) {
-                                    changes.push(Change::Deleted(old));
+                            for (r, old) in &before {
+                                if !seen.contains(r) {
+                                    changes.push(Change::Deleted(old.clone()));
                                 }
                             }
                         }
-                        for (r, new) in &seen {
-                            match writer.as_reader().get(r) {
-                                Some(old) if !first => changes.push(Change::Updated {
-                                    old,
-                                    new: new.clone(),
-                                }),
-                                _ => changes.push(Change::Added(new.clone())),
+                        for r in &seen {
+                            let Some(new) = reader.get(r) else { continue };
+                            match before.get(r) {
+                                Some(old) if !first => changes.push(Change::Updated { old: old.clone(), new }),
+                                _ => changes.push(Change::Added(new)),
                             }
                         }
                         first = false;
+                        synced.send_replace(true);
                     }
                     Event::Apply(obj) => {
-                        let new = Arc::new(obj.clone());
-                        match writer.as_reader().get(&ObjectRef::from_obj(obj)) {
-                            Some(old) => changes.push(Change::Updated { old, new }),
-                            None => changes.push(Change::Added(new)),
+                        let r = ObjectRef::from_obj(obj);
+                        let old = reader.get(&r);
+                        writer.apply_watcher_event(&event);
+                        if let Some(new) = reader.get(&r) {
+                            match old {
+                                Some(old) => changes.push(Change::Updated { old, new }),
+                                None => changes.push(Change::Added(new)),
+                            }
                         }
                     }
                     Event::Delete(obj) => {
-                        let last = writer
-                            .as_reader()
+                        let last = reader
                             .get(&ObjectRef::from_obj(obj))
                             .unwrap_or_else(|| Arc::new(obj.clone()));
+                        writer.apply_watcher_event(&event);
                         changes.push(Change::Deleted(last));
                     }
-                }
-                writer.apply_watcher_event(&event);
-                if matches!(event, Event::InitDone) {
-                    synced.send_replace(true);
                 }
                 if !changes.is_empty() {
                     let handlers = handlers.read().unwrap();
