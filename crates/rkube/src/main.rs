@@ -86,6 +86,13 @@ struct ServerArgs {
     /// Do not run the scheduler.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Cluster domain the DNS server answers for.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Serve cluster DNS on this address (e.g. 127.0.0.1:5353, or the
+    /// cluster DNS service IP 10.43.0.10:53 where it is routed here).
+    #[arg(long)]
+    dns_listen: Option<std::net::SocketAddr>,
     /// A KubeSchedulerConfiguration file (profiles, plugins, weights,
     /// percentageOfNodesToScore).
     #[arg(long)]
@@ -312,6 +319,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 })
                 .await;
             anyhow::Ok(())
+        });
+    }
+    if let Some(listen) = args.dns_listen {
+        let admin = admin.clone();
+        let config = net::dns::Config {
+            listen,
+            cluster_domain: args.cluster_domain.clone(),
+            ..Default::default()
+        };
+        components.spawn(async move {
+            let client = runtime::client::from_kubeconfig(&admin).await?;
+            net::dns::serve(client, config).await
         });
     }
     if !args.disable_agent {

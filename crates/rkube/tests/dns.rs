@@ -286,3 +286,30 @@ fn cluster_dns_answers_from_the_api() {
     assert!(!server.is_finished(), "dns server ended");
     server.abort();
 }
+
+/// `rkube server --dns-listen` runs the same DNS server in the server
+/// process.
+#[test]
+fn the_server_serves_cluster_dns_when_asked() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("--dns-listen=127.0.0.1:{port}");
+    let s = Server::start_with(&["--disable-scheduler", "--disable-controller-manager", &listen, "--cluster-domain=example.internal"]);
+    s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080", "--clusterip=10.43.7.7"]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    eventually(20, "the service's A record", || {
+        let m = rt.block_on(udp(addr, "web.default.svc.example.internal.", RecordType::A));
+        let ips: Vec<IpAddr> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })
+            .collect();
+        (ips == [IpAddr::from([10, 43, 7, 7])]).then_some(())
+    });
+    // The default domain is not served when another one is configured.
+    let m = rt.block_on(udp(addr, "web.default.svc.cluster.local.", RecordType::A));
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
