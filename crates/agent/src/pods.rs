@@ -180,14 +180,20 @@ impl PodSyncer {
         );
         let mut labels = m.labels.clone().unwrap_or_default();
         labels.extend(Self::labels(pod));
+        let host_network = spec.host_network == Some(true);
         SandboxConfig {
-            hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+            // Host-network pods have the host's UTS namespace and name.
+            hostname: if host_network {
+                String::new()
+            } else {
+                spec.hostname.clone().unwrap_or_else(|| name.clone())
+            },
             log_directory: self
                 .log_root
                 .join(format!("{ns}_{name}_{uid}"))
                 .display()
                 .to_string(),
-            host_network: spec.host_network == Some(true),
+            host_network,
             labels,
             annotations: m.annotations.clone().unwrap_or_default(),
             name,

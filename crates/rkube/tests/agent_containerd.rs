@@ -1,0 +1,317 @@
+//! The real node agent on a real containerd with runc: a node registers,
+//! pods run as containers, end with their exit codes, stop on deletion,
+//! and an image that is not there gives ErrImagePull/ImagePullBackOff.
+//!
+//! Needs root, containerd, runc, ctr, busybox-static and the CNI plugins
+//! (`scripts/setup`); skipped (with a message) otherwise. The agent runs
+//! in-process (`agent::Agent::start`) with its own containerd in the test's
+//! data dir, and images from `scripts/build-test-images`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{eventually, Server};
+
+const NODE: &str = "agent-test-node";
+
+fn missing_prerequisite() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root".into());
+    }
+    for tool in ["containerd", "runc", "ctr", "busybox"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Some(format!("{tool} is not installed (scripts/setup)"));
+        }
+    }
+    if !Path::new("/usr/lib/cni/bridge").exists() {
+        return Some("the CNI plugins are not installed (containernetworking-plugins)".into());
+    }
+    None
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pod(name: &str, extra_spec: &str, container: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 5
+{extra_spec}
+  containers:
+  - name: c
+{container}
+"#
+    )
+}
+
+fn jget<'a>(v: &'a Value, path: &str) -> &'a Value {
+    let mut v = v;
+    for p in path.split('.') {
+        v = match p.parse::<usize>() {
+            Ok(i) => &v[i],
+            Err(_) => &v[p],
+        };
+    }
+    v
+}
+
+#[test]
+fn pods_run_as_containers_on_containerd() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("skipping agent_containerd: {why}");
+        return;
+    }
+    let server = Server::start_with(&["--disable-scheduler"]);
+    let agent_dir = server.dir.path().join("agent-data");
+    let images = agent_dir.join("agent/images");
+    let out = Command::new(repo_root().join("scripts/build-test-images"))
+        .arg(&images)
+        .output()
+        .expect("run scripts/build-test-images");
+    assert!(
+        out.status.success(),
+        "build-test-images failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RKUBE_TEST_LOG").unwrap_or_else(|_| "agent=info".into()),
+        ))
+        .with_test_writer()
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt
+        .block_on(runtime::client::from_kubeconfig(&server.kubeconfig()))
+        .unwrap();
+    let config = agent::Config {
+        // Quick heartbeats; a bridge of its own.
+        heartbeat_interval: Duration::from_secs(2),
+        cni_bridge: "rkube-test0".into(),
+        ..agent::Config::new(NODE, &agent_dir)
+    };
+    let agent = match rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(90), agent::Agent::start(client, config)).await
+    }) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => panic!(
+            "agent did not start: {e:#}\ncontainerd log:\n{}",
+            std::fs::read_to_string(agent_dir.join("agent/containerd/containerd.log"))
+                .unwrap_or_default()
+        ),
+        Err(_) => panic!("agent did not start in 90 s"),
+    };
+    let socket = agent.runtime_socket().expect("own containerd");
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scenarios(&server, &agent_dir, &ctr)
+    }));
+    // Leave nothing running.
+    let _ = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), agent.remove_all_pods(0)).await
+    });
+    drop(agent);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if let Err(e) = result {
+        eprintln!(
+            "containerd log (tail):\n{}",
+            std::fs::read_to_string(agent_dir.join("agent/containerd/containerd.log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::process::Output) {
+    // The images were imported.
+    let imgs = String::from_utf8_lossy(&ctr(&["images", "ls", "-q"]).stdout).to_string();
+    assert!(
+        imgs.contains("rkube.local/pause:3.10")
+            && imgs.contains("docker.io/library/busybox:latest"),
+        "{imgs}"
+    );
+
+    // The node registers and is Ready, with what the host has.
+    let node = eventually(30, "the node to be Ready", || {
+        let out = server.kubectl(&["get", "node", NODE, "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let ready = v["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(v)
+    });
+    let info = &node["status"]["nodeInfo"];
+    assert!(
+        info["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{info}"
+    );
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    let cpus = std::thread::available_parallelism().unwrap().get().to_string();
+    assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
+    assert!(node["status"]["capacity"]["memory"]
+        .as_str()
+        .unwrap()
+        .ends_with("Ki"));
+    let lease = server.json(&["get", "lease", "-n", "kube-node-lease", NODE]);
+    assert_eq!(lease["spec"]["holderIdentity"], NODE);
+
+    // A pod runs: Running with a containerd container id; its output is in
+    // its log file.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "hello",
+            "",
+            r#"    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo hello $GREETING; while true; do sleep 1; done"]
+    env:
+    - name: GREETING
+      value: world"#,
+        ),
+    );
+    let hello = eventually(90, "pod hello to run", || {
+        let v = server.json(&["get", "pod", "hello"]);
+        (v["status"]["phase"] == "Running"
+            && jget(&v, "status.containerStatuses.0.state.running").is_object())
+        .then_some(v)
+    });
+    let cs = jget(&hello, "status.containerStatuses.0");
+    let container_id = cs["containerID"].as_str().unwrap().to_owned();
+    assert!(container_id.starts_with("containerd://"), "{cs}");
+    assert_eq!(cs["ready"], true);
+    assert_eq!(cs["restartCount"], 0);
+    assert!(!cs["imageID"].as_str().unwrap_or_default().is_empty(), "{cs}");
+    let pod_ip = hello["status"]["podIP"].as_str().unwrap_or_default();
+    assert!(pod_ip.starts_with("10.42."), "pod IP {pod_ip:?} from the node's range");
+    assert!(hello["status"]["hostIP"].is_string());
+    assert!(hello["status"]["startTime"].is_string());
+    let uid = hello["metadata"]["uid"].as_str().unwrap().to_owned();
+    let log = agent_dir.join(format!("agent/pods/default_hello_{uid}/c/0.log"));
+    eventually(20, "the container's output in its log", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|s| s.contains("hello world"))
+    });
+    let id = container_id.trim_start_matches("containerd://").to_owned();
+    assert!(ctr(&["containers", "info", &id]).status.success());
+
+    // A container that exits 3 under restartPolicy Never: Failed.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "fails",
+            "  restartPolicy: Never",
+            r#"    image: busybox
+    command: ["sh", "-c", "exit 3"]"#,
+        ),
+    );
+    let failed = eventually(60, "pod fails to fail", || {
+        let v = server.json(&["get", "pod", "fails"]);
+        (v["status"]["phase"] == "Failed").then_some(v)
+    });
+    let term = jget(&failed, "status.containerStatuses.0.state.terminated");
+    assert_eq!(term["exitCode"], 3, "{failed}");
+    assert_eq!(term["reason"], "Error");
+
+    // Init containers run first, in order; a completed pod Succeeds.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: inits
+spec:
+  nodeName: {NODE}
+  restartPolicy: Never
+  hostNetwork: true
+  initContainers:
+  - name: one
+    image: busybox
+    command: ["sh", "-c", "exit 0"]
+  containers:
+  - name: main
+    image: busybox
+    command: ["true"]
+"#
+        ),
+    );
+    let done = eventually(60, "pod inits to succeed", || {
+        let v = server.json(&["get", "pod", "inits"]);
+        (v["status"]["phase"] == "Succeeded").then_some(v)
+    });
+    assert_eq!(
+        jget(&done, "status.initContainerStatuses.0.state.terminated.reason"),
+        "Completed"
+    );
+
+    // An image nobody has: ErrImagePull, then ImagePullBackOff.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "noimage",
+            "",
+            "    image: rkube.invalid/nothing:1\n    command: [\"true\"]",
+        ),
+    );
+    eventually(60, "pod noimage to wait for its image", || {
+        let v = server.json(&["get", "pod", "noimage"]);
+        let reason = jget(&v, "status.containerStatuses.0.state.waiting.reason")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (v["status"]["phase"] == "Pending"
+            && (reason == "ErrImagePull" || reason == "ImagePullBackOff"))
+            .then_some(())
+    });
+
+    // Deleting a pod stops its container (SIGTERM) and the pod goes.
+    server.ok(&["delete", "pod", "hello", "--timeout=60s"]);
+    let out = server.kubectl(&["get", "pod", "hello"]);
+    assert!(!out.status.success(), "pod hello is gone");
+    eventually(20, "hello's container to be removed", || {
+        (!ctr(&["containers", "info", &id]).status.success()).then_some(())
+    });
+    server.ok(&["delete", "pod", "fails", "inits", "noimage", "--timeout=60s"]);
+}
