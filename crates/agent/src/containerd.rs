@@ -58,7 +58,9 @@ impl Layout {
 /// itself, where it cannot nest), else native.
 pub fn default_snapshotter() -> &'static str {
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    let has_overlay = fs.lines().any(|l| l.split_whitespace().last() == Some("overlay"));
+    let has_overlay = fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"));
     let root_on_overlay = std::fs::read_to_string("/proc/mounts")
         .unwrap_or_default()
         .lines()
@@ -140,7 +142,11 @@ state = {state}{oom_score}
         snap = l.snapshotter,
         cni_bin = q(&l.cni_bin_dir),
         cni_conf = q(&l.cni_conf_dir),
-        oom_score = if l.restrict_oom_score_adj { "" } else { "\noom_score = -999" },
+        oom_score = if l.restrict_oom_score_adj {
+            ""
+        } else {
+            "\noom_score = -999"
+        },
         restrict_oom = l.restrict_oom_score_adj,
         binary = l
             .runc_binary
@@ -244,7 +250,10 @@ async fn wait_socket(sock: &Path, child: &mut Child, limit: Duration) -> anyhow:
             anyhow::bail!("containerd exited with {status} (see its log)");
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("containerd's socket {} did not answer in {limit:?}", sock.display());
+            anyhow::bail!(
+                "containerd's socket {} did not answer in {limit:?}",
+                sock.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -169,7 +169,11 @@ impl Agent {
         let (endpoint, containerd) = match &config.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
             None => {
-                let layout = Layout::new(&agent_dir, config.cni_conf_dir(), config.cni_bin_dir.clone());
+                let layout = Layout::new(
+                    &agent_dir,
+                    config.cni_conf_dir(),
+                    config.cni_bin_dir.clone(),
+                );
                 let c = Containerd::start(layout, &config.containerd_binary).await?;
                 (c.layout.socket().display().to_string(), Some(c))
             }
@@ -185,7 +189,9 @@ impl Agent {
                         tracing::debug!(error = %e, "CRI not answering yet");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    Err(e) => anyhow::bail!("the container runtime at {endpoint} does not answer: {e}"),
+                    Err(e) => {
+                        anyhow::bail!("the container runtime at {endpoint} does not answer: {e}")
+                    }
                 }
             }
         };
@@ -435,8 +441,16 @@ async fn housekeeping(shared: Arc<Shared>) {
             .collect();
         for s in sandboxes {
             if s.labels.contains_key(LABEL_POD_UID) && !live.contains(&s.uid) {
-                tracing::info!(pod = format!("{}/{}", s.namespace, s.name), uid = s.uid, "removing the sandbox of a pod that is gone");
-                if let Err(e) = shared.syncer.kill(&PodSyncer::uid_labels(&s.uid), 2, None).await {
+                tracing::info!(
+                    pod = format!("{}/{}", s.namespace, s.name),
+                    uid = s.uid,
+                    "removing the sandbox of a pod that is gone"
+                );
+                if let Err(e) = shared
+                    .syncer
+                    .kill(&PodSyncer::uid_labels(&s.uid), 2, None)
+                    .await
+                {
                     tracing::warn!(error = %e, "removing sandbox failed");
                 }
             }
@@ -484,7 +498,9 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
     if pod.metadata.deletion_timestamp.is_some() {
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
         tracing::info!(pod = key, grace, "stopping pod");
-        syncer.kill(&PodSyncer::uid_labels(&uid), grace, None).await?;
+        syncer
+            .kill(&PodSyncer::uid_labels(&uid), grace, None)
+            .await?;
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {

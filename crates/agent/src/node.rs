@@ -131,7 +131,10 @@ pub fn node_status(
         ("cpu", host.cpus.to_string()),
         ("memory", format!("{mem_ki}Ki")),
         ("pods", "110".to_owned()),
-        ("ephemeral-storage", format!("{}Ki", host.ephemeral_storage_bytes / 1024)),
+        (
+            "ephemeral-storage",
+            format!("{}Ki", host.ephemeral_storage_bytes / 1024),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Quantity(v)))
@@ -147,7 +150,10 @@ pub fn node_status(
     // 10% of the disk is kept (kubelet's nodefs.available<10%).
     allocatable.insert(
         "ephemeral-storage".to_owned(),
-        Quantity(format!("{}Ki", host.ephemeral_storage_bytes / 1024 * 9 / 10)),
+        Quantity(format!(
+            "{}Ki",
+            host.ephemeral_storage_bytes / 1024 * 9 / 10
+        )),
     );
     NodeStatus {
         capacity: Some(capacity),
@@ -361,7 +367,14 @@ mod tests {
             hostname: "h".into(),
         };
         let t = Timestamp::from_second(1_700_000_000).unwrap();
-        let s = node_status(&host, "n1", Ipv4Addr::new(10, 0, 0, 5), "containerd://1.6", None, t);
+        let s = node_status(
+            &host,
+            "n1",
+            Ipv4Addr::new(10, 0, 0, 5),
+            "containerd://1.6",
+            None,
+            t,
+        );
         let cap = s.capacity.as_ref().unwrap();
         assert_eq!(cap["cpu"].0, "2");
         assert_eq!(cap["memory"].0, "4194304Ki");
@@ -371,7 +384,13 @@ mod tests {
         let info = s.node_info.as_ref().unwrap();
         assert_eq!(info.container_runtime_version, "containerd://1.6");
         assert_eq!(info.kernel_version, "6.1");
-        let ready = s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "True");
     }
 }

@@ -264,7 +264,12 @@ impl PodSyncer {
             name: c.name.clone(),
             attempt,
             image: image.to_owned(),
-            command: c.command.iter().flatten().map(|s| expand(s, &map)).collect(),
+            command: c
+                .command
+                .iter()
+                .flatten()
+                .map(|s| expand(s, &map))
+                .collect(),
             args: c.args.iter().flatten().map(|s| expand(s, &map)).collect(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
             envs,
@@ -402,7 +407,11 @@ impl PodSyncer {
         plan.acted = true;
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
         let config = self.container_config(pod, c, &image, attempt, pod_ip);
-        let id = match self.cri.create_container(sandbox_id, &config, sandbox).await {
+        let id = match self
+            .cri
+            .create_container(sandbox_id, &config, sandbox)
+            .await
+        {
             Ok(id) => id,
             Err(e) => {
                 plan.waiting.insert(
@@ -486,7 +495,11 @@ impl PodSyncer {
     pub async fn sync(&self, pod: &Pod) -> cri::Result<Synced> {
         let spec = pod.spec.clone().unwrap_or_default();
         let host_network = spec.host_network == Some(true);
-        let policy = spec.restart_policy.as_deref().unwrap_or("Always").to_owned();
+        let policy = spec
+            .restart_policy
+            .as_deref()
+            .unwrap_or("Always")
+            .to_owned();
         let labels = Self::labels(pod);
         let sandboxes = self.cri.list_pod_sandbox(&labels).await?;
         let ready = sandboxes
@@ -505,13 +518,7 @@ impl PodSyncer {
                     Err(e) => {
                         tracing::warn!(pod = ?pod.metadata.name, error = %e, "creating the pod sandbox failed");
                         let mut status = self.status(pod, None, &HashMap::new(), &plan, false);
-                        set_condition(
-                            &mut status,
-                            "PodReadyToStartContainers",
-                            false,
-                            None,
-                            None,
-                        );
+                        set_condition(&mut status, "PodReadyToStartContainers", false, None, None);
                         return Ok(Synced {
                             status,
                             requeue_after: Some(Duration::from_secs(5)),
@@ -644,10 +651,9 @@ impl PodSyncer {
         let latest = runs.first();
         let previous = runs.get(1).map(|s| as_state(terminated(s)));
         let (state, last_state) = match (latest, waiting_for) {
-            (Some(l), Some((reason, msg))) if l.state == cri::ContainerState::Exited => (
-                waiting(reason, msg.clone()),
-                Some(as_state(terminated(l))),
-            ),
+            (Some(l), Some((reason, msg))) if l.state == cri::ContainerState::Exited => {
+                (waiting(reason, msg.clone()), Some(as_state(terminated(l))))
+            }
             (Some(l), _) => match l.state {
                 cri::ContainerState::Running => (
                     ContainerState {
@@ -697,7 +703,12 @@ impl PodSyncer {
         let mut incomplete = Vec::new();
         let mut init_statuses = Vec::new();
         for c in spec.init_containers.iter().flatten() {
-            let s = self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), "PodInitializing");
+            let s = self.container_status(
+                c,
+                runs(&c.name),
+                plan.waiting.get(&c.name),
+                "PodInitializing",
+            );
             let sidecar = c.restart_policy.as_deref() == Some("Always");
             let done = if sidecar {
                 s.state.as_ref().is_some_and(|s| s.running.is_some())
@@ -713,11 +724,17 @@ impl PodSyncer {
             init_statuses.push(s);
         }
         let initialized = incomplete.is_empty();
-        let waiting_default = if initialized { "ContainerCreating" } else { "PodInitializing" };
+        let waiting_default = if initialized {
+            "ContainerCreating"
+        } else {
+            "PodInitializing"
+        };
         let mut statuses: Vec<ContainerStatus> = spec
             .containers
             .iter()
-            .map(|c| self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), waiting_default))
+            .map(|c| {
+                self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), waiting_default)
+            })
             .collect();
         statuses.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -823,7 +840,12 @@ impl PodSyncer {
     /// Stops the pod's containers (SIGTERM, SIGKILL after `grace`
     /// seconds, all at once) and removes its sandboxes. `labels` selects
     /// the sandboxes (a pod uid, or namespace and name).
-    pub async fn kill(&self, labels: &BTreeMap<String, String>, grace: i64, keep_uid: Option<&str>) -> cri::Result<usize> {
+    pub async fn kill(
+        &self,
+        labels: &BTreeMap<String, String>,
+        grace: i64,
+        keep_uid: Option<&str>,
+    ) -> cri::Result<usize> {
         let sandboxes: Vec<cri::Sandbox> = self
             .cri
             .list_pod_sandbox(labels)

@@ -187,7 +187,10 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
         "{info}"
     );
     assert_eq!(node["status"]["capacity"]["pods"], "110");
-    let cpus = std::thread::available_parallelism().unwrap().get().to_string();
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
     assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
     assert!(node["status"]["capacity"]["memory"]
         .as_str()
@@ -221,9 +224,15 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
     assert!(container_id.starts_with("containerd://"), "{cs}");
     assert_eq!(cs["ready"], true);
     assert_eq!(cs["restartCount"], 0);
-    assert!(!cs["imageID"].as_str().unwrap_or_default().is_empty(), "{cs}");
+    assert!(
+        !cs["imageID"].as_str().unwrap_or_default().is_empty(),
+        "{cs}"
+    );
     let pod_ip = hello["status"]["podIP"].as_str().unwrap_or_default();
-    assert!(pod_ip.starts_with("10.42."), "pod IP {pod_ip:?} from the node's range");
+    assert!(
+        pod_ip.starts_with("10.42."),
+        "pod IP {pod_ip:?} from the node's range"
+    );
     assert!(hello["status"]["hostIP"].is_string());
     assert!(hello["status"]["startTime"].is_string());
     let uid = hello["metadata"]["uid"].as_str().unwrap().to_owned();
@@ -282,7 +291,10 @@ spec:
         (v["status"]["phase"] == "Succeeded").then_some(v)
     });
     assert_eq!(
-        jget(&done, "status.initContainerStatuses.0.state.terminated.reason"),
+        jget(
+            &done,
+            "status.initContainerStatuses.0.state.terminated.reason"
+        ),
         "Completed"
     );
 
@@ -313,5 +325,12 @@ spec:
     eventually(20, "hello's container to be removed", || {
         (!ctr(&["containers", "info", &id]).status.success()).then_some(())
     });
-    server.ok(&["delete", "pod", "fails", "inits", "noimage", "--timeout=60s"]);
+    server.ok(&[
+        "delete",
+        "pod",
+        "fails",
+        "inits",
+        "noimage",
+        "--timeout=60s",
+    ]);
 }

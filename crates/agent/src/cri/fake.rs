@@ -150,10 +150,7 @@ impl RuntimeService for FakeRuntime {
 
     async fn pod_sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
         let s = self.state.lock().unwrap();
-        let (c, state, created) = s
-            .sandboxes
-            .get(id)
-            .ok_or_else(|| CriError::not_found(id))?;
+        let (c, state, created) = s.sandboxes.get(id).ok_or_else(|| CriError::not_found(id))?;
         Ok(SandboxStatus {
             sandbox: Sandbox {
                 id: id.to_owned(),

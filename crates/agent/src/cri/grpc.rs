@@ -56,8 +56,7 @@ impl CriClient {
                 }
             }));
         Ok(CriClient {
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(16 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
             socket,
         })

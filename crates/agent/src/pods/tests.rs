@@ -1,1 +1,341 @@
+use super::*;
+use crate::cri::FakeRuntime;
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+fn container(name: &str, image: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some(image.into()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo $(GREETING) $$(X)".into(),
+        ]),
+        env: Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "GREETING".into(),
+            value: Some("hi".into()),
+            ..Default::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+fn pod(policy: &str, containers: Vec<Container>, init: Vec<Container>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("default".into()),
+            uid: Some("u1".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some("n".into()),
+            restart_policy: Some(policy.into()),
+            containers,
+            init_containers: (!init.is_empty()).then_some(init),
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn setup(images: &[&str]) -> (Arc<FakeRuntime>, PodSyncer) {
+    let fake = Arc::new(FakeRuntime::with_images(images));
+    let dir = std::env::temp_dir().join(format!("rkube-pods-test-{}", std::process::id()));
+    let syncer = PodSyncer::new(fake.clone(), "fake", dir, "10.0.0.1".into());
+    (fake, syncer)
+}
+
+/// Syncs and stores the status in the pod, as the API would.
+async fn sync(s: &PodSyncer, p: &mut Pod) -> Synced {
+    let r = s.sync(p).await.unwrap();
+    p.status = Some(r.status.clone());
+    r
+}
+
+fn cs(p: &Pod, i: usize) -> &ContainerStatus {
+    &p.status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[i]
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status.as_ref().unwrap().phase.as_deref().unwrap()
+}
+
+fn cond<'a>(p: &'a Pod, t: &str) -> &'a PodCondition {
+    p.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == t)
+        .unwrap()
+}
+
+#[test]
+fn expansion() {
+    let env = HashMap::from([("A".to_owned(), "1".to_owned())]);
+    assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "1-$(B)-$(A)-$");
+    assert_eq!(expand("é$(A)", &env), "é1");
+}
+
+#[tokio::test]
+async fn a_pod_runs() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
+    let r = sync(&s, &mut p).await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "run_pod_sandbox p",
+            "create_container c",
+            "start_container c2"
+        ]
+    );
+    assert_eq!(phase(&p), "Running");
+    assert_eq!(r.requeue_after, Some(RESYNC));
+    let c = cs(&p, 0);
+    assert_eq!(c.container_id.as_deref(), Some("fake://c2"));
+    assert_eq!(c.image_id, "sha256:sha256:busybox");
+    assert!(c.ready && c.state.as_ref().unwrap().running.is_some());
+    assert_eq!(c.restart_count, 0);
+    let st = p.status.as_ref().unwrap();
+    assert_eq!(st.pod_ip.as_deref(), Some("10.42.0.9"));
+    assert_eq!(st.host_ip.as_deref(), Some("10.0.0.1"));
+    assert!(st.start_time.is_some());
+    for t in [
+        "PodScheduled",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+        "PodReadyToStartContainers",
+    ] {
+        assert_eq!(cond(&p, t).status, "True", "{t}");
+    }
+    // Nothing more to do.
+    fake.clear_calls();
+    sync(&s, &mut p).await;
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+}
+
+#[tokio::test]
+async fn exit_codes_by_restart_policy() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("Never", vec![container("c", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    fake.exit("c2", 3);
+    let r = sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Failed");
+    assert_eq!(r.requeue_after, None);
+    let t = cs(&p, 0)
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    assert_eq!(cond(&p, "Ready").reason.as_deref(), Some("PodCompleted"));
+
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("OnFailure", vec![container("c", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    fake.exit("c2", 0);
+    sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Succeeded");
+}
+
+#[tokio::test]
+async fn crash_loop_back_off() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    fake.exit("c2", 1);
+    fake.clear_calls();
+    // The first restart is immediate.
+    sync(&s, &mut p).await;
+    assert_eq!(fake.calls(), ["create_container c", "start_container c3"]);
+    let c = cs(&p, 0);
+    assert_eq!(c.restart_count, 1);
+    assert_eq!(
+        c.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        1
+    );
+    assert_eq!(phase(&p), "Running");
+    // It fails again: back-off.
+    fake.exit("c3", 2);
+    fake.clear_calls();
+    let r = sync(&s, &mut p).await;
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    let c = cs(&p, 0);
+    let w = c.state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert!(w
+        .message
+        .unwrap()
+        .starts_with("back-off 10s restarting failed container=c pod=p_default(u1)"));
+    assert_eq!(
+        c.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        2
+    );
+    assert_eq!(phase(&p), "Running");
+    assert_eq!(cond(&p, "Ready").status, "False");
+    assert!(r.requeue_after.is_some());
+}
+
+#[tokio::test]
+async fn missing_images() {
+    let (fake, s) = setup(&[]);
+    let mut p = pod("Always", vec![container("c", "nothing:1")], vec![]);
+    sync(&s, &mut p).await;
+    assert!(fake.calls().contains(&"pull_image nothing:1".to_owned()));
+    let w = |p: &Pod| {
+        cs(p, 0)
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(w(&p), "ErrImagePull");
+    assert_eq!(phase(&p), "Pending");
+    fake.clear_calls();
+    sync(&s, &mut p).await;
+    assert_eq!(w(&p), "ImagePullBackOff");
+    assert!(!fake.calls().iter().any(|c| c.starts_with("pull_image")));
+
+    let mut c = container("c", "nothing:1");
+    c.image_pull_policy = Some("Never".into());
+    let mut p = pod("Always", vec![c], vec![]);
+    p.metadata.uid = Some("u2".into());
+    sync(&s, &mut p).await;
+    assert_eq!(w(&p), "ErrImageNeverPull");
+}
+
+#[tokio::test]
+async fn init_containers_run_in_order() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod(
+        "Always",
+        vec![container("main", "busybox")],
+        vec![container("one", "busybox"), container("two", "busybox")],
+    );
+    sync(&s, &mut p).await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "run_pod_sandbox p",
+            "create_container one",
+            "start_container c2"
+        ]
+    );
+    assert_eq!(phase(&p), "Pending");
+    assert_eq!(cond(&p, "Initialized").status, "False");
+    assert_eq!(
+        cs(&p, 0)
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    fake.exit("c2", 0);
+    fake.clear_calls();
+    sync(&s, &mut p).await;
+    assert_eq!(fake.calls(), ["create_container two", "start_container c3"]);
+    fake.exit("c3", 0);
+    fake.clear_calls();
+    sync(&s, &mut p).await;
+    assert_eq!(
+        fake.calls(),
+        ["create_container main", "start_container c4"]
+    );
+    assert_eq!(phase(&p), "Running");
+    assert_eq!(cond(&p, "Initialized").status, "True");
+    let init = p
+        .status
+        .as_ref()
+        .unwrap()
+        .init_container_statuses
+        .clone()
+        .unwrap();
+    assert_eq!(init.len(), 2);
+    assert_eq!(
+        init[1]
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("Completed")
+    );
+
+    // A failing init container under Never fails the pod.
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod(
+        "Never",
+        vec![container("main", "busybox")],
+        vec![container("one", "busybox")],
+    );
+    sync(&s, &mut p).await;
+    fake.exit("c2", 1);
+    sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Failed");
+}
+
+#[tokio::test]
+async fn kill_stops_with_the_grace_period_and_removes_the_sandbox() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    fake.clear_calls();
+    let n = s.kill(&PodSyncer::uid_labels("u1"), 7, None).await.unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        fake.calls(),
+        [
+            "stop_container c2 7",
+            "stop_pod_sandbox s1",
+            "remove_pod_sandbox s1"
+        ]
+    );
+    assert_eq!(fake.sandbox_count(), 0);
+    // Kept: sandboxes of the pod's current uid.
+    let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    let n = s
+        .kill(&PodSyncer::name_labels("default", "p"), 0, Some("u1"))
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(fake.sandbox_count(), 1);
+}
