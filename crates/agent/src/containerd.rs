@@ -211,27 +211,36 @@ impl Containerd {
                 tokio::select! {
                     status = child.wait() => {
                         tracing::warn!(?status, "containerd exited; starting it again in {backoff:?}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        let _ = std::fs::remove_file(l.socket());
-                        match spawn(&l, &binary) {
-                            Ok(c) => {
-                                child = c;
-                                if wait_socket(&l.socket(), &mut child, Duration::from_secs(30)).await.is_ok() {
-                                    backoff = Duration::from_secs(1);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "starting containerd failed");
-                                // Try again after the back-off.
-                                child = Command::new("true").spawn().expect("spawn true");
-                            }
-                        }
                     }
                     _ = stopped.changed() => {
                         let _ = child.start_kill();
                         let _ = child.wait().await;
                         return;
+                    }
+                }
+                // Start it again, backing off while it keeps failing.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let _ = std::fs::remove_file(l.socket());
+                    match spawn(&l, &binary) {
+                        Ok(mut c) => {
+                            match wait_socket(&l.socket(), &mut c, Duration::from_secs(30)).await {
+                                Ok(()) => {
+                                    tracing::info!("containerd is back");
+                                    backoff = Duration::from_secs(1);
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "containerd did not come back")
+                                }
+                            }
+                            child = c;
+                            break;
+                        }
+                        Err(e) => tracing::error!(error = %e, "starting containerd failed"),
                     }
                 }
             }

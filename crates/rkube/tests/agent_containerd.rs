@@ -61,6 +61,32 @@ spec:
     )
 }
 
+/// The pid of the containerd running with this config (ours).
+fn containerd_pid(config: &Path) -> Option<u32> {
+    let want = config.display().to_string();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("containerd")) && args.contains(&want) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn unsafe_kill(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+}
+
 fn jget<'a>(v: &'a Value, path: &str) -> &'a Value {
     let mut v = v;
     for p in path.split('.') {
@@ -315,6 +341,55 @@ spec:
             .to_owned();
         (v["status"]["phase"] == "Pending"
             && (reason == "ErrImagePull" || reason == "ImagePullBackOff"))
+            .then_some(())
+    });
+
+    // containerd dies: the agent starts it again; running containers
+    // live on under their shims and new pods run.
+    let config = agent_dir.join("agent/containerd/config.toml");
+    let first = containerd_pid(&config).expect("our containerd runs");
+    unsafe_kill(first);
+    let second = eventually(30, "containerd to be started again", || {
+        containerd_pid(&config).filter(|p| *p != first)
+    });
+    assert_ne!(first, second);
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "after",
+            "",
+            "    image: busybox\n    command: [\"sleep\", \"3600\"]",
+        ),
+    );
+    eventually(60, "pod after to run", || {
+        let v = server.json(&["get", "pod", "after"]);
+        (v["status"]["phase"] == "Running").then_some(())
+    });
+    let v = server.json(&["get", "pod", "hello"]);
+    assert_eq!(
+        jget(&v, "status.containerStatuses.0.containerID"),
+        container_id.as_str(),
+        "hello's container was not replaced"
+    );
+    assert_eq!(jget(&v, "status.containerStatuses.0.restartCount"), 0);
+
+    // A container that keeps failing under restartPolicy Always: restarted
+    // at once, then CrashLoopBackOff with the last exit in lastState.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "crashes",
+            "",
+            "    image: busybox\n    command: [\"sh\", \"-c\", \"exit 1\"]",
+        ),
+    );
+    eventually(60, "pod crashes to back off", || {
+        let v = server.json(&["get", "pod", "crashes"]);
+        let c = jget(&v, "status.containerStatuses.0");
+        (c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && c["restartCount"].as_i64() >= Some(1)
+            && c["lastState"]["terminated"]["exitCode"] == 1
+            && v["status"]["phase"] == "Running")
             .then_some(())
     });
 
