@@ -79,6 +79,10 @@ struct ServerArgs {
     /// Run only the control plane, no local node.
     #[arg(long)]
     disable_agent: bool,
+    /// CRI socket of an existing container runtime for the local node
+    /// (default: the agent runs its own containerd).
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
     /// Do not run the controllers (replicasets, deployments, garbage
     /// collection, namespaces, ...).
     #[arg(long)]
@@ -145,6 +149,10 @@ struct AgentArgs {
     /// Run this many simulated nodes (no containers) instead of a real one.
     #[arg(long)]
     simulated_nodes: Option<usize>,
+    /// CRI socket of an existing container runtime (default: the agent
+    /// runs its own containerd).
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
 }
 
 /// Parses `300ms`, `90s`, `5m`, `1h` (Go duration style, one unit).
@@ -334,10 +342,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     if !args.disable_agent {
-        tracing::warn!(
-            node = args.node_name.as_deref().unwrap_or("<hostname>"),
-            "the node agent is not built yet: running the control plane only"
+        let admin = admin.clone();
+        let mut config = agent::Config::new(
+            args.node_name.clone().unwrap_or_else(hostname),
+            args.data_dir.clone(),
         );
+        config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+        components.spawn(async move {
+            let client = runtime::client::from_kubeconfig(&admin).await?;
+            agent::run(client, config).await
+        });
     }
     tokio::select! {
         r = apiserver::serve_tls(state, listener, tls) => r.context("API server")?,
@@ -374,11 +388,15 @@ fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let client = join::client(&args.server, &args.token).await?;
     let Some(count) = args.simulated_nodes else {
-        anyhow::bail!(
-            "rkube agent (joining {} with data dir {}) runs real containers only once the node agent is built; use --simulated-nodes N",
-            args.server,
-            args.data_dir.display()
-        )
+        let mut config = agent::Config::new(
+            args.node_name.clone().unwrap_or_else(hostname),
+            args.data_dir.clone(),
+        );
+        config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+        return tokio::select! {
+            r = agent::run(client, config) => r,
+            _ = shutdown_signal() => Ok(()),
+        };
     };
     let config = agent::simulated::Config {
         count,

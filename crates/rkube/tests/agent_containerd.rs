@@ -9,40 +9,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{eventually, Server};
+use support::{eventually, missing_node_prerequisite as missing_prerequisite, repo_root, Server};
 
 const NODE: &str = "agent-test-node";
-
-fn missing_prerequisite() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not running as root".into());
-    }
-    for tool in ["containerd", "runc", "ctr", "busybox"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!("{tool} is not installed (scripts/setup)"));
-        }
-    }
-    if !Path::new("/usr/lib/cni/bridge").exists() {
-        return Some("the CNI plugins are not installed (containernetworking-plugins)".into());
-    }
-    None
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn pod(name: &str, extra_spec: &str, container: &str) -> String {
     format!(

@@ -34,11 +34,39 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
+/// Why a real node (containerd, runc, CNI) cannot run here, if it cannot.
+pub fn missing_node_prerequisite() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root".into());
+    }
+    for tool in ["containerd", "runc", "ctr", "busybox"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            return Some(format!("{tool} is not installed (scripts/setup)"));
+        }
+    }
+    if !Path::new("/usr/lib/cni/bridge").exists() {
+        return Some("the CNI plugins are not installed (containernetworking-plugins)".into());
+    }
+    None
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
     extra: Vec<String>,
+    local_node: bool,
 }
 
 fn free_port() -> u16 {
@@ -65,7 +93,29 @@ impl Server {
             port: free_port(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            local_node: false,
         };
+        s.spawn();
+        s
+    }
+
+    /// `rkube server` with its local node (a real agent on containerd),
+    /// as `scripts/server` runs it; `images` is put in the agent's image
+    /// folder first.
+    pub fn start_with_local_node(extra: &[&str], images: &Path) -> Server {
+        let mut s = Server {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            local_node: true,
+        };
+        let dest = s.data_dir().join("agent/images");
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in std::fs::read_dir(images).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dest.join(f.file_name().unwrap())).unwrap();
+        }
         s.spawn();
         s
     }
@@ -86,7 +136,7 @@ impl Server {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("server")
-            .arg("--disable-agent")
+            .args((!self.local_node).then_some("--disable-agent"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .arg(format!("--data-dir={}", self.data_dir().display()))
