@@ -98,6 +98,53 @@ pub fn primary_ip() -> Ipv4Addr {
 /// threshold, memory.available<100Mi).
 pub const RESERVED_MEMORY: u64 = 100 << 20;
 
+/// The four conditions of a healthy node (memory, disk, PID, Ready) as a
+/// kubelet reports them, heartbeat `now`; transition times are kept from
+/// `prev` where the status did not change. Shared with simulated nodes.
+pub fn healthy_conditions(prev: &[NodeCondition], now: Timestamp) -> Vec<NodeCondition> {
+    let cond = |type_: &str, status: &str, reason: &str, message: &str| {
+        let since = prev
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        NodeCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            last_heartbeat_time: Some(Time(now)),
+            last_transition_time: Some(since),
+        }
+    };
+    vec![
+        cond(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        cond(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+        ),
+        cond(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+        cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status",
+        ),
+    ]
+}
+
 /// The node's status at `now`; `current` keeps condition transition times.
 pub fn node_status(
     host: &HostInfo,
@@ -111,21 +158,6 @@ pub fn node_status(
     let prev = current
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let cond = |type_: &str, status: &str, reason: &str, message: &str| {
-        let since = prev
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now_s));
-        NodeCondition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: Some(reason.to_owned()),
-            message: Some(message.to_owned()),
-            last_heartbeat_time: Some(Time(now_s)),
-            last_transition_time: Some(since),
-        }
-    };
     let mem_ki = host.memory_bytes / 1024;
     let capacity: BTreeMap<String, Quantity> = [
         ("cpu", host.cpus.to_string()),
@@ -168,32 +200,7 @@ pub fn node_status(
                 address: node_name.to_owned(),
             },
         ]),
-        conditions: Some(vec![
-            cond(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-            ),
-            cond(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-            ),
-            cond(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-            ),
-            cond(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-            ),
-        ]),
+        conditions: Some(healthy_conditions(&prev, now_s)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
         }),

@@ -77,8 +77,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
-    DaemonEndpoint, HostIP, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
-    NodeStatus, NodeSystemInfo, Pod, PodCondition, PodIP, PodSpec, PodStatus, Probe, Taint,
+    DaemonEndpoint, HostIP, Node, NodeAddress, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo, Pod, PodCondition, PodIP, PodSpec, PodStatus, Probe, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
@@ -957,21 +957,6 @@ pub fn node_status(
     let prev = current
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    let cond = |type_: &str, status: &str, reason: &str, message: &str| {
-        let since = prev
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or(Time(now_s));
-        NodeCondition {
-            type_: type_.to_owned(),
-            status: status.to_owned(),
-            reason: Some(reason.to_owned()),
-            message: Some(message.to_owned()),
-            last_heartbeat_time: Some(Time(now_s)),
-            last_transition_time: Some(since),
-        }
-    };
     let quantities = |m: &BTreeMap<String, String>| -> BTreeMap<String, Quantity> {
         m.iter()
             .map(|(k, v)| (k.clone(), Quantity(v.clone())))
@@ -993,32 +978,7 @@ pub fn node_status(
                 address: name.clone(),
             },
         ]),
-        conditions: Some(vec![
-            cond(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-            ),
-            cond(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-            ),
-            cond(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-            ),
-            cond(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-            ),
-        ]),
+        conditions: Some(crate::node::healthy_conditions(&prev, now_s)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
         }),
