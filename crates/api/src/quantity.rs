@@ -14,7 +14,10 @@ pub struct Quantity {
 
 impl Quantity {
     pub fn from_milli(milli: i128) -> Quantity {
-        Quantity { milli, binary: false }
+        Quantity {
+            milli,
+            binary: false,
+        }
     }
 
     /// Parses a Kubernetes quantity string.
@@ -40,7 +43,10 @@ impl Quantity {
             return None;
         }
         // The number as mantissa * 10^-scale.
-        let mantissa: i128 = format!("{int}{frac}").trim_start_matches('0').parse().unwrap_or(0);
+        let mantissa: i128 = format!("{int}{frac}")
+            .trim_start_matches('0')
+            .parse()
+            .unwrap_or(0);
         let scale = frac.len() as i32;
         let (binary, mult_num, exp10): (bool, i128, i32) = match suffix {
             "" => (false, 1, 0),
@@ -92,7 +98,11 @@ impl std::ops::Add for Quantity {
     fn add(self, o: Quantity) -> Quantity {
         Quantity {
             milli: self.milli + o.milli,
-            binary: if self.milli == 0 { o.binary } else { self.binary },
+            binary: if self.milli == 0 {
+                o.binary
+            } else {
+                self.binary
+            },
         }
     }
 }
@@ -115,14 +125,28 @@ impl fmt::Display for Quantity {
             return write!(f, "0");
         }
         if self.binary {
-            for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+            for (suffix, shift) in [
+                ("Ei", 60),
+                ("Pi", 50),
+                ("Ti", 40),
+                ("Gi", 30),
+                ("Mi", 20),
+                ("Ki", 10),
+            ] {
                 let unit = 1i128 << shift;
                 if v % unit == 0 {
                     return write!(f, "{}{suffix}", v / unit);
                 }
             }
         } else {
-            for (suffix, pow) in [("E", 18), ("P", 15), ("T", 12), ("G", 9), ("M", 6), ("k", 3)] {
+            for (suffix, pow) in [
+                ("E", 18),
+                ("P", 15),
+                ("T", 12),
+                ("G", 9),
+                ("M", 6),
+                ("k", 3),
+            ] {
                 let unit = 10i128.pow(pow);
                 if v % unit == 0 {
                     return write!(f, "{}{suffix}", v / unit);
@@ -161,9 +185,15 @@ mod tests {
         for bad in ["", "abc", "1Xi", "1.2.3", "--1"] {
             assert!(Quantity::parse(bad).is_none(), "{bad}");
         }
-        let sum: Quantity = ["100m", "250m", "1"].iter().map(|s| Quantity::parse(s).unwrap()).sum();
+        let sum: Quantity = ["100m", "250m", "1"]
+            .iter()
+            .map(|s| Quantity::parse(s).unwrap())
+            .sum();
         assert_eq!(sum.to_string(), "1350m");
-        let mem: Quantity = ["64Mi", "64Mi"].iter().map(|s| Quantity::parse(s).unwrap()).sum();
+        let mem: Quantity = ["64Mi", "64Mi"]
+            .iter()
+            .map(|s| Quantity::parse(s).unwrap())
+            .sum();
         assert_eq!(mem.to_string(), "128Mi");
         assert_eq!(Quantity::parse("1500m").unwrap().value(), 2);
     }

@@ -264,7 +264,10 @@ fn openapi_doc(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     // Building a document walks every schema it uses (tens of ms for
     // core/v1); the same resources give the same document, so it is kept
     // until they change (a CRD added, changed or removed).
-    type Cache = std::collections::HashMap<(String, String), (Vec<api::openapi::ResourceSpec>, std::sync::Arc<Value>)>;
+    type Cache = std::collections::HashMap<
+        (String, String),
+        (Vec<api::openapi::ResourceSpec>, std::sync::Arc<Value>),
+    >;
     static DOCS: std::sync::OnceLock<std::sync::Mutex<Cache>> = std::sync::OnceLock::new();
     let cache = DOCS.get_or_init(Default::default);
     let key = (group.to_owned(), version.to_owned());
@@ -298,11 +301,17 @@ pub fn openapi_v2(reg: &Registry, headers: &axum::http::HeaderMap) -> Response {
             }
         })
         .collect();
-    type Cache = (Vec<api::openapi::ResourceSpec>, std::sync::Arc<(Vec<u8>, Vec<u8>)>);
+    type Cache = (
+        Vec<api::openapi::ResourceSpec>,
+        std::sync::Arc<(Vec<u8>, Vec<u8>)>,
+    );
     static DOC: std::sync::Mutex<Option<Cache>> = std::sync::Mutex::new(None);
     let cached = {
         let guard = DOC.lock().unwrap();
-        guard.as_ref().filter(|(s, _)| *s == specs).map(|(_, d)| d.clone())
+        guard
+            .as_ref()
+            .filter(|(s, _)| *s == specs)
+            .map(|(_, d)| d.clone())
     };
     let doc = match cached {
         Some(d) => d,

@@ -15,6 +15,7 @@ mod duplicates;
 mod handler;
 mod metrics;
 mod object;
+mod openapi_v2;
 mod patch;
 mod protobuf;
 pub mod registry;
@@ -25,7 +26,6 @@ pub mod sa_token;
 mod smp;
 mod ssa;
 pub mod status;
-mod openapi_v2;
 mod strategy;
 pub use strategy::set_default_toleration_seconds;
 mod subresource;
@@ -183,7 +183,11 @@ pub(crate) async fn service_account_live(state: &State, claims: &sa_token::Claim
             claims.uid.is_empty()
                 || serde_json::from_slice::<serde_json::Value>(&kv.value)
                     .ok()
-                    .and_then(|v| v.pointer("/metadata/uid").and_then(|u| u.as_str()).map(|u| u == claims.uid))
+                    .and_then(|v| {
+                        v.pointer("/metadata/uid")
+                            .and_then(|u| u.as_str())
+                            .map(|u| u == claims.uid)
+                    })
                     .unwrap_or(false)
         }
         _ => false,
@@ -226,7 +230,9 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         return ApiError::unauthorized().into_response();
     };
     if peer.is_none() {
-        if let Some(claims) = auth::bearer(&parts.headers).and_then(|t| state.authn.service_account_claims(t)) {
+        if let Some(claims) =
+            auth::bearer(&parts.headers).and_then(|t| state.authn.service_account_claims(t))
+        {
             if !service_account_live(&state, &claims).await {
                 return ApiError::unauthorized().into_response();
             }
@@ -306,7 +312,12 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
             for extra in &state.extra_metrics {
                 text.push_str(&extra());
             }
-            (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], text).into_response()
+            (
+                StatusCode::OK,
+                [("content-type", "text/plain; version=0.0.4")],
+                text,
+            )
+                .into_response()
         }
         None => non_resource(&state, &parts.method, &path, &parts.headers),
     }

@@ -86,11 +86,23 @@ fn schema(buf: &mut Vec<u8>, s: &Value) {
     if let Some(v) = o.get("maximum").and_then(Value::as_f64) {
         double(buf, 7, v);
     }
-    boolean(buf, 8, o.get("exclusiveMaximum").and_then(Value::as_bool).unwrap_or(false));
+    boolean(
+        buf,
+        8,
+        o.get("exclusiveMaximum")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    );
     if let Some(v) = o.get("minimum").and_then(Value::as_f64) {
         double(buf, 9, v);
     }
-    boolean(buf, 10, o.get("exclusiveMinimum").and_then(Value::as_bool).unwrap_or(false));
+    boolean(
+        buf,
+        10,
+        o.get("exclusiveMinimum")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    );
     for (k, field) in [
         ("maxLength", 11),
         ("minLength", 12),
@@ -102,13 +114,29 @@ fn schema(buf: &mut Vec<u8>, s: &Value) {
         int64(buf, field, o.get(k).and_then(Value::as_i64).unwrap_or(0));
     }
     string(buf, 13, str_of("pattern"));
-    boolean(buf, 16, o.get("uniqueItems").and_then(Value::as_bool).unwrap_or(false));
-    for r in o.get("required").and_then(Value::as_array).into_iter().flatten() {
+    boolean(
+        buf,
+        16,
+        o.get("uniqueItems")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    );
+    for r in o
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(r) = r.as_str() {
             bytes(buf, 19, r.as_bytes());
         }
     }
-    for e in o.get("enum").and_then(Value::as_array).into_iter().flatten() {
+    for e in o
+        .get("enum")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         any(buf, 20, e);
     }
     match o.get("additionalProperties") {
@@ -137,7 +165,12 @@ fn schema(buf: &mut Vec<u8>, s: &Value) {
         }),
         _ => {}
     }
-    for a in o.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+    for a in o
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         message(buf, 24, |m| schema(m, a));
     }
     if let Some(props) = o.get("properties").and_then(Value::as_object) {
@@ -150,7 +183,11 @@ fn schema(buf: &mut Vec<u8>, s: &Value) {
             }
         });
     }
-    boolean(buf, 27, o.get("readOnly").and_then(Value::as_bool).unwrap_or(false));
+    boolean(
+        buf,
+        27,
+        o.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
+    );
     for (k, v) in o.iter().filter(|(k, _)| k.starts_with("x-")) {
         named_any(buf, 31, k, v);
     }
@@ -241,12 +278,21 @@ mod tests {
         let top = fields(&encode(&doc));
         assert_eq!(top[0], (1, b"2.0".to_vec()));
         let info = fields(&top[1].1);
-        assert_eq!(info, vec![(1, b"Kubernetes".to_vec()), (2, b"v1.33.0".to_vec())]);
+        assert_eq!(
+            info,
+            vec![(1, b"Kubernetes".to_vec()), (2, b"v1.33.0".to_vec())]
+        );
         assert_eq!(top[2].0, 9);
         let named = fields(&fields(&top[2].1)[0].1);
         assert_eq!(named[0], (1, b"io.k8s.api.core.v1.ConfigMap".to_vec()));
         let schema = fields(&named[1].1);
-        let by = |f: u32| schema.iter().filter(|(n, _)| *n == f).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        let by = |f: u32| {
+            schema
+                .iter()
+                .filter(|(n, _)| *n == f)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(by(19), vec![b"metadata".to_vec()]);
         assert_eq!(fields(&by(22)[0]), vec![(1, b"object".to_vec())]);
         let props = fields(&by(25)[0]);

@@ -518,10 +518,12 @@ where
 fn drop_empty_metadata(obj: &mut Value) {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.retain(|k, v| {
-            !(matches!(k.as_str(), "ownerReferences" | "finalizers" | "labels" | "annotations")
-                && (v.as_array().is_some_and(|a| a.is_empty())
-                    || v.as_object().is_some_and(|o| o.is_empty())
-                    || v.is_null()))
+            !(matches!(
+                k.as_str(),
+                "ownerReferences" | "finalizers" | "labels" | "annotations"
+            ) && (v.as_array().is_some_and(|a| a.is_empty())
+                || v.as_object().is_some_and(|o| o.is_empty())
+                || v.is_null()))
         });
     }
 }
@@ -550,7 +552,9 @@ fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> Ap
         _ => {}
     }
     // A uid in the body is a precondition, as in Kubernetes.
-    if let (Some(given), Some(stored)) = (object::meta_str(&new, "uid"), object::meta_str(old, "uid")) {
+    if let (Some(given), Some(stored)) =
+        (object::meta_str(&new, "uid"), object::meta_str(old, "uid"))
+    {
         if !given.is_empty() && given != stored {
             return Err(ApiError::new(
                 409,

@@ -129,7 +129,8 @@ fn default_toleration_seconds(pod: &mut Value) {
             let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
             let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            (effect.is_empty() || effect == "NoExecute") && (k == key || (k.is_empty() && op == "Exists"))
+            (effect.is_empty() || effect == "NoExecute")
+                && (k == key || (k.is_empty() && op == "Exists"))
         });
         if !tolerated {
             list.push(json!({

@@ -92,7 +92,13 @@ async fn start() -> (Server, Client) {
         bin.display()
     );
     let child = Command::new(bin)
-        .args(["server", "--disable-agent", "--disable-controller-manager", "--disable-scheduler", "--bind-address=127.0.0.1"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--disable-controller-manager",
+            "--disable-scheduler",
+            "--bind-address=127.0.0.1",
+        ])
         .arg(format!("--https-listen-port={port}"))
         .arg(format!("--data-dir={}", dir.path().display()))
         .env("RKUBE_LOG", "warn")

@@ -20,7 +20,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 fn scaled(n: usize) -> usize {
-    let scale: f64 = std::env::var("BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
     ((n as f64 * scale) as usize).max(1)
 }
 
@@ -49,7 +52,9 @@ fn binary() -> PathBuf {
 
 async fn client_for(kubeconfig: &std::path::Path) -> Option<Client> {
     let kc = Kubeconfig::read_from(kubeconfig).ok()?;
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.ok()?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .ok()?;
     let client = Client::try_from(config).ok()?;
     client.apiserver_version().await.ok()?;
     Some(client)
@@ -57,7 +62,12 @@ async fn client_for(kubeconfig: &std::path::Path) -> Option<Client> {
 
 /// Waits until the Deployment reports `replicas` updated and available
 /// pods and no old ones.
-async fn wait_rolled_out(api: &Api<Deployment>, name: &str, replicas: i32, deadline: Duration) -> Option<Duration> {
+async fn wait_rolled_out(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    deadline: Duration,
+) -> Option<Duration> {
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
         if let Ok(d) = api.get(name).await {
@@ -82,14 +92,25 @@ async fn main() {
     let replicas = scaled(1000) as i32;
     let nodes = scaled(100);
     let bin = binary();
-    assert!(bin.exists(), "build the binary first: cargo build --release -p rkube ({})", bin.display());
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release -p rkube ({})",
+        bin.display()
+    );
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = Proc(
         Command::new(&bin)
             .args(["server", "--disable-agent", "--bind-address=127.0.0.1"])
             .arg(format!("--https-listen-port={port}"))
-            .arg(format!("--data-dir={}", dir.path().join("server").display()))
+            .arg(format!(
+                "--data-dir={}",
+                dir.path().join("server").display()
+            ))
             .env("RKUBE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -122,8 +143,17 @@ async fn main() {
     );
     let node_api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let t0 = Instant::now();
-    while node_api.list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0) < nodes {
-        assert!(t0.elapsed() < Duration::from_secs(120), "nodes did not register");
+    while node_api
+        .list(&Default::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+        < nodes
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "nodes did not register"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -145,19 +175,45 @@ async fn main() {
         }
     }))
     .unwrap();
-    api.create(&PostParams::default(), &deployment).await.unwrap();
+    api.create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
     let create = wait_rolled_out(&api, "bench", replicas, Duration::from_secs(600)).await;
     let after_create = rss_mib(pid);
     let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "registry.local/app:2"}]}}}});
-    api.patch("bench", &PatchParams::default(), &Patch::Strategic(&patch)).await.unwrap();
+    api.patch("bench", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
     let update = wait_rolled_out(&api, "bench", replicas, Duration::from_secs(600)).await;
     let after_update = rss_mib(pid);
 
-    let secs = |d: Option<Duration>| d.map_or("did not finish in 600 s".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let secs = |d: Option<Duration>| {
+        d.map_or("did not finish in 600 s".to_owned(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        })
+    };
     println!("controller manager benchmark (rkube server + {nodes} simulated nodes, SQLite)");
-    println!("{:<58} {}", format!("Deployment of {replicas} replicas: created -> all available"), secs(create));
-    println!("{:<58} {}", format!("rolling update of {replicas} replicas -> all new available"), secs(update));
-    println!("{:<58} {:.1} MiB", "server RSS (API server + controllers + scheduler), idle", idle);
-    println!("{:<58} {:.1} MiB", format!("server RSS after creating {replicas} pods"), after_create);
-    println!("{:<58} {:.1} MiB", "server RSS after the rolling update", after_update);
+    println!(
+        "{:<58} {}",
+        format!("Deployment of {replicas} replicas: created -> all available"),
+        secs(create)
+    );
+    println!(
+        "{:<58} {}",
+        format!("rolling update of {replicas} replicas -> all new available"),
+        secs(update)
+    );
+    println!(
+        "{:<58} {:.1} MiB",
+        "server RSS (API server + controllers + scheduler), idle", idle
+    );
+    println!(
+        "{:<58} {:.1} MiB",
+        format!("server RSS after creating {replicas} pods"),
+        after_create
+    );
+    println!(
+        "{:<58} {:.1} MiB",
+        "server RSS after the rolling update", after_update
+    );
 }

@@ -302,7 +302,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             runtime::LeaderElection::new("kube-system", "kube-controller-manager", &identity)
-                .run(client.clone(), move || controllers::run(client.clone(), config.clone()))
+                .run(client.clone(), move || {
+                    controllers::run(client.clone(), config.clone())
+                })
                 .await;
             anyhow::Ok(())
         });

@@ -738,7 +738,10 @@ fn custom_resources_are_served_validated_and_pruned() {
 
 #[test]
 fn services_get_cluster_ips_and_node_ports() {
-    let s = Server::start_with(&["--service-cidr=10.96.0.0/24", "--disable-controller-manager"]);
+    let s = Server::start_with(&[
+        "--service-cidr=10.96.0.0/24",
+        "--disable-controller-manager",
+    ]);
     let k8s = s.json(&["get", "svc", "kubernetes"]);
     assert_eq!(k8s["spec"]["clusterIP"], "10.96.0.1");
     let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n";
@@ -1210,13 +1213,23 @@ fn service_account_tokens_authenticate() {
     s.ok(&["delete", "sa", "robot"]);
     let out = as_robot(&["get", "sa", "-o", "name"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(
         &review,
         serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}).to_string(),
     )
     .unwrap();
-    let out = s.ok(&["create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", review.to_str().unwrap()]);
+    let out = s.ok(&[
+        "create",
+        "--raw",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        "-f",
+        review.to_str().unwrap(),
+    ]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"]["authenticated"], false, "{v}");
     // Reviews are answered, never stored.
@@ -1256,7 +1269,10 @@ items:
       spec: {containers: [{name: c, image: nginx}]}
 "#;
     let out = s.ok_stdin(&["create", "-f", "-"], list);
-    assert!(out.contains("configmap/a created") && out.contains("deployment.apps/d created"), "{out}");
+    assert!(
+        out.contains("configmap/a created") && out.contains("deployment.apps/d created"),
+        "{out}"
+    );
     let out = s.ok_stdin(&["apply", "-f", "-"], list);
     assert!(out.contains("configmap/a"), "{out}");
     // What `kubectl get -o yaml` prints (a List) goes back in.

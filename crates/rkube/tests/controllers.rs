@@ -46,7 +46,10 @@ fn replicaset_keeps_its_replicas_and_adopts_and_releases() {
     for p in &pods {
         assert!(p.starts_with("web-"), "{p}");
         let owner = s.json(&["get", "pod", p, "-o", "json"]);
-        assert_eq!(owner["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        assert_eq!(
+            owner["metadata"]["ownerReferences"][0]["kind"],
+            "ReplicaSet"
+        );
         assert_eq!(owner["metadata"]["ownerReferences"][0]["controller"], true);
     }
     // Desired 3, actual 2: the controller makes it 3 again.
@@ -61,7 +64,9 @@ fn replicaset_keeps_its_replicas_and_adopts_and_releases() {
     });
     // Scale down: surplus pods go.
     s.ok(&["scale", "rs", "web", "--replicas=1"]);
-    eventually(30, "1 pod", || (pod_names(&s, "app=web").len() == 1).then_some(()));
+    eventually(30, "1 pod", || {
+        (pod_names(&s, "app=web").len() == 1).then_some(())
+    });
     // A relabelled pod is released (and replaced).
     let only = pod_names(&s, "app=web").remove(0);
     s.ok(&["label", "pod", &only, "app=moved", "--overwrite"]);
@@ -94,11 +99,15 @@ fn cascading_deletes_in_three_modes_and_namespace_cleanup() {
         s.ok_stdin(&["apply", "-f", "-"], &rs_yaml(name, 2));
     }
     for name in ["bg", "fg", "orph"] {
-        eventually(30, "2 pods each", || (pod_names(&s, &format!("app={name}")).len() == 2).then_some(()));
+        eventually(30, "2 pods each", || {
+            (pod_names(&s, &format!("app={name}")).len() == 2).then_some(())
+        });
     }
     // Background: the owner goes at once, the pods after it.
     s.ok(&["delete", "rs", "bg", "--cascade=background"]);
-    eventually(30, "bg pods collected", || pod_names(&s, "app=bg").is_empty().then_some(()));
+    eventually(30, "bg pods collected", || {
+        pod_names(&s, "app=bg").is_empty().then_some(())
+    });
     // Foreground: the pods go (the owner waits for them, then goes).
     s.ok(&["delete", "rs", "fg", "--cascade=foreground"]);
     eventually(30, "fg pods and owner gone", || {
@@ -110,8 +119,11 @@ fn cascading_deletes_in_three_modes_and_namespace_cleanup() {
     eventually(30, "orphans released", || {
         let v = s.json(&["get", "pods", "-l", "app=orph", "-o", "json"]);
         let items = v["items"].as_array().unwrap().clone();
-        (items.len() == 2 && items.iter().all(|p| p["metadata"]["ownerReferences"].is_null()))
-            .then_some(())
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|p| p["metadata"]["ownerReferences"].is_null()))
+        .then_some(())
     });
     assert!(!s.kubectl(&["get", "rs", "orph"]).status.success());
 
@@ -119,9 +131,19 @@ fn cascading_deletes_in_three_modes_and_namespace_cleanup() {
     // content and then the namespace.
     s.ok(&["create", "namespace", "scratch"]);
     eventually(30, "default service account", || {
-        s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"]).status.success().then_some(())
+        s.kubectl(&["get", "serviceaccount", "default", "-n", "scratch"])
+            .status
+            .success()
+            .then_some(())
     });
-    s.ok(&["create", "configmap", "c1", "-n", "scratch", "--from-literal=a=b"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "c1",
+        "-n",
+        "scratch",
+        "--from-literal=a=b",
+    ]);
     s.ok_stdin(&["apply", "-n", "scratch", "-f", "-"], &rs_yaml("inns", 1));
     s.ok(&["delete", "namespace", "scratch", "--wait=false"]);
     eventually(60, "namespace removed", || {
@@ -134,11 +156,26 @@ fn endpoints_and_slices_follow_pods() {
     let s = Server::start_with(&["--disable-scheduler"]);
     s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
     for (name, ip, ready) in [("p1", "10.42.0.11", "True"), ("p2", "10.42.0.12", "False")] {
-        s.ok(&["run", name, "--image=nginx", "--labels=app=web", "--overrides", r#"{"spec":{"nodeName":"n1"}}"#]);
+        s.ok(&[
+            "run",
+            name,
+            "--image=nginx",
+            "--labels=app=web",
+            "--overrides",
+            r#"{"spec":{"nodeName":"n1"}}"#,
+        ]);
         let status = format!(
             r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}],"conditions":[{{"type":"Ready","status":"{ready}"}}]}}}}"#
         );
-        s.ok(&["patch", "pod", name, "--subresource=status", "--type=merge", "-p", &status]);
+        s.ok(&[
+            "patch",
+            "pod",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ]);
     }
     let ep = eventually(30, "endpoints with both pods", || {
         let out = s.kubectl(&["get", "endpoints", "web", "-o", "json"]);
@@ -157,7 +194,14 @@ fn endpoints_and_slices_follow_pods() {
     let wide = s.ok(&["get", "endpoints", "web"]);
     assert!(wide.contains("10.42.0.11:8080"), "{wide}");
 
-    let slices = s.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+    let slices = s.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "json",
+    ]);
     let slice = &slices["items"][0];
     assert_eq!(slice["addressType"], "IPv4");
     assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
@@ -175,7 +219,14 @@ fn endpoints_and_slices_follow_pods() {
     s.ok(&["delete", "service", "web"]);
     eventually(30, "endpoints and slices removed", || {
         let ep = s.kubectl(&["get", "endpoints", "web"]);
-        let sl = s.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+        let sl = s.json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "json",
+        ]);
         (!ep.status.success() && sl["items"].as_array().unwrap().is_empty()).then_some(())
     });
 }
@@ -183,24 +234,42 @@ fn endpoints_and_slices_follow_pods() {
 #[test]
 fn resource_quota_usage_and_pdb_status() {
     let s = Server::start_with(&["--disable-scheduler"]);
-    s.ok(&["create", "quota", "q", "--hard=pods=10,requests.cpu=2,configmaps=5,count/deployments.apps=3"]);
+    s.ok(&[
+        "create",
+        "quota",
+        "q",
+        "--hard=pods=10,requests.cpu=2,configmaps=5,count/deployments.apps=3",
+    ]);
     s.ok(&["run", "p", "--image=nginx", "--labels=app=q", "--overrides",
         r#"{"spec":{"containers":[{"name":"p","image":"nginx","resources":{"requests":{"cpu":"250m"}}}]}}"#]);
     s.ok(&["create", "deployment", "d", "--image=nginx", "--replicas=0"]);
     eventually(30, "quota usage", || {
         let q = s.json(&["get", "quota", "q", "-o", "json"]);
         let used = &q["status"]["used"];
-        (used["pods"] == "1" && used["requests.cpu"] == "250m" && used["count/deployments.apps"] == "1")
+        (used["pods"] == "1"
+            && used["requests.cpu"] == "250m"
+            && used["count/deployments.apps"] == "1")
             .then_some(())
     });
     let describe = s.ok(&["describe", "quota", "q"]);
-    assert!(describe.contains("requests.cpu") && describe.contains("250m"), "{describe}");
+    assert!(
+        describe.contains("requests.cpu") && describe.contains("250m"),
+        "{describe}"
+    );
 
     // A PodDisruptionBudget over one not-ready pod allows no disruption.
-    s.ok(&["create", "pdb", "b", "--selector=app=q", "--min-available=1"]);
+    s.ok(&[
+        "create",
+        "pdb",
+        "b",
+        "--selector=app=q",
+        "--min-available=1",
+    ]);
     eventually(30, "pdb status", || {
         let b = s.json(&["get", "pdb", "b", "-o", "json"]);
-        (b["status"]["expectedPods"] == 1 && b["status"]["disruptionsAllowed"] == 0 && b["status"]["currentHealthy"] == 0)
+        (b["status"]["expectedPods"] == 1
+            && b["status"]["disruptionsAllowed"] == 0
+            && b["status"]["currentHealthy"] == 0)
             .then_some(())
     });
 }
@@ -249,7 +318,10 @@ spec:
     assert_eq!(pv["spec"]["claimRef"]["name"], "static");
     // WaitForFirstConsumer: pending until a pod using it is on a node.
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(s.json(&["get", "pvc", "dynamic", "-o", "json"])["status"]["phase"], "Pending");
+    assert_eq!(
+        s.json(&["get", "pvc", "dynamic", "-o", "json"])["status"]["phase"],
+        "Pending"
+    );
     s.ok(&["run", "user", "--image=nginx", "--overrides",
         r#"{"spec":{"nodeName":"n1","volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"dynamic"}}],"containers":[{"name":"user","image":"nginx","volumeMounts":[{"name":"d","mountPath":"/data"}]}]}}"#]);
     let claim = eventually(30, "dynamic claim provisioned", || {
@@ -259,13 +331,18 @@ spec:
     let volume = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
     let pv = s.json(&["get", "pv", &volume, "-o", "json"]);
     assert_eq!(pv["spec"]["storageClassName"], "local-path");
-    assert_eq!(pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0], "n1");
+    assert_eq!(
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+            ["values"][0],
+        "n1"
+    );
     // Deleting claims: Delete removes the volume, Retain releases it.
     s.ok(&["delete", "pod", "user", "--grace-period=0", "--force"]);
     s.ok(&["delete", "pvc", "dynamic", "static"]);
     eventually(30, "volumes reclaimed", || {
         let gone = !s.kubectl(&["get", "pv", &volume]).status.success();
-        let released = s.json(&["get", "pv", "manual", "-o", "json"])["status"]["phase"] == "Released";
+        let released =
+            s.json(&["get", "pv", "manual", "-o", "json"])["status"]["phase"] == "Released";
         (gone && released).then_some(())
     });
 }

@@ -39,7 +39,12 @@ fn live_pods(s: &Server) -> Vec<serde_json::Value> {
 fn images(s: &Server) -> Vec<String> {
     let mut v: Vec<String> = live_pods(s)
         .iter()
-        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap().to_owned())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     v.sort();
     v
@@ -58,37 +63,66 @@ fn rollout_status_history_undo_restart_pause() {
     assert!(out.contains("successfully rolled out"), "{out}");
     let d = s.json(&["get", "deploy", "web", "-o", "json"]);
     assert_eq!(d["status"]["availableReplicas"], 3);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
     let conds = d["status"]["conditions"].as_array().unwrap();
-    assert!(conds.iter().any(|c| c["type"] == "Available" && c["status"] == "True"));
-    assert!(conds.iter().any(|c| c["reason"] == "NewReplicaSetAvailable"));
+    assert!(conds
+        .iter()
+        .any(|c| c["type"] == "Available" && c["status"] == "True"));
+    assert!(conds
+        .iter()
+        .any(|c| c["reason"] == "NewReplicaSetAvailable"));
 
     // Desired 3, actual 2 -> 3 again.
-    let victim = live_pods(&s)[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    let victim = live_pods(&s)[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     s.ok(&["delete", "pod", &victim, "--wait=false"]);
     eventually(60, "a replacement", || {
         let pods = live_pods(&s);
-        (pods.len() == 3 && pods.iter().all(|p| p["metadata"]["name"] != victim.as_str())).then_some(())
+        (pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p["metadata"]["name"] != victim.as_str()))
+        .then_some(())
     });
 
     // A rolling update to a new image.
     s.ok(&["set", "image", "deployment/web", "c=nginx:2"]);
     let out = s.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    eventually(60, "only new pods", || (images(&s) == ["nginx:2"; 3]).then_some(()));
+    eventually(60, "only new pods", || {
+        (images(&s) == ["nginx:2"; 3]).then_some(())
+    });
     let history = s.ok(&["rollout", "history", "deployment/web"]);
-    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
     let rs = s.json(&["get", "rs", "-l", "app=web", "-o", "json"]);
-    let mut replicas: Vec<i64> = rs["items"].as_array().unwrap().iter().map(|r| r["spec"]["replicas"].as_i64().unwrap()).collect();
+    let mut replicas: Vec<i64> = rs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["spec"]["replicas"].as_i64().unwrap())
+        .collect();
     replicas.sort();
     assert_eq!(replicas, [0, 3]);
 
     // Undo goes back to revision 1's template (as revision 3).
     s.ok(&["rollout", "undo", "deployment/web"]);
     s.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-    eventually(60, "old image back", || (images(&s) == ["nginx:1"; 3]).then_some(()));
+    eventually(60, "old image back", || {
+        (images(&s) == ["nginx:1"; 3]).then_some(())
+    });
     let d = s.json(&["get", "deploy", "web", "-o", "json"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
 
     // Paused: template changes wait; resume rolls them out.
     s.ok(&["rollout", "pause", "deployment/web"]);
@@ -97,15 +131,24 @@ fn rollout_status_history_undo_restart_pause() {
     assert_eq!(images(&s), ["nginx:1"; 3]);
     s.ok(&["rollout", "resume", "deployment/web"]);
     s.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-    eventually(60, "resumed rollout", || (images(&s) == ["nginx:3"; 3]).then_some(()));
+    eventually(60, "resumed rollout", || {
+        (images(&s) == ["nginx:3"; 3]).then_some(())
+    });
 
     // Restart makes new pods of the same template.
-    let before: Vec<String> = live_pods(&s).iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    let before: Vec<String> = live_pods(&s)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
     s.ok(&["rollout", "restart", "deployment/web"]);
     s.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
     eventually(60, "all pods replaced", || {
         let now = live_pods(&s);
-        (now.len() == 3 && now.iter().all(|p| !before.contains(&p["metadata"]["name"].as_str().unwrap().to_owned()))).then_some(())
+        (now.len() == 3
+            && now
+                .iter()
+                .all(|p| !before.contains(&p["metadata"]["name"].as_str().unwrap().to_owned())))
+        .then_some(())
     });
 
     // Scaling.
@@ -123,6 +166,12 @@ fn progress_deadline_exceeded_fails_rollout_status() {
     let out = s.fails(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(out.contains("exceeded its progress deadline"), "{out}");
     let v = s.json(&["get", "deploy", "web", "-o", "json"]);
-    let p = v["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Progressing").unwrap().clone();
+    let p = v["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap()
+        .clone();
     assert_eq!(p["reason"], "ProgressDeadlineExceeded");
 }

@@ -291,14 +291,34 @@ fn cluster_dns_answers_from_the_api() {
 /// process.
 #[test]
 fn the_server_serves_cluster_dns_when_asked() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("--dns-listen=127.0.0.1:{port}");
-    let s = Server::start_with(&["--disable-scheduler", "--disable-controller-manager", &listen, "--cluster-domain=example.internal"]);
-    s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080", "--clusterip=10.43.7.7"]);
+    let s = Server::start_with(&[
+        "--disable-scheduler",
+        "--disable-controller-manager",
+        &listen,
+        "--cluster-domain=example.internal",
+    ]);
+    s.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "--tcp=80:8080",
+        "--clusterip=10.43.7.7",
+    ]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     eventually(20, "the service's A record", || {
-        let m = rt.block_on(udp(addr, "web.default.svc.example.internal.", RecordType::A));
+        let m = rt.block_on(udp(
+            addr,
+            "web.default.svc.example.internal.",
+            RecordType::A,
+        ));
         let ips: Vec<IpAddr> = m
             .answers
             .iter()

@@ -8,8 +8,19 @@ use std::time::{Duration, Instant};
 use support::Server;
 
 fn holder(s: &Server) -> Option<String> {
-    let out = s.kubectl(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]);
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned()).filter(|h| !h.is_empty())
+    let out = s.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .filter(|h| !h.is_empty())
 }
 
 #[test]
@@ -32,8 +43,15 @@ fn a_second_server_takes_over_the_controllers() {
         assert!(Instant::now() < deadline, "nobody took the lease");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(first.starts_with("a_") || first.starts_with("b_"), "{first}");
-    let (mut dead, alive, survivor) = if first.starts_with("a_") { (a, b, "b_") } else { (b, a, "a_") };
+    assert!(
+        first.starts_with("a_") || first.starts_with("b_"),
+        "{first}"
+    );
+    let (mut dead, alive, survivor) = if first.starts_with("a_") {
+        (a, b, "b_")
+    } else {
+        (b, a, "a_")
+    };
     dead.stop(true);
 
     // The survivor takes over (lease 15 s) and its controllers work.
@@ -44,17 +62,30 @@ fn a_second_server_takes_over_the_controllers() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "{survivor} did not take over:\n{}", alive.log());
+        assert!(
+            Instant::now() < deadline,
+            "{survivor} did not take over:\n{}",
+            alive.log()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
-    alive.ok(&["create", "deployment", "after", "--image=nginx", "--replicas=2"]);
+    alive.ok(&[
+        "create",
+        "deployment",
+        "after",
+        "--image=nginx",
+        "--replicas=2",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = alive.json(&["get", "pods", "-l", "app=after", "-o", "json"]);
         if v["items"].as_array().unwrap().len() == 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "controllers on the survivor do not work");
+        assert!(
+            Instant::now() < deadline,
+            "controllers on the survivor do not work"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(etcd);

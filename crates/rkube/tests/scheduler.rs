@@ -30,7 +30,15 @@ fn add_node(s: &Server, name: &str, cpu: &str, labels: Value, taints: Value) {
         "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]
     }});
-    s.ok(&["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+    s.ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
 }
 
 /// A pod with one container requesting `cpu`, plus `spec` merged in.
@@ -61,17 +69,21 @@ fn wait_bound(s: &Server, name: &str) -> String {
 
 /// The PodScheduled condition's message once it is False.
 fn wait_unschedulable(s: &Server, name: &str, contains: &str) -> String {
-    eventually(30, &format!("{name} unschedulable with {contains:?}"), || {
-        let p = s.json(&["get", "pod", name]);
-        let c = p["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")?
-            .clone();
-        assert_eq!(c["reason"], "Unschedulable");
-        let msg = c["message"].as_str()?.to_owned();
-        msg.contains(contains).then_some(msg)
-    })
+    eventually(
+        30,
+        &format!("{name} unschedulable with {contains:?}"),
+        || {
+            let p = s.json(&["get", "pod", name]);
+            let c = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")?
+                .clone();
+            assert_eq!(c["reason"], "Unschedulable");
+            let msg = c["message"].as_str()?.to_owned();
+            msg.contains(contains).then_some(msg)
+        },
+    )
 }
 
 #[test]
@@ -110,9 +122,20 @@ fn pods_are_bound_and_a_pod_too_big_waits_for_a_big_enough_node() {
         let d = s.ok(&["describe", "pod", "big"]);
         d.contains("FailedScheduling").then_some(d)
     });
-    assert!(describe.contains("0/2 nodes are available: 2 Insufficient cpu."), "{describe}");
+    assert!(
+        describe.contains("0/2 nodes are available: 2 Insufficient cpu."),
+        "{describe}"
+    );
     // A pod for another scheduler is left alone.
-    create(&s, &pod("other", "100m", json!({}), json!({"schedulerName": "someone-else"})));
+    create(
+        &s,
+        &pod(
+            "other",
+            "100m",
+            json!({}),
+            json!({"schedulerName": "someone-else"}),
+        ),
+    );
 
     add_node(&s, "n3", "4", json!({}), json!([]));
     assert_eq!(wait_bound(&s, "big"), "n3");
@@ -125,8 +148,20 @@ fn pods_are_bound_and_a_pod_too_big_waits_for_a_big_enough_node() {
 #[test]
 fn node_selectors_affinity_taints_and_tolerations() {
     let s = start();
-    add_node(&s, "ssd", "4", json!({"disk": "ssd", "zone": "a"}), json!([]));
-    add_node(&s, "hdd", "4", json!({"disk": "hdd", "zone": "b"}), json!([]));
+    add_node(
+        &s,
+        "ssd",
+        "4",
+        json!({"disk": "ssd", "zone": "a"}),
+        json!([]),
+    );
+    add_node(
+        &s,
+        "hdd",
+        "4",
+        json!({"disk": "hdd", "zone": "b"}),
+        json!([]),
+    );
     add_node(
         &s,
         "gpu",
@@ -142,7 +177,15 @@ fn node_selectors_affinity_taints_and_tolerations() {
         json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}]),
     );
 
-    create(&s, &pod("sel", "100m", json!({}), json!({"nodeSelector": {"disk": "hdd"}})));
+    create(
+        &s,
+        &pod(
+            "sel",
+            "100m",
+            json!({}),
+            json!({"nodeSelector": {"disk": "hdd"}}),
+        ),
+    );
     assert_eq!(wait_bound(&s, "sel"), "hdd");
 
     let affinity = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
@@ -155,14 +198,23 @@ fn node_selectors_affinity_taints_and_tolerations() {
     }
 
     let mut tolerating = affinity.clone();
-    tolerating["tolerations"] = json!([{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]);
-    tolerating["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
-        ["matchExpressions"][0]["values"] = json!(["ssd"]);
+    tolerating["tolerations"] =
+        json!([{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]);
+    tolerating["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = json!(["ssd"]);
     tolerating["nodeSelector"] = json!({"zone": "c"});
     create(&s, &pod("tol", "100m", json!({}), tolerating));
     assert_eq!(wait_bound(&s, "tol"), "gpu");
 
-    create(&s, &pod("nowhere", "100m", json!({}), json!({"nodeSelector": {"disk": "nvme"}})));
+    create(
+        &s,
+        &pod(
+            "nowhere",
+            "100m",
+            json!({}),
+            json!({"nodeSelector": {"disk": "nvme"}}),
+        ),
+    );
     let msg = wait_unschedulable(&s, "nowhere", "affinity");
     assert_eq!(
         msg,
@@ -177,7 +229,13 @@ fn node_selectors_affinity_taints_and_tolerations() {
 fn anti_affinity_spreads_over_hosts_and_topology_spread_keeps_skew() {
     let s = start();
     for (n, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
-        add_node(&s, n, "8", json!({"topology.kubernetes.io/zone": zone}), json!([]));
+        add_node(
+            &s,
+            n,
+            "8",
+            json!({"topology.kubernetes.io/zone": zone}),
+            json!([]),
+        );
     }
     let anti = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
         {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}}});
@@ -206,11 +264,17 @@ fn anti_affinity_spreads_over_hosts_and_topology_spread_keeps_skew() {
     let mut zones = std::collections::BTreeMap::new();
     for i in 0..6 {
         let name = format!("web-{i}");
-        create(&s, &pod(&name, "100m", json!({"app": "web"}), spread.clone()));
+        create(
+            &s,
+            &pod(&name, "100m", json!({"app": "web"}), spread.clone()),
+        );
         let node = wait_bound(&s, &name);
         let zone = if node.starts_with('a') { "a" } else { "b" };
         *zones.entry(zone).or_insert(0) += 1;
-        let (a, b) = (zones.get("a").copied().unwrap_or(0), zones.get("b").copied().unwrap_or(0));
+        let (a, b) = (
+            zones.get("a").copied().unwrap_or(0),
+            zones.get("b").copied().unwrap_or(0),
+        );
         assert!(i32::abs(a - b) <= 1, "skew after {name}: {zones:?}");
     }
     assert_eq!(zones, [("a", 3), ("b", 3)].into_iter().collect());
@@ -225,13 +289,26 @@ fn a_high_priority_pod_preempts_a_low_priority_one() {
             "metadata": {"name": name}, "value": value});
         create(&s, &pc.to_string());
     }
-    create(&s, &pod("victim", "1500m", json!({}), json!({"priorityClassName": "low"})));
+    create(
+        &s,
+        &pod(
+            "victim",
+            "1500m",
+            json!({}),
+            json!({"priorityClassName": "low"}),
+        ),
+    );
     assert_eq!(wait_bound(&s, "victim"), "only");
 
     // preemptionPolicy Never: waits without preempting.
     create(
         &s,
-        &pod("polite", "1500m", json!({}), json!({"priorityClassName": "high", "preemptionPolicy": "Never"})),
+        &pod(
+            "polite",
+            "1500m",
+            json!({}),
+            json!({"priorityClassName": "high", "preemptionPolicy": "Never"}),
+        ),
     );
     let msg = wait_unschedulable(&s, "polite", "Insufficient cpu");
     assert_eq!(
@@ -240,7 +317,15 @@ fn a_high_priority_pod_preempts_a_low_priority_one() {
     );
     s.ok(&["delete", "pod", "polite", "--grace-period=0", "--force"]);
 
-    create(&s, &pod("vip", "1500m", json!({}), json!({"priorityClassName": "high"})));
+    create(
+        &s,
+        &pod(
+            "vip",
+            "1500m",
+            json!({}),
+            json!({"priorityClassName": "high"}),
+        ),
+    );
     let nominated = eventually(30, "vip nominated", || {
         let p = s.json(&["get", "pod", "vip"]);
         p["status"]["nominatedNodeName"].as_str().map(str::to_owned)

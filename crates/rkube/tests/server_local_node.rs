@@ -19,27 +19,53 @@ fn the_local_node_runs_pods_as_containers() {
         .arg(images.path())
         .output()
         .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let mut s = Server::start_with_local_node(&["--node-name=local-node"], images.path());
     eventually(90, "the local node Ready", || {
         let out = s.kubectl(&["get", "node", "local-node", "-o", "json"]);
         let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let ready = n["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let ready = n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
         ready.then_some(())
     });
     // The scheduler places it; the agent runs it.
-    s.ok(&["run", "hello", "--image=busybox", "--restart=Never", "--command", "--", "sh", "-c", "echo hi; sleep 3600"]);
+    s.ok(&[
+        "run",
+        "hello",
+        "--image=busybox",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; sleep 3600",
+    ]);
     let pod = eventually(90, "hello Running", || {
         let p = s.json(&["get", "pod", "hello", "-o", "json"]);
         (p["status"]["phase"] == "Running").then_some(p)
     });
     assert_eq!(pod["spec"]["nodeName"], "local-node");
-    assert!(pod["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().starts_with("containerd://"), "{pod}");
+    assert!(
+        pod["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{pod}"
+    );
     s.ok(&["delete", "pod", "hello", "--timeout=60s"]);
     // A graceful stop takes the node's containerd down with it.
     s.stop(false);
     let data = s.data_dir().display().to_string();
-    let left = Command::new("pgrep").args(["-f", &format!("containerd.*{data}")]).output().unwrap();
+    let left = Command::new("pgrep")
+        .args(["-f", &format!("containerd.*{data}")])
+        .output()
+        .unwrap();
     let pids = String::from_utf8_lossy(&left.stdout).trim().to_owned();
     if !pids.is_empty() {
         for pid in pids.lines() {

@@ -41,7 +41,11 @@ pub fn http2_client(config: kube::Config) -> anyhow::Result<kube::Client> {
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
-        .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        .map_err(
+            |e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(e)
+            },
+        )
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace))
 }
@@ -85,7 +89,10 @@ mod tests {
     #[test]
     fn pem_blocks() {
         let pem = b"junk\n-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nBA==\n-----END CERTIFICATE-----\n";
-        assert_eq!(super::pem_certificates(pem), vec![vec![0, 1, 2, 3], vec![4]]);
+        assert_eq!(
+            super::pem_certificates(pem),
+            vec![vec![0, 1, 2, 3], vec![4]]
+        );
         assert!(super::pem_certificates(b"nothing").is_empty());
     }
 }

@@ -49,7 +49,13 @@ impl Recorder {
         self.record(obj.object_ref(&()), "Warning", reason, message)
     }
 
-    pub fn record(&self, regarding: ObjectReference, type_: &'static str, reason: &str, message: String) {
+    pub fn record(
+        &self,
+        regarding: ObjectReference,
+        type_: &'static str,
+        reason: &str,
+        message: String,
+    ) {
         let p = Pending {
             regarding,
             type_,
@@ -92,7 +98,10 @@ async fn writer(client: kube::Client, component: String, mut rx: mpsc::Receiver<
                 "lastTimestamp": Time(now),
             });
             let api: Api<Event> = Api::namespaced(client.clone(), ns);
-            match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => continue,
                 Err(e) if crate::is_not_found(&e) => {
                     // Expired or deleted: write a new one below.
@@ -128,7 +137,11 @@ async fn writer(client: kube::Client, component: String, mut rx: mpsc::Receiver<
             event_time: None::<MicroTime>,
             count: Some(1),
             reporting_component: Some(component.clone()),
-            reporting_instance: Some(if host.is_empty() { component.clone() } else { format!("{component}-{host}") }),
+            reporting_instance: Some(if host.is_empty() {
+                component.clone()
+            } else {
+                format!("{component}-{host}")
+            }),
             ..Default::default()
         };
         match api.create(&PostParams::default(), &event).await {

@@ -164,7 +164,10 @@ where
                         for r in &seen {
                             let Some(new) = reader.get(r) else { continue };
                             match before.get(r) {
-                                Some(old) if !first => changes.push(Change::Updated { old: old.clone(), new }),
+                                Some(old) if !first => changes.push(Change::Updated {
+                                    old: old.clone(),
+                                    new,
+                                }),
                                 _ => changes.push(Change::Added(new)),
                             }
                         }

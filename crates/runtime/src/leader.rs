@@ -138,7 +138,8 @@ impl LeaderElection {
             _ => *observed = Some((record, Instant::now())),
         }
         let held_by_other = !holder.is_empty() && holder != self.identity;
-        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64);
+        let duration =
+            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(secs).max(1) as u64);
         if held_by_other && observed.as_ref().unwrap().1.elapsed() < duration {
             return Ok(false);
         }
@@ -152,7 +153,10 @@ impl LeaderElection {
         new_spec.lease_duration_seconds = Some(secs);
         new_spec.renew_time = Some(now);
         lease.spec = Some(new_spec);
-        match api.replace(&self.name, &PostParams::default(), &lease).await {
+        match api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if crate::is_conflict(&e) => Ok(false),
             Err(e) => Err(e),

@@ -210,8 +210,12 @@ pub enum Next {
 /// Runs `workers` tasks that take keys from `queue` and reconcile them:
 /// success forgets the key's back-off (and re-queues it if asked), failure
 /// retries it with back-off. Returns when the queue shuts down.
-pub async fn run_workers<T, F, Fut, E>(queue: WorkQueue<T>, workers: usize, name: &'static str, f: F)
-where
+pub async fn run_workers<T, F, Fut, E>(
+    queue: WorkQueue<T>,
+    workers: usize,
+    name: &'static str,
+    f: F,
+) where
     T: Hash + Eq + Clone + Send + Sync + std::fmt::Display + 'static,
     F: Fn(T) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Next, E>> + Send + 'static,
@@ -278,7 +282,9 @@ mod tests {
         let k = q.get().await.unwrap();
         q.add("a");
         // Still processing: nothing to get.
-        assert!(tokio::time::timeout(Duration::from_millis(20), q.get()).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(20), q.get())
+            .await
+            .is_err());
         q.done(&k);
         assert_eq!(q.get().await, Some("a"));
     }
@@ -349,7 +355,10 @@ mod tests {
                 }
             }
         }));
-        tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 }

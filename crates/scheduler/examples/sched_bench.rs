@@ -62,14 +62,18 @@ async fn create_nodes(c: kube::Client, count: usize, zones: usize) -> anyhow::Re
                     "allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"},
                     "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
                 }});
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                    .await?;
                 anyhow::Ok(())
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .try_collect::<Vec<_>>()
         .await?;
-    println!("created {count} nodes in {:.1}s", start.elapsed().as_secs_f64());
+    println!(
+        "created {count} nodes in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -113,7 +117,10 @@ async fn load(c: kube::Client, pods: usize, kind: &str, nodes: usize) -> anyhow:
     let ns = format!("bench-{kind}-{}", std::process::id());
     let nsapi: Api<Namespace> = Api::all(c.clone());
     nsapi
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}}))?)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}}))?,
+        )
         .await?;
     let api: Api<Pod> = Api::namespaced(c.clone(), &ns);
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -165,7 +172,9 @@ async fn load(c: kube::Client, pods: usize, kind: &str, nodes: usize) -> anyhow:
                     let (api, sent, kind) = (api.clone(), sent.clone(), kind.clone());
                     async move {
                         let p = pod_for(&kind, i, pods, nodes)?;
-                        sent.lock().unwrap().insert(format!("p-{i}"), Instant::now());
+                        sent.lock()
+                            .unwrap()
+                            .insert(format!("p-{i}"), Instant::now());
                         api.create(&PostParams::default(), &p).await?;
                         anyhow::Ok(())
                     }
@@ -223,7 +232,10 @@ async fn memory(c: kube::Client, nodes: usize) -> anyhow::Result<()> {
     let m = scheduler::metrics::get();
     let deadline = Instant::now() + Duration::from_secs(120);
     while (m.cache_nodes.load(std::sync::atomic::Ordering::Relaxed) as usize) < nodes {
-        anyhow::ensure!(Instant::now() < deadline, "the scheduler cache never held {nodes} nodes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the scheduler cache never held {nodes} nodes"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -36,8 +36,14 @@ pub fn resolve_priority(pod: &Pod, classes: &Store<PriorityClass>) -> i32 {
     if let Some(p) = spec.and_then(|s| s.priority) {
         return p;
     }
-    if let Some(name) = spec.and_then(|s| s.priority_class_name.as_deref()).filter(|n| !n.is_empty()) {
-        return classes.get(&ObjectRef::new(name)).map(|c| c.value).unwrap_or(0);
+    if let Some(name) = spec
+        .and_then(|s| s.priority_class_name.as_deref())
+        .filter(|n| !n.is_empty())
+    {
+        return classes
+            .get(&ObjectRef::new(name))
+            .map(|c| c.value)
+            .unwrap_or(0);
     }
     classes
         .find(|c| c.global_default == Some(true))
@@ -53,7 +59,10 @@ fn is_terminal(pod: &Pod) -> bool {
 }
 
 fn node_name(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
 }
 
 /// Whether an update changed what scheduling reads (not just status).
@@ -67,8 +76,14 @@ fn spec_changed(old: &Pod, new: &Pod) -> bool {
 fn node_changed(old: &Node, new: &Node) -> bool {
     old.spec != new.spec
         || old.metadata.labels != new.metadata.labels
-        || old.status.as_ref().map(|s| (&s.allocatable, &s.conditions, &s.images))
-            != new.status.as_ref().map(|s| (&s.allocatable, &s.conditions, &s.images))
+        || old
+            .status
+            .as_ref()
+            .map(|s| (&s.allocatable, &s.conditions, &s.images))
+            != new
+                .status
+                .as_ref()
+                .map(|s| (&s.allocatable, &s.conditions, &s.images))
 }
 
 struct Shared {
@@ -221,7 +236,12 @@ impl Shared {
                             for p in &r.clear_nominations {
                                 self.queue.nominate(p.clone(), "");
                             }
-                            self.clone().preempt(info.clone(), node.clone(), r.victims, r.clear_nominations);
+                            self.clone().preempt(
+                                info.clone(),
+                                node.clone(),
+                                r.victims,
+                                r.clear_nominations,
+                            );
                         }
                     }
                     m.attempt_duration.observe(start.elapsed());
@@ -230,18 +250,21 @@ impl Shared {
                     tracing::debug!(pod = %info.key, %msg, "unschedulable");
                     self.queue
                         .failed(&info, popped.cycle, fe.diagnosis.rejected_by.clone(), false);
-                    self.clone().report_failure(info, "Unschedulable", msg, nominated);
+                    self.clone()
+                        .report_failure(info, "Unschedulable", msg, nominated);
                 }
                 Err(ScheduleError::NoNodes) => {
                     m.unschedulable.fetch_add(1, Relaxed);
                     self.queue.failed(&info, popped.cycle, Vec::new(), false);
                     let msg = ScheduleError::NoNodes.to_string();
-                    self.clone().report_failure(info, "Unschedulable", msg, None);
+                    self.clone()
+                        .report_failure(info, "Unschedulable", msg, None);
                 }
                 Err(e) => {
                     m.errors.fetch_add(1, Relaxed);
                     self.queue.failed(&info, popped.cycle, Vec::new(), true);
-                    self.clone().report_failure(info, "SchedulerError", e.to_string(), None);
+                    self.clone()
+                        .report_failure(info, "SchedulerError", e.to_string(), None);
                 }
             }
         }
@@ -275,19 +298,30 @@ impl Shared {
                 },
             };
             let res = api
-                .create_subresource::<Binding, serde_json::Value>("binding", &placed.name, &PostParams::default(), &binding)
+                .create_subresource::<Binding, serde_json::Value>(
+                    "binding",
+                    &placed.name,
+                    &PostParams::default(),
+                    &binding,
+                )
                 .await;
             let m = metrics::get();
             m.binding_duration.observe(started.elapsed());
             match res {
                 Ok(_) => {
-                    me.cache.lock().unwrap().finish_binding(&placed.key, Instant::now());
+                    me.cache
+                        .lock()
+                        .unwrap()
+                        .finish_binding(&placed.key, Instant::now());
                     m.scheduled.fetch_add(1, Relaxed);
                     m.e2e_duration.observe(since.elapsed());
                     me.recorder.normal(
                         placed.pod.as_ref(),
                         "Scheduled",
-                        format!("Successfully assigned {} to {}", placed.key, placed.node_name),
+                        format!(
+                            "Successfully assigned {} to {}",
+                            placed.key, placed.node_name
+                        ),
                     );
                 }
                 Err(e) => {
@@ -312,8 +346,15 @@ impl Shared {
 
     /// FailedScheduling event and the PodScheduled=False condition (only
     /// written when it changes), with nominatedNodeName after preemption.
-    fn report_failure(self: Arc<Self>, info: Arc<PodInfo>, reason: &'static str, msg: String, nominated: Option<String>) {
-        self.recorder.warning(info.pod.as_ref(), "FailedScheduling", msg.clone());
+    fn report_failure(
+        self: Arc<Self>,
+        info: Arc<PodInfo>,
+        reason: &'static str,
+        msg: String,
+        nominated: Option<String>,
+    ) {
+        self.recorder
+            .warning(info.pod.as_ref(), "FailedScheduling", msg.clone());
         let status = info.pod.status.as_ref();
         let same = status
             .and_then(|s| s.conditions.as_ref())
@@ -360,9 +401,17 @@ impl Shared {
 
     /// Deletes the victims (marking them DisruptionTarget first) and clears
     /// the nominations of lower-priority pods that lost the node.
-    fn preempt(self: Arc<Self>, pod: Arc<PodInfo>, node: String, victims: Vec<Arc<PodInfo>>, cleared: Vec<Arc<PodInfo>>) {
+    fn preempt(
+        self: Arc<Self>,
+        pod: Arc<PodInfo>,
+        node: String,
+        victims: Vec<Arc<PodInfo>>,
+        cleared: Vec<Arc<PodInfo>>,
+    ) {
         let me = self.clone();
-        metrics::get().preemption_victims.fetch_add(victims.len() as u64, Relaxed);
+        metrics::get()
+            .preemption_victims
+            .fetch_add(victims.len() as u64, Relaxed);
         self.handle.spawn(async move {
             for v in victims {
                 let api: Api<Pod> = Api::namespaced(me.client.clone(), &v.namespace);
@@ -404,7 +453,13 @@ impl Drop for StopGuard {
 
 fn informer<K>(client: &kube::Client) -> Arc<Informer<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     Informer::new(Api::<K>::all(client.clone()), watcher::Config::default())
@@ -412,7 +467,13 @@ where
 
 fn cluster_informer<K>(client: &kube::Client) -> Arc<Informer<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     Informer::new(Api::<K>::all(client.clone()), watcher::Config::default())
 }
@@ -455,7 +516,9 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
         pods.on_change(move |c| s.on_pod(c));
         let s = shared.clone();
         namespaces.on_change(move |c| {
-            if c.old().is_none_or(|o| o.metadata.labels != c.object().metadata.labels) {
+            if c.old()
+                .is_none_or(|o| o.metadata.labels != c.object().metadata.labels)
+            {
                 s.queue.move_all(ClusterEvent::NamespaceChange);
             }
         });
@@ -499,12 +562,16 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
             let mut c = shared.cache.lock().unwrap();
             let expired = c.cleanup_expired(Instant::now());
             if expired > 0 {
-                tracing::warn!(expired, "assumed pods expired without their binding being seen");
+                tracing::warn!(
+                    expired,
+                    "assumed pods expired without their binding being seen"
+                );
             }
             (c.node_count(), c.pod_count(), c.assumed_count())
         };
         let q = shared.queue.sizes();
-        m.queue_active.store((q.active + q.in_flight) as u64, Relaxed);
+        m.queue_active
+            .store((q.active + q.in_flight) as u64, Relaxed);
         m.queue_backoff.store(q.backoff as u64, Relaxed);
         m.queue_unschedulable.store(q.unschedulable as u64, Relaxed);
         m.cache_nodes.store(nodes as u64, Relaxed);

@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Taint,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Taint};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -106,7 +104,10 @@ impl NodeInfo {
         self.non_zero_cpu += p.non_zero_cpu;
         self.non_zero_mem += p.non_zero_mem;
         self.used_ports.extend(p.ports.iter().cloned());
-        if !(p.required_affinity.is_empty() && p.preferred_affinity.is_empty() && p.preferred_anti_affinity.is_empty()) {
+        if !(p.required_affinity.is_empty()
+            && p.preferred_affinity.is_empty()
+            && p.preferred_anti_affinity.is_empty())
+        {
             self.pods_with_affinity.push(p.clone());
         }
         if !p.required_anti_affinity.is_empty() {
@@ -122,7 +123,8 @@ impl NodeInfo {
         };
         let p = self.pods.swap_remove(i);
         self.pods_with_affinity.retain(|x| x.key != key);
-        self.pods_with_required_anti_affinity.retain(|x| x.key != key);
+        self.pods_with_required_anti_affinity
+            .retain(|x| x.key != key);
         self.requested.sub(&p.requests);
         self.non_zero_cpu -= p.non_zero_cpu;
         self.non_zero_mem -= p.non_zero_mem;
@@ -481,7 +483,11 @@ mod tests {
         let p = Arc::new(pod_info(&pod("a", "1", "1Gi")).with_node("n1"));
         c.assume_pod(p.clone());
         let now = Instant::now();
-        assert_eq!(c.cleanup_expired(now + Duration::from_secs(5)), 0, "binding not finished");
+        assert_eq!(
+            c.cleanup_expired(now + Duration::from_secs(5)),
+            0,
+            "binding not finished"
+        );
         c.finish_binding(&p.key, now);
         assert_eq!(c.cleanup_expired(now + Duration::from_secs(5)), 1);
         assert_eq!(c.node("n1").unwrap().pods.len(), 0);

@@ -126,7 +126,11 @@ impl Config {
     /// The profiles by schedulerName.
     pub fn build(&self) -> anyhow::Result<HashMap<String, Profile>> {
         let defaults = [ProfileConfig::default()];
-        let profiles = if self.profiles.is_empty() { &defaults[..] } else { &self.profiles[..] };
+        let profiles = if self.profiles.is_empty() {
+            &defaults[..]
+        } else {
+            &self.profiles[..]
+        };
         let mut out = HashMap::new();
         for pc in profiles {
             let mut p = build_profile(pc)?;
@@ -134,7 +138,10 @@ impl Config {
                 p.percentage_of_nodes_to_score = self.percentage_of_nodes_to_score;
             }
             if out.insert(p.scheduler_name.clone(), p).is_some() {
-                anyhow::bail!("duplicate profile for schedulerName {:?}", pc.scheduler_name);
+                anyhow::bail!(
+                    "duplicate profile for schedulerName {:?}",
+                    pc.scheduler_name
+                );
             }
         }
         Ok(out)
@@ -163,7 +170,11 @@ fn apply(list: &mut Vec<(String, Option<i64>)>, set: &PluginSet) {
 }
 
 pub fn build_profile(pc: &ProfileConfig) -> anyhow::Result<Profile> {
-    let args: HashMap<&str, &Value> = pc.plugin_config.iter().map(|c| (c.name.as_str(), &c.args)).collect();
+    let args: HashMap<&str, &Value> = pc
+        .plugin_config
+        .iter()
+        .map(|c| (c.name.as_str(), &c.args))
+        .collect();
     let mut instances: HashMap<String, Arc<dyn Plugin>> = HashMap::new();
     let mut get = |name: &str| -> anyhow::Result<Arc<dyn Plugin>> {
         if let Some(p) = instances.get(name) {
@@ -208,10 +219,22 @@ pub fn build_profile(pc: &ProfileConfig) -> anyhow::Result<Profile> {
             out
         }};
     }
-    profile.pre_filter = point!(pre_filter, pre_filter, as_pre_filter).into_iter().map(|(p, _)| p).collect();
-    profile.filter = point!(filter, filter, as_filter).into_iter().map(|(p, _)| p).collect();
-    profile.post_filter = point!(post_filter, post_filter, as_post_filter).into_iter().map(|(p, _)| p).collect();
-    profile.pre_score = point!(pre_score, pre_score, as_pre_score).into_iter().map(|(p, _)| p).collect();
+    profile.pre_filter = point!(pre_filter, pre_filter, as_pre_filter)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    profile.filter = point!(filter, filter, as_filter)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    profile.post_filter = point!(post_filter, post_filter, as_post_filter)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    profile.pre_score = point!(pre_score, pre_score, as_pre_score)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     profile.score = point!(score, score, as_score)
         .into_iter()
         .map(|(p, w)| (p, w.unwrap_or(1)))
@@ -287,10 +310,15 @@ profiles:
         assert_eq!(profiles.len(), 2);
         let packer = &profiles["packer"];
         assert_eq!(packer.score.len(), 1);
-        assert_eq!((packer.score[0].0.name(), packer.score[0].1), ("NodeResourcesFit", 5));
+        assert_eq!(
+            (packer.score[0].0.name(), packer.score[0].1),
+            ("NodeResourcesFit", 5)
+        );
         assert!(packer.post_filter.is_empty());
         assert_eq!(packer.percentage_of_nodes_to_score, Some(20));
         assert_eq!(profiles["default-scheduler"].score.len(), 7);
-        assert!(Config::parse("profiles: [{plugins: {filter: {enabled: [{name: Nope}]}}}]").is_err());
+        assert!(
+            Config::parse("profiles: [{plugins: {filter: {enabled: [{name: Nope}]}}}]").is_err()
+        );
     }
 }

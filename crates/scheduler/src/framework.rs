@@ -86,7 +86,10 @@ impl Status {
     }
 
     pub fn is_rejection(&self) -> bool {
-        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable)
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable
+        )
     }
 
     pub fn message(&self) -> String {
@@ -152,7 +155,8 @@ pub trait PreFilterPlugin: Plugin {
 
 /// Whether the pod can run on one node.
 pub trait FilterPlugin: Plugin {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Status;
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot)
+        -> Status;
 }
 
 /// What a PostFilter plugin (preemption) decided.
@@ -183,14 +187,27 @@ pub trait PostFilterPlugin: Plugin {
 
 /// Runs once per cycle before scoring, with the feasible nodes.
 pub trait PreScorePlugin: Plugin {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snap: &Snapshot) -> Status;
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snap: &Snapshot,
+    ) -> Status;
 }
 
 /// Ranks feasible nodes; scores are normalised to 0..=100, then weighted.
 pub trait ScorePlugin: Plugin {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> i64;
     /// Rescales raw scores (in node order) to 0..=MAX_NODE_SCORE.
-    fn normalize(&self, _state: &CycleState, _pod: &PodInfo, _nodes: &[&NodeInfo], _scores: &mut [i64]) {}
+    fn normalize(
+        &self,
+        _state: &CycleState,
+        _pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        _scores: &mut [i64],
+    ) {
+    }
 }
 
 /// Kubernetes' DefaultNormalizeScore: scale to 0..=max by the largest
@@ -239,7 +256,10 @@ impl Diagnosis {
         if let Some(s) = &self.pre_filter {
             return Some(s);
         }
-        self.node_statuses.iter().find(|(i, _)| *i == idx).map(|(_, s)| s)
+        self.node_statuses
+            .iter()
+            .find(|(i, _)| *i == idx)
+            .map(|(_, s)| s)
     }
 }
 
@@ -320,11 +340,34 @@ impl fmt::Debug for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Profile")
             .field("scheduler_name", &self.scheduler_name)
-            .field("pre_filter", &self.pre_filter.iter().map(|p| p.name()).collect::<Vec<_>>())
-            .field("filter", &self.filter.iter().map(|p| p.name()).collect::<Vec<_>>())
-            .field("post_filter", &self.post_filter.iter().map(|p| p.name()).collect::<Vec<_>>())
-            .field("pre_score", &self.pre_score.iter().map(|p| p.name()).collect::<Vec<_>>())
-            .field("score", &self.score.iter().map(|(p, w)| (p.name(), *w)).collect::<Vec<_>>())
+            .field(
+                "pre_filter",
+                &self.pre_filter.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "filter",
+                &self.filter.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "post_filter",
+                &self
+                    .post_filter
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "pre_score",
+                &self.pre_score.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "score",
+                &self
+                    .score
+                    .iter()
+                    .map(|(p, w)| (p.name(), *w))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -346,7 +389,12 @@ pub fn num_feasible_nodes_to_find(percentage: Option<u32>, all: usize) -> usize 
 
 impl Profile {
     /// Runs PreFilter plugins; Err is a rejection (or error) for all nodes.
-    pub fn run_pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Result<(), Status> {
+    pub fn run_pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snap: &Snapshot,
+    ) -> Result<(), Status> {
         for p in &self.pre_filter {
             let st = p.pre_filter(state, pod, snap);
             match st.code {
@@ -359,7 +407,13 @@ impl Profile {
     }
 
     /// Runs Filter plugins on one node, stopping at the first rejection.
-    pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Status {
+    pub fn run_filter(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snap: &Snapshot,
+    ) -> Status {
         for p in &self.filter {
             if state.skips_filter(p.name()) {
                 continue;
@@ -449,8 +503,11 @@ impl Profile {
         let mut processed = 0;
         let check_nominated = !nominated.is_empty();
         // The filters this pod needs (PreFilter skips resolved once).
-        let active: Vec<&Arc<dyn FilterPlugin>> =
-            self.filter.iter().filter(|p| !state.skips_filter(p.name())).collect();
+        let active: Vec<&Arc<dyn FilterPlugin>> = self
+            .filter
+            .iter()
+            .filter(|p| !state.skips_filter(p.name()))
+            .collect();
         for i in 0..n {
             let idx = (start + i) % n;
             let node = &snap.nodes[idx];
@@ -595,29 +652,56 @@ mod tests {
         for i in 3..5 {
             d.reject(
                 i,
-                st(Code::UnschedulableAndUnresolvable, "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
+                st(
+                    Code::UnschedulableAndUnresolvable,
+                    "node(s) had untolerated taint {node.kubernetes.io/unreachable: }",
+                ),
             );
         }
-        d.post_filter_msg = Some("preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling".into());
-        let e = FitError { num_all_nodes: 5, diagnosis: d };
+        d.post_filter_msg = Some(
+            "preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling"
+                .into(),
+        );
+        let e = FitError {
+            num_all_nodes: 5,
+            diagnosis: d,
+        };
         assert_eq!(
             e.to_string(),
             "0/5 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/unreachable: }, 3 Insufficient cpu. preemption: 0/5 nodes are available: 5 Preemption is not helpful for scheduling."
         );
         let mut multi = Diagnosis::default();
-        multi.reject(0, Status {
-            code: Code::Unschedulable,
-            reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()],
-            plugin: "NodeResourcesFit",
-        });
-        let e = FitError { num_all_nodes: 1, diagnosis: multi };
-        assert_eq!(e.to_string(), "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.");
+        multi.reject(
+            0,
+            Status {
+                code: Code::Unschedulable,
+                reasons: vec!["Insufficient cpu".into(), "Insufficient memory".into()],
+                plugin: "NodeResourcesFit",
+            },
+        );
+        let e = FitError {
+            num_all_nodes: 1,
+            diagnosis: multi,
+        };
+        assert_eq!(
+            e.to_string(),
+            "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."
+        );
         let pre = Diagnosis {
-            pre_filter: Some(st(Code::UnschedulableAndUnresolvable, "pod has unbound immediate PersistentVolumeClaims")),
+            pre_filter: Some(st(
+                Code::UnschedulableAndUnresolvable,
+                "pod has unbound immediate PersistentVolumeClaims",
+            )),
             ..Default::default()
         };
-        let e = FitError { num_all_nodes: 3, diagnosis: pre };
-        assert_eq!(e.to_string(), "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims.");
+        let e = FitError {
+            num_all_nodes: 3,
+            diagnosis: pre,
+        };
+        assert_eq!(
+            e.to_string(),
+            "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+        );
     }
 
     #[test]

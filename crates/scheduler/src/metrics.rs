@@ -42,13 +42,27 @@ impl Histogram {
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let wrap = |l: &str| if l.is_empty() { String::new() } else { format!("{{{l}}}") };
-        let _ = writeln!(out, "{name}_sum{} {}", wrap(labels), self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let wrap = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            wrap(labels),
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{} {count}", wrap(labels));
     }
 }
 
-const BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+    30.0, 60.0,
+];
 
 pub struct Metrics {
     pub scheduled: AtomicU64,
@@ -93,26 +107,61 @@ pub fn render() -> String {
     let m = get();
     let mut o = String::new();
     o.push_str("# HELP scheduler_schedule_attempts_total Number of attempts to schedule pods, by the result.\n# TYPE scheduler_schedule_attempts_total counter\n");
-    for (r, v) in [("scheduled", &m.scheduled), ("unschedulable", &m.unschedulable), ("error", &m.errors)] {
-        let _ = writeln!(o, "scheduler_schedule_attempts_total{{profile=\"default-scheduler\",result=\"{r}\"}} {}", v.load(Relaxed));
+    for (r, v) in [
+        ("scheduled", &m.scheduled),
+        ("unschedulable", &m.unschedulable),
+        ("error", &m.errors),
+    ] {
+        let _ = writeln!(
+            o,
+            "scheduler_schedule_attempts_total{{profile=\"default-scheduler\",result=\"{r}\"}} {}",
+            v.load(Relaxed)
+        );
     }
     o.push_str("# HELP scheduler_scheduling_attempt_duration_seconds Scheduling attempt latency (algorithm only).\n# TYPE scheduler_scheduling_attempt_duration_seconds histogram\n");
-    m.attempt_duration.render(&mut o, "scheduler_scheduling_attempt_duration_seconds", "");
+    m.attempt_duration
+        .render(&mut o, "scheduler_scheduling_attempt_duration_seconds", "");
     o.push_str("# HELP scheduler_pod_scheduling_sli_duration_seconds From a pod entering the queue to its binding.\n# TYPE scheduler_pod_scheduling_sli_duration_seconds histogram\n");
-    m.e2e_duration.render(&mut o, "scheduler_pod_scheduling_sli_duration_seconds", "");
+    m.e2e_duration
+        .render(&mut o, "scheduler_pod_scheduling_sli_duration_seconds", "");
     o.push_str("# HELP scheduler_binding_duration_seconds Binding API call latency.\n# TYPE scheduler_binding_duration_seconds histogram\n");
-    m.binding_duration.render(&mut o, "scheduler_binding_duration_seconds", "");
+    m.binding_duration
+        .render(&mut o, "scheduler_binding_duration_seconds", "");
     o.push_str("# HELP scheduler_preemption_attempts_total Preemption attempts.\n# TYPE scheduler_preemption_attempts_total counter\n");
-    let _ = writeln!(o, "scheduler_preemption_attempts_total {}", m.preemption_attempts.load(Relaxed));
+    let _ = writeln!(
+        o,
+        "scheduler_preemption_attempts_total {}",
+        m.preemption_attempts.load(Relaxed)
+    );
     o.push_str("# HELP scheduler_preemption_victims_total Pods preempted.\n# TYPE scheduler_preemption_victims_total counter\n");
-    let _ = writeln!(o, "scheduler_preemption_victims_total {}", m.preemption_victims.load(Relaxed));
+    let _ = writeln!(
+        o,
+        "scheduler_preemption_victims_total {}",
+        m.preemption_victims.load(Relaxed)
+    );
     o.push_str("# HELP scheduler_pending_pods Pending pods, by queue.\n# TYPE scheduler_pending_pods gauge\n");
-    for (q, v) in [("active", &m.queue_active), ("backoff", &m.queue_backoff), ("unschedulable", &m.queue_unschedulable)] {
-        let _ = writeln!(o, "scheduler_pending_pods{{queue=\"{q}\"}} {}", v.load(Relaxed));
+    for (q, v) in [
+        ("active", &m.queue_active),
+        ("backoff", &m.queue_backoff),
+        ("unschedulable", &m.queue_unschedulable),
+    ] {
+        let _ = writeln!(
+            o,
+            "scheduler_pending_pods{{queue=\"{q}\"}} {}",
+            v.load(Relaxed)
+        );
     }
     o.push_str("# HELP scheduler_cache_size Nodes, pods and assumed pods in the scheduler cache.\n# TYPE scheduler_cache_size gauge\n");
-    for (t, v) in [("nodes", &m.cache_nodes), ("pods", &m.cache_pods), ("assumed_pods", &m.cache_assumed)] {
-        let _ = writeln!(o, "scheduler_cache_size{{type=\"{t}\"}} {}", v.load(Relaxed));
+    for (t, v) in [
+        ("nodes", &m.cache_nodes),
+        ("pods", &m.cache_pods),
+        ("assumed_pods", &m.cache_assumed),
+    ] {
+        let _ = writeln!(
+            o,
+            "scheduler_cache_size{{type=\"{t}\"}} {}",
+            v.load(Relaxed)
+        );
     }
     o
 }
@@ -122,9 +171,13 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = super::get();
-        m.attempt_duration.observe(std::time::Duration::from_millis(3));
+        m.attempt_duration
+            .observe(std::time::Duration::from_millis(3));
         let t = super::render();
-        assert!(t.contains("scheduler_scheduling_attempt_duration_seconds_bucket{le=\"0.005\"}"), "{t}");
+        assert!(
+            t.contains("scheduler_scheduling_attempt_duration_seconds_bucket{le=\"0.005\"}"),
+            "{t}"
+        );
         assert!(t.contains("scheduler_pending_pods{queue=\"active\"}"));
     }
 }

@@ -72,7 +72,10 @@ impl AffinityTerm {
             }
         }
         let mut namespaces = t.namespaces.clone().unwrap_or_default();
-        let namespace_selector = t.namespace_selector.as_ref().map(|s| label_selector(Some(s)));
+        let namespace_selector = t
+            .namespace_selector
+            .as_ref()
+            .map(|s| label_selector(Some(s)));
         if namespaces.is_empty() && namespace_selector.is_none() {
             namespaces.push(own_ns);
         }
@@ -171,7 +174,12 @@ pub struct NodeTerm {
 impl NodeTerm {
     pub fn new(t: &NodeSelectorTerm) -> NodeTerm {
         NodeTerm {
-            exprs: t.match_expressions.iter().flatten().map(NodeReq::new).collect(),
+            exprs: t
+                .match_expressions
+                .iter()
+                .flatten()
+                .map(NodeReq::new)
+                .collect(),
             fields: t.match_fields.iter().flatten().map(NodeReq::new).collect(),
         }
     }
@@ -183,9 +191,10 @@ impl NodeTerm {
         self.exprs
             .iter()
             .all(|r| r.matches(labels.get(&r.key).map(String::as_str)))
-            && self.fields.iter().all(|r| {
-                r.key == "metadata.name" && r.matches(Some(name))
-            })
+            && self
+                .fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && r.matches(Some(name)))
     }
 }
 
@@ -207,7 +216,10 @@ impl RequiredNodeAffinity {
         let terms = spec
             .and_then(|s| s.affinity.as_ref())
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|ns| ns.node_selector_terms.iter().map(NodeTerm::new).collect());
         RequiredNodeAffinity { selector, terms }
     }
@@ -314,7 +326,10 @@ impl PodInfo {
         let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
         let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let required = |ts: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
-            ts.into_iter().flatten().map(|t| AffinityTerm::new(t, &pod, 1)).collect()
+            ts.into_iter()
+                .flatten()
+                .map(|t| AffinityTerm::new(t, &pod, 1))
+                .collect()
         };
         let preferred = |ts: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
             ts.into_iter()
@@ -322,17 +337,28 @@ impl PodInfo {
                 .map(|t| AffinityTerm::new(&t.pod_affinity_term, &pod, t.weight))
                 .collect::<Vec<_>>()
         };
-        let required_affinity =
-            required(pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()));
-        let required_anti_affinity =
-            required(paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()));
-        let preferred_affinity =
-            preferred(pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
-        let preferred_anti_affinity =
-            preferred(paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()));
+        let required_affinity = required(pa.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let required_anti_affinity = required(paa.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let preferred_affinity = preferred(pa.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
+        let preferred_anti_affinity = preferred(paa.and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        }));
         let preferred_node_affinity = affinity
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
             .filter(|t| t.weight != 0)
@@ -371,7 +397,11 @@ impl PodInfo {
             .and_then(|s| s.volumes.as_ref())
             .into_iter()
             .flatten()
-            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+            .filter_map(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone())
+            })
             .collect();
         PodInfo {
             key: format!("{namespace}/{name}"),
@@ -496,8 +526,8 @@ pub fn normalize_image(image: &str) -> String {
     };
     let tag = if tagged.is_empty() { ":latest" } else { tagged };
     let first = name.split('/').next().unwrap_or("");
-    let has_domain = name.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_domain =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_domain {
         format!("{name}{tag}")
     } else if name.contains('/') {
@@ -521,7 +551,8 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
         "Equal" | "" => {
-            !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
         _ => false,
     }
@@ -563,20 +594,45 @@ mod tests {
             effect: e.into(),
             time_added: None,
         };
-        let tol = |k: Option<&str>, op: Option<&str>, v: Option<&str>, e: Option<&str>| Toleration {
-            key: k.map(Into::into),
-            operator: op.map(Into::into),
-            value: v.map(Into::into),
-            effect: e.map(Into::into),
-            toleration_seconds: None,
-        };
+        let tol =
+            |k: Option<&str>, op: Option<&str>, v: Option<&str>, e: Option<&str>| Toleration {
+                key: k.map(Into::into),
+                operator: op.map(Into::into),
+                value: v.map(Into::into),
+                effect: e.map(Into::into),
+                toleration_seconds: None,
+            };
         let cases = [
-            (tol(Some("a"), None, Some("1"), None), taint("a", "1", "NoSchedule"), true),
-            (tol(Some("a"), None, Some("2"), None), taint("a", "1", "NoSchedule"), false),
-            (tol(Some("a"), Some("Exists"), None, None), taint("a", "1", "NoExecute"), true),
-            (tol(None, Some("Exists"), None, None), taint("b", "", "NoSchedule"), true),
-            (tol(Some("a"), Some("Exists"), None, Some("NoExecute")), taint("a", "", "NoSchedule"), false),
-            (tol(None, None, None, None), taint("a", "", "NoSchedule"), false),
+            (
+                tol(Some("a"), None, Some("1"), None),
+                taint("a", "1", "NoSchedule"),
+                true,
+            ),
+            (
+                tol(Some("a"), None, Some("2"), None),
+                taint("a", "1", "NoSchedule"),
+                false,
+            ),
+            (
+                tol(Some("a"), Some("Exists"), None, None),
+                taint("a", "1", "NoExecute"),
+                true,
+            ),
+            (
+                tol(None, Some("Exists"), None, None),
+                taint("b", "", "NoSchedule"),
+                true,
+            ),
+            (
+                tol(Some("a"), Some("Exists"), None, Some("NoExecute")),
+                taint("a", "", "NoSchedule"),
+                false,
+            ),
+            (
+                tol(None, None, None, None),
+                taint("a", "", "NoSchedule"),
+                false,
+            ),
         ];
         for (i, (t, taint, want)) in cases.iter().enumerate() {
             assert_eq!(tolerates(t, taint), *want, "case {i}");

@@ -15,7 +15,8 @@ use rand::Rng;
 
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::{
-    Code, CycleState, Diagnosis, FitError, Nominations, Plugin, PostFilterPlugin, PostFilterResult, Profile, Status,
+    Code, CycleState, Diagnosis, FitError, Nominations, Plugin, PostFilterPlugin, PostFilterResult,
+    Profile, Status,
 };
 use crate::podinfo::{label_selector, PodInfo};
 
@@ -61,14 +62,19 @@ pub fn pdbs(snap: &Snapshot) -> Vec<Pdb> {
             namespace: p.metadata.namespace.clone().unwrap_or_default(),
             selector: match p.spec.as_ref().and_then(|s| s.selector.as_ref()) {
                 // An empty selector selects nothing for budgets.
-                Some(s) if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                    && s.match_expressions.as_ref().is_none_or(|m| m.is_empty()) =>
+                Some(s)
+                    if s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty()) =>
                 {
                     LabelSelector::nothing()
                 }
                 s => label_selector(s),
             },
-            allowed: p.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0),
+            allowed: p
+                .status
+                .as_ref()
+                .map(|s| s.disruptions_allowed)
+                .unwrap_or(0),
         })
         .collect()
 }
@@ -80,7 +86,13 @@ fn more_important(a: &PodInfo, b: &PodInfo) -> Ordering {
         .then_with(|| a.start_time().cmp(&b.start_time()))
 }
 
-fn fits(profile: &Profile, pod: &PodInfo, snap: &Snapshot, idx: usize, nominated: &Nominations) -> Status {
+fn fits(
+    profile: &Profile,
+    pod: &PodInfo,
+    snap: &Snapshot,
+    idx: usize,
+    nominated: &Nominations,
+) -> Status {
     let mut state = CycleState::default();
     if let Err(st) = profile.run_pre_filter(&mut state, pod, snap) {
         return st;
@@ -167,7 +179,11 @@ pub fn select_victims_on_node(
 pub fn pick_best(candidates: &[Candidate]) -> Option<&Candidate> {
     let key = |c: &Candidate| {
         let highest = c.victims.first().map(|v| v.priority).unwrap_or(i32::MIN);
-        let sum: i64 = c.victims.iter().map(|v| v.priority as i64 + i32::MAX as i64 + 1).sum();
+        let sum: i64 = c
+            .victims
+            .iter()
+            .map(|v| v.priority as i64 + i32::MAX as i64 + 1)
+            .sum();
         // Latest start among the highest-priority victims is better.
         let earliest_high = c
             .victims
@@ -175,7 +191,13 @@ pub fn pick_best(candidates: &[Candidate]) -> Option<&Candidate> {
             .filter(|v| v.priority == highest)
             .filter_map(|v| v.start_time())
             .min();
-        (c.pdb_violations, highest, sum, c.victims.len(), std::cmp::Reverse(earliest_high))
+        (
+            c.pdb_violations,
+            highest,
+            sum,
+            c.victims.len(),
+            std::cmp::Reverse(earliest_high),
+        )
     };
     candidates.iter().min_by(|a, b| key(a).cmp(&key(b)))
 }
@@ -204,15 +226,24 @@ impl PostFilterPlugin for DefaultPreemption {
             });
             if !unresolvable {
                 if let Some(n) = snap.get(&pod.nominated_node) {
-                    if n.pods.iter().any(|p| p.priority < pod.priority && p.terminating) {
-                        return msg("not eligible due to a terminating pod on the nominated node.".into());
+                    if n.pods
+                        .iter()
+                        .any(|p| p.priority < pod.priority && p.terminating)
+                    {
+                        return msg(
+                            "not eligible due to a terminating pod on the nominated node.".into(),
+                        );
                     }
                 }
             }
         }
         let all = snap.nodes.len();
         let potential: Vec<usize> = (0..all)
-            .filter(|&i| diagnosis.status_of(i).is_some_and(|s| s.code == Code::Unschedulable))
+            .filter(|&i| {
+                diagnosis
+                    .status_of(i)
+                    .is_some_and(|s| s.code == Code::Unschedulable)
+            })
             .collect();
         let mut statuses: Vec<(usize, Status)> = Vec::new();
         let mut candidates = Vec::new();
@@ -305,7 +336,13 @@ mod tests {
         match profile.schedule(&info, snap, &mut start, &Nominations::new()) {
             Ok(r) => (Ok(r.node), PostFilterResult::default()),
             Err(ScheduleError::Fit(mut fe)) => {
-                let r = profile.post_filter[0].post_filter(&profile, &info, snap, &fe.diagnosis, &Nominations::new());
+                let r = profile.post_filter[0].post_filter(
+                    &profile,
+                    &info,
+                    snap,
+                    &fe.diagnosis,
+                    &Nominations::new(),
+                );
                 fe.diagnosis.post_filter_msg = r.message.clone();
                 (Err(fe.to_string()), r)
             }
@@ -320,8 +357,20 @@ mod tests {
     #[test]
     fn picks_the_node_with_the_lowest_priority_victims() {
         let snap = snapshot(&[
-            (node("a", "2", "4Gi", 10), vec![prio(pod("a-mid", "1", "0"), 50), prio(pod("a-low", "1", "0"), 20)]),
-            (node("b", "2", "4Gi", 10), vec![prio(pod("b-low1", "1", "0"), 10), prio(pod("b-low2", "1", "0"), 10)]),
+            (
+                node("a", "2", "4Gi", 10),
+                vec![
+                    prio(pod("a-mid", "1", "0"), 50),
+                    prio(pod("a-low", "1", "0"), 20),
+                ],
+            ),
+            (
+                node("b", "2", "4Gi", 10),
+                vec![
+                    prio(pod("b-low1", "1", "0"), 10),
+                    prio(pod("b-low2", "1", "0"), 10),
+                ],
+            ),
         ]);
         let (res, r) = run(&snap, &prio(pod("hi", "1", "0"), 100));
         assert!(res.is_err());
@@ -332,8 +381,14 @@ mod tests {
     #[test]
     fn fewest_victims_and_reprieve() {
         let snap = snapshot(&[
-            (node("a", "2", "4Gi", 10), vec![prio(pod("a1", "1", "0"), 10), prio(pod("a2", "1", "0"), 10)]),
-            (node("b", "2", "4Gi", 10), vec![prio(pod("b1", "2", "0"), 10)]),
+            (
+                node("a", "2", "4Gi", 10),
+                vec![prio(pod("a1", "1", "0"), 10), prio(pod("a2", "1", "0"), 10)],
+            ),
+            (
+                node("b", "2", "4Gi", 10),
+                vec![prio(pod("b1", "2", "0"), 10)],
+            ),
         ]);
         // Needs 2 cores: a loses two pods, b one.
         let (_, r) = run(&snap, &prio(pod("hi", "2", "0"), 100));
@@ -344,8 +399,20 @@ mod tests {
     #[test]
     fn budgets_are_respected_where_possible() {
         let mut snap = snapshot(&[
-            (node("a", "1", "4Gi", 10), vec![prio(with(&pod("guarded", "1", "0"), json!({"metadata": {"labels": {"app": "db"}}})), 10)]),
-            (node("b", "1", "4Gi", 10), vec![prio(pod("free", "1", "0"), 20)]),
+            (
+                node("a", "1", "4Gi", 10),
+                vec![prio(
+                    with(
+                        &pod("guarded", "1", "0"),
+                        json!({"metadata": {"labels": {"app": "db"}}}),
+                    ),
+                    10,
+                )],
+            ),
+            (
+                node("b", "1", "4Gi", 10),
+                vec![prio(pod("free", "1", "0"), 20)],
+            ),
         ]);
         let mut w = Writer::<PodDisruptionBudget>::default();
         w.apply_watcher_event(&Event::Apply(
@@ -358,14 +425,27 @@ mod tests {
         ));
         snap.listers.pdbs = w.as_reader();
         let (_, r) = run(&snap, &prio(pod("hi", "1", "0"), 100));
-        assert_eq!(names(&r), ["free"], "the budget moves preemption to b despite the higher priority");
+        assert_eq!(
+            names(&r),
+            ["free"],
+            "the budget moves preemption to b despite the higher priority"
+        );
     }
 
     #[test]
     fn failure_messages() {
         let snap = snapshot(&[
-            (node("a", "1", "4Gi", 10), vec![prio(pod("same", "1", "0"), 100)]),
-            (with(&node("t", "8", "4Gi", 10), json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})), vec![]),
+            (
+                node("a", "1", "4Gi", 10),
+                vec![prio(pod("same", "1", "0"), 100)],
+            ),
+            (
+                with(
+                    &node("t", "8", "4Gi", 10),
+                    json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
+                ),
+                vec![],
+            ),
         ]);
         let (res, r) = run(&snap, &prio(pod("hi", "1", "0"), 100));
         assert!(r.nominated_node.is_none());
@@ -373,7 +453,10 @@ mod tests {
             res.unwrap_err(),
             "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {k: }. preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
         );
-        let never = with(&prio(pod("hi", "1", "0"), 1000), json!({"spec": {"preemptionPolicy": "Never"}}));
+        let never = with(
+            &prio(pod("hi", "1", "0"), 1000),
+            json!({"spec": {"preemptionPolicy": "Never"}}),
+        );
         let (res, _) = run(&snap, &never);
         assert_eq!(
             res.unwrap_err(),

@@ -46,7 +46,12 @@ impl ClusterEvent {
             }
             ClusterEvent::AssignedPodDelete => matches!(
                 plugin,
-                NODE_RESOURCES_FIT | NODE_PORTS | INTER_POD_AFFINITY | POD_TOPOLOGY_SPREAD | DEFAULT_PREEMPTION | VOLUME_BINDING
+                NODE_RESOURCES_FIT
+                    | NODE_PORTS
+                    | INTER_POD_AFFINITY
+                    | POD_TOPOLOGY_SPREAD
+                    | DEFAULT_PREEMPTION
+                    | VOLUME_BINDING
             ),
             ClusterEvent::NamespaceChange => plugin == INTER_POD_AFFINITY,
             ClusterEvent::VolumeChange => plugin == VOLUME_BINDING,
@@ -211,7 +216,9 @@ impl Inner {
         let old: Vec<String> = self
             .pods
             .iter()
-            .filter(|(_, e)| e.state == State::Unschedulable && now.duration_since(e.since) >= MAX_UNSCHEDULABLE)
+            .filter(|(_, e)| {
+                e.state == State::Unschedulable && now.duration_since(e.since) >= MAX_UNSCHEDULABLE
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in old {
@@ -299,13 +306,17 @@ impl SchedulingQueue {
             }
             let now = Instant::now();
             q.flush_backoff(now);
-            if q.last_flush.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30)) {
+            if q.last_flush
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30))
+            {
                 q.last_flush = Some(now);
                 q.flush_unschedulable(now);
             }
             while let Some(item) = q.active.pop() {
                 let cycle = q.cycle + 1;
-                let Some(e) = q.pods.get_mut(&item.key) else { continue };
+                let Some(e) = q.pods.get_mut(&item.key) else {
+                    continue;
+                };
                 if e.gen != item.gen || e.state != State::Active {
                     continue;
                 }
@@ -344,7 +355,13 @@ impl SchedulingQueue {
     /// A scheduling attempt failed. Unschedulable pods wait for an event
     /// (unless one came while they were being scheduled, or they changed);
     /// errors go to back-off.
-    pub fn failed(&self, info: &Arc<PodInfo>, cycle: u64, rejected_by: Vec<&'static str>, error: bool) {
+    pub fn failed(
+        &self,
+        info: &Arc<PodInfo>,
+        cycle: u64,
+        rejected_by: Vec<&'static str>,
+        error: bool,
+    ) {
         let mut q = self.inner.lock().unwrap();
         let move_cycle = q.move_request_cycle;
         let now = Instant::now();
@@ -491,7 +508,9 @@ mod tests {
         q.add(info("b", 10));
         q.add(info("c", 0));
         q.add(info("d", 10));
-        let order: Vec<String> = (0..4).map(|_| q.pop(NOW).unwrap().info.name.clone()).collect();
+        let order: Vec<String> = (0..4)
+            .map(|_| q.pop(NOW).unwrap().info.name.clone())
+            .collect();
         assert_eq!(order, ["b", "d", "a", "c"]);
         assert!(q.pop(NOW).is_none());
     }
@@ -508,7 +527,10 @@ mod tests {
         q.move_all(ClusterEvent::NodeAdd);
         let s = q.sizes();
         assert_eq!((s.unschedulable, s.backoff), (0, 1), "still backing off");
-        assert!(q.pop(Duration::from_millis(1100)).is_some(), "after 1 s back-off");
+        assert!(
+            q.pop(Duration::from_millis(1100)).is_some(),
+            "after 1 s back-off"
+        );
     }
 
     #[test]

@@ -333,7 +333,9 @@ mod tests {
         );
         assert_eq!((r.milli_cpu, r.memory), (DEFAULT_MILLI_CPU, DEFAULT_MEMORY));
         let r = pod_requests(
-            &pod(serde_json::json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2"}}}]}})),
+            &pod(
+                serde_json::json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"example.com/gpu": "2"}}}]}}),
+            ),
             false,
         );
         assert_eq!(r.scalar("example.com/gpu"), 2);

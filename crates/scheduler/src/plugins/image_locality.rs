@@ -54,15 +54,41 @@ mod tests {
     #[test]
     fn table() {
         let with_images = |name: &str, images: serde_json::Value| {
-            with(&node(name, "1", "1Gi", 10), json!({"status": {"images": images}}))
+            with(
+                &node(name, "1", "1Gi", 10),
+                json!({"status": {"images": images}}),
+            )
         };
         let snap = snapshot(&[
-            (with_images("big", json!([{"names": ["docker.io/library/app:1"], "sizeBytes": 500 * MB}])), vec![]),
-            (with_images("also", json!([{"names": ["docker.io/library/app:1"], "sizeBytes": 500 * MB}])), vec![]),
-            (with_images("tiny", json!([{"names": ["docker.io/library/small:latest"], "sizeBytes": 10 * MB}])), vec![]),
+            (
+                with_images(
+                    "big",
+                    json!([{"names": ["docker.io/library/app:1"], "sizeBytes": 500 * MB}]),
+                ),
+                vec![],
+            ),
+            (
+                with_images(
+                    "also",
+                    json!([{"names": ["docker.io/library/app:1"], "sizeBytes": 500 * MB}]),
+                ),
+                vec![],
+            ),
+            (
+                with_images(
+                    "tiny",
+                    json!([{"names": ["docker.io/library/small:latest"], "sizeBytes": 10 * MB}]),
+                ),
+                vec![],
+            ),
             (node("none", "1", "1Gi", 10), vec![]),
         ]);
-        let img = |i: &str| with(&pod("p", "0", "0"), json!({"spec": {"containers": [{"name": "c", "image": i}]}}));
+        let img = |i: &str| {
+            with(
+                &pod("p", "0", "0"),
+                json!({"spec": {"containers": [{"name": "c", "image": i}]}}),
+            )
+        };
         // app:1 on 2 of 4 nodes: 500MB × 1/2 = 250MB → (250-23)/(1000-23).
         let app = 100 * (250 * MB - MIN_THRESHOLD) / (MAX_CONTAINER_THRESHOLD - MIN_THRESHOLD);
         let cases = [
@@ -71,7 +97,11 @@ mod tests {
             ("absent image", img("other"), vec![0, 0, 0, 0]),
         ];
         for (name, p, want) in cases {
-            assert_eq!(score_only(&ImageLocality, &pod_info(&p), &snap), want, "{name}");
+            assert_eq!(
+                score_only(&ImageLocality, &pod_info(&p), &snap),
+                want,
+                "{name}"
+            );
         }
     }
 }

@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::{
-    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    MAX_NODE_SCORE,
 };
 use crate::podinfo::{AffinityTerm, PodInfo};
 
 pub const AFFINITY_REASON: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY_REASON: &str = "node(s) didn't match pod anti-affinity rules";
-pub const EXISTING_ANTI_AFFINITY_REASON: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+pub const EXISTING_ANTI_AFFINITY_REASON: &str =
+    "node(s) didn't satisfy existing pods anti-affinity rules";
 
 /// The weight existing pods' required affinity terms get in scoring.
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
@@ -37,7 +39,9 @@ fn add(c: &mut Counts, key: &str, value: &str, n: i64) {
         }
         return;
     }
-    c.entry(key.to_owned()).or_default().insert(value.to_owned(), n);
+    c.entry(key.to_owned())
+        .or_default()
+        .insert(value.to_owned(), n);
 }
 
 fn get(c: &Counts, key: &str, value: &str) -> i64 {
@@ -75,7 +79,10 @@ impl Plugin for InterPodAffinity {
 impl PreFilterPlugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let has_own = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        let any_existing = snap.nodes.iter().any(|n| !n.pods_with_required_anti_affinity.is_empty());
+        let any_existing = snap
+            .nodes
+            .iter()
+            .any(|n| !n.pods_with_required_anti_affinity.is_empty());
         if !has_own && !any_existing {
             return Status::skip();
         }
@@ -95,9 +102,14 @@ impl PreFilterPlugin for InterPodAffinity {
             if !has_own {
                 continue;
             }
-            for (terms, counts) in [(&pod.required_affinity, &mut s.affinity), (&pod.required_anti_affinity, &mut s.anti)] {
+            for (terms, counts) in [
+                (&pod.required_affinity, &mut s.affinity),
+                (&pod.required_anti_affinity, &mut s.anti),
+            ] {
                 for t in terms {
-                    let Some(v) = labels.get(&t.topology_key) else { continue };
+                    let Some(v) = labels.get(&t.topology_key) else {
+                        continue;
+                    };
                     let n = node.pods.iter().filter(|ep| t.matches(ep, &ns)).count() as i64;
                     if n > 0 {
                         add(counts, &t.topology_key, v, n);
@@ -116,7 +128,13 @@ fn matches_all_own(terms: &[AffinityTerm], pod: &PodInfo, snap: &Snapshot) -> bo
 }
 
 impl FilterPlugin for InterPodAffinity {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo, snap: &Snapshot) -> Status {
+    fn filter(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        snap: &Snapshot,
+    ) -> Status {
         let Some(s) = state.read::<FilterState>(NAME) else {
             return Status::success();
         };
@@ -133,7 +151,9 @@ impl FilterPlugin for InterPodAffinity {
                     _ => {}
                 }
             }
-            if !all_found && !(s.affinity.is_empty() && matches_all_own(&pod.required_affinity, pod, snap)) {
+            if !all_found
+                && !(s.affinity.is_empty() && matches_all_own(&pod.required_affinity, pod, snap))
+            {
                 return Status::unresolvable(AFFINITY_REASON);
             }
         }
@@ -156,8 +176,15 @@ impl FilterPlugin for InterPodAffinity {
 }
 
 impl PreScorePlugin for InterPodAffinity {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], snap: &Snapshot) -> Status {
-        let has_preferred = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        snap: &Snapshot,
+    ) -> Status {
+        let has_preferred =
+            !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
         if !has_preferred && snap.nodes.iter().all(|n| n.pods_with_affinity.is_empty()) {
             return Status::skip();
         }
@@ -165,10 +192,17 @@ impl PreScorePlugin for InterPodAffinity {
         let mut scores = Counts::new();
         for node in &snap.nodes {
             let labels = node.labels();
-            let pods = if has_preferred { &node.pods } else { &node.pods_with_affinity };
+            let pods = if has_preferred {
+                &node.pods
+            } else {
+                &node.pods_with_affinity
+            };
             for ep in pods {
                 // The pod's preferences about existing pods.
-                for (terms, sign) in [(&pod.preferred_affinity, 1), (&pod.preferred_anti_affinity, -1)] {
+                for (terms, sign) in [
+                    (&pod.preferred_affinity, 1),
+                    (&pod.preferred_anti_affinity, -1),
+                ] {
                     for t in terms {
                         if let Some(v) = labels.get(&t.topology_key) {
                             if t.matches(ep, &ns) {
@@ -188,7 +222,12 @@ impl PreScorePlugin for InterPodAffinity {
                     for t in terms {
                         if let Some(v) = labels.get(&t.topology_key) {
                             if t.matches(pod, &ns) {
-                                add(&mut scores, &t.topology_key, v, sign * fixed.unwrap_or(t.weight as i64));
+                                add(
+                                    &mut scores,
+                                    &t.topology_key,
+                                    v,
+                                    sign * fixed.unwrap_or(t.weight as i64),
+                                );
                             }
                         }
                     }
@@ -202,7 +241,9 @@ impl PreScorePlugin for InterPodAffinity {
 
 impl ScorePlugin for InterPodAffinity {
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo, _: &Snapshot) -> i64 {
-        let Some(scores) = state.read::<Counts>(SCORE_KEY) else { return 0 };
+        let Some(scores) = state.read::<Counts>(SCORE_KEY) else {
+            return 0;
+        };
         let labels = node.labels();
         scores
             .iter()
@@ -211,10 +252,16 @@ impl ScorePlugin for InterPodAffinity {
     }
 
     fn normalize(&self, _: &CycleState, _: &PodInfo, _: &[&NodeInfo], scores: &mut [i64]) {
-        let (Some(&min), Some(&max)) = (scores.iter().min(), scores.iter().max()) else { return };
+        let (Some(&min), Some(&max)) = (scores.iter().min(), scores.iter().max()) else {
+            return;
+        };
         let diff = max - min;
         for s in scores.iter_mut() {
-            *s = if diff > 0 { MAX_NODE_SCORE * (*s - min) / diff } else { 0 };
+            *s = if diff > 0 {
+                MAX_NODE_SCORE * (*s - min) / diff
+            } else {
+                0
+            };
         }
     }
 }
@@ -230,11 +277,17 @@ mod tests {
     use serde_json::{json, Value};
 
     fn zoned(name: &str, zone: &str) -> Node {
-        with(&node(name, "4", "8Gi", 10), json!({"metadata": {"labels": {"zone": zone}}}))
+        with(
+            &node(name, "4", "8Gi", 10),
+            json!({"metadata": {"labels": {"zone": zone}}}),
+        )
     }
 
     fn labelled(name: &str, labels: Value) -> Pod {
-        with(&pod(name, "0", "0"), json!({"metadata": {"labels": labels}}))
+        with(
+            &pod(name, "0", "0"),
+            json!({"metadata": {"labels": labels}}),
+        )
     }
 
     fn in_ns(p: Pod, ns: &str) -> Pod {
@@ -261,13 +314,21 @@ mod tests {
     fn snap() -> Snapshot {
         let mut s = snapshot(&[
             (zoned("a", "z1"), vec![]),
-            (zoned("b", "z1"), vec![labelled("db-0", json!({"app": "db"}))]),
-            (zoned("c", "z2"), vec![in_ns(labelled("cache-0", json!({"app": "cache"})), "other")]),
+            (
+                zoned("b", "z1"),
+                vec![labelled("db-0", json!({"app": "db"}))],
+            ),
+            (
+                zoned("c", "z2"),
+                vec![in_ns(labelled("cache-0", json!({"app": "cache"})), "other")],
+            ),
             (node("d", "4", "8Gi", 10), vec![]),
         ]);
         let mut w = Writer::<Namespace>::default();
         for (n, team) in [("default", "a"), ("other", "b")] {
-            let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": n, "labels": {"team": team}}})).unwrap();
+            let ns: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": n, "labels": {"team": team}}}))
+                    .unwrap();
             w.apply_watcher_event(&Event::Apply(ns));
         }
         s.listers.namespaces = w.as_reader();
@@ -278,9 +339,25 @@ mod tests {
     fn filter_table() {
         let (aff, anti) = (AFFINITY_REASON, ANTI_AFFINITY_REASON);
         let cases = [
-            ("no terms", labelled("p", json!({})), vec!["ok", "ok", "ok", "ok"]),
-            ("affinity to db by zone", affinity("podAffinity", "required", json!([term("db", "zone")])), vec!["ok", "ok", aff, aff]),
-            ("affinity by hostname", affinity("podAffinity", "required", json!([term("db", "kubernetes.io/hostname")])), vec![aff, "ok", aff, aff]),
+            (
+                "no terms",
+                labelled("p", json!({})),
+                vec!["ok", "ok", "ok", "ok"],
+            ),
+            (
+                "affinity to db by zone",
+                affinity("podAffinity", "required", json!([term("db", "zone")])),
+                vec!["ok", "ok", aff, aff],
+            ),
+            (
+                "affinity by hostname",
+                affinity(
+                    "podAffinity",
+                    "required",
+                    json!([term("db", "kubernetes.io/hostname")]),
+                ),
+                vec![aff, "ok", aff, aff],
+            ),
             (
                 "affinity to nothing",
                 affinity("podAffinity", "required", json!([term("nothing", "zone")])),
@@ -291,7 +368,11 @@ mod tests {
                 affinity("podAffinity", "required", json!([term("web", "zone")])),
                 vec!["ok", "ok", "ok", aff],
             ),
-            ("anti-affinity to db by zone", affinity("podAntiAffinity", "required", json!([term("db", "zone")])), vec![anti, anti, "ok", "ok"]),
+            (
+                "anti-affinity to db by zone",
+                affinity("podAntiAffinity", "required", json!([term("db", "zone")])),
+                vec![anti, anti, "ok", "ok"],
+            ),
             (
                 "cache is in another namespace",
                 affinity("podAffinity", "required", json!([term("cache", "zone")])),
@@ -299,23 +380,39 @@ mod tests {
             ),
             (
                 "namespaces lists it",
-                affinity("podAffinity", "required", json!([{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone", "namespaces": ["other"]}])),
+                affinity(
+                    "podAffinity",
+                    "required",
+                    json!([{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone", "namespaces": ["other"]}]),
+                ),
                 vec![aff, aff, "ok", aff],
             ),
             (
                 "namespaceSelector selects it",
-                affinity("podAffinity", "required", json!([{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone", "namespaceSelector": {"matchLabels": {"team": "b"}}}])),
+                affinity(
+                    "podAffinity",
+                    "required",
+                    json!([{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "zone", "namespaceSelector": {"matchLabels": {"team": "b"}}}]),
+                ),
                 vec![aff, aff, "ok", aff],
             ),
             (
                 "empty namespaceSelector: all namespaces",
-                affinity("podAntiAffinity", "required", json!([{"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, "topologyKey": "zone", "namespaceSelector": {}}])),
+                affinity(
+                    "podAntiAffinity",
+                    "required",
+                    json!([{"labelSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, "topologyKey": "zone", "namespaceSelector": {}}]),
+                ),
                 vec![anti, anti, anti, "ok"],
             ),
         ];
         let s = snap();
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&InterPodAffinity, &pod_info(&p), &s)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&InterPodAffinity, &pod_info(&p), &s)),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -325,28 +422,57 @@ mod tests {
             &labelled("guard", json!({"app": "guard"})),
             json!({"spec": {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web", "zone")]}}}}),
         );
-        let s = snapshot(&[(zoned("a", "z1"), vec![guard]), (zoned("b", "z1"), vec![]), (zoned("c", "z2"), vec![])]);
+        let s = snapshot(&[
+            (zoned("a", "z1"), vec![guard]),
+            (zoned("b", "z1"), vec![]),
+            (zoned("c", "z2"), vec![]),
+        ]);
         let e = EXISTING_ANTI_AFFINITY_REASON;
         let cases = [
-            ("web is kept out of z1", labelled("p", json!({"app": "web"})), vec![e, e, "ok"]),
-            ("others are not", labelled("p", json!({"app": "api"})), vec!["ok", "ok", "ok"]),
+            (
+                "web is kept out of z1",
+                labelled("p", json!({"app": "web"})),
+                vec![e, e, "ok"],
+            ),
+            (
+                "others are not",
+                labelled("p", json!({"app": "api"})),
+                vec!["ok", "ok", "ok"],
+            ),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&InterPodAffinity, &pod_info(&p), &s)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&InterPodAffinity, &pod_info(&p), &s)),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn score_table() {
-        let weighted = |app: &str, w: i32| json!([{"weight": w, "podAffinityTerm": term(app, "zone")}]);
+        let weighted =
+            |app: &str, w: i32| json!([{"weight": w, "podAffinityTerm": term(app, "zone")}]);
         let cases = [
-            ("prefer db's zone", affinity("podAffinity", "preferred", weighted("db", 10)), vec![100, 100, 0, 0]),
-            ("avoid db's zone", affinity("podAntiAffinity", "preferred", weighted("db", 10)), vec![0, 0, 100, 100]),
+            (
+                "prefer db's zone",
+                affinity("podAffinity", "preferred", weighted("db", 10)),
+                vec![100, 100, 0, 0],
+            ),
+            (
+                "avoid db's zone",
+                affinity("podAntiAffinity", "preferred", weighted("db", 10)),
+                vec![0, 0, 100, 100],
+            ),
             ("no preferences", labelled("p", json!({})), vec![0, 0, 0, 0]),
         ];
         let s = snap();
         for (name, p, want) in cases {
-            assert_eq!(score_all(&InterPodAffinity, &pod_info(&p), &s), want, "{name}");
+            assert_eq!(
+                score_all(&InterPodAffinity, &pod_info(&p), &s),
+                want,
+                "{name}"
+            );
         }
         // An existing pod's preference for web pods attracts them.
         let fan = with(
@@ -354,6 +480,13 @@ mod tests {
             json!({"spec": {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "podAffinityTerm": term("web", "zone")}]}}}}),
         );
         let s = snapshot(&[(zoned("a", "z1"), vec![]), (zoned("c", "z2"), vec![fan])]);
-        assert_eq!(score_all(&InterPodAffinity, &pod_info(&labelled("p", json!({"app": "web"}))), &s), vec![0, 100]);
+        assert_eq!(
+            score_all(
+                &InterPodAffinity,
+                &pod_info(&labelled("p", json!({"app": "web"}))),
+                &s
+            ),
+            vec![0, 100]
+        );
     }
 }

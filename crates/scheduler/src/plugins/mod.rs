@@ -77,12 +77,18 @@ pub fn new_plugin(name: &str, args: Option<&Value>) -> anyhow::Result<Arc<dyn Pl
 pub(crate) mod test {
     //! Helpers for the plugins' table tests.
     use crate::cache::Snapshot;
-    use crate::framework::{Code, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status};
+    use crate::framework::{
+        Code, CycleState, FilterPlugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    };
     use crate::podinfo::PodInfo;
 
     /// PreFilter then Filter on every node; a PreFilter rejection or Skip
     /// stands for every node.
-    pub fn filter_all<P: PreFilterPlugin + FilterPlugin>(p: &P, pod: &PodInfo, snap: &Snapshot) -> Vec<Status> {
+    pub fn filter_all<P: PreFilterPlugin + FilterPlugin>(
+        p: &P,
+        pod: &PodInfo,
+        snap: &Snapshot,
+    ) -> Vec<Status> {
         let mut state = CycleState::default();
         let pre = p.pre_filter(&mut state, pod, snap);
         snap.nodes
@@ -98,17 +104,27 @@ pub(crate) mod test {
     /// Filter alone on every node.
     pub fn filter_only<P: FilterPlugin>(p: &P, pod: &PodInfo, snap: &Snapshot) -> Vec<Status> {
         let state = CycleState::default();
-        snap.nodes.iter().map(|n| p.filter(&state, pod, n, snap)).collect()
+        snap.nodes
+            .iter()
+            .map(|n| p.filter(&state, pod, n, snap))
+            .collect()
     }
 
     /// PreScore, Score and NormalizeScore over all nodes (Skip: zeros).
-    pub fn score_all<P: PreScorePlugin + ScorePlugin>(p: &P, pod: &PodInfo, snap: &Snapshot) -> Vec<i64> {
+    pub fn score_all<P: PreScorePlugin + ScorePlugin>(
+        p: &P,
+        pod: &PodInfo,
+        snap: &Snapshot,
+    ) -> Vec<i64> {
         let mut state = CycleState::default();
         let nodes: Vec<_> = snap.nodes.iter().map(|n| n.as_ref()).collect();
         if p.pre_score(&mut state, pod, &nodes, snap).code == Code::Skip {
             return vec![0; nodes.len()];
         }
-        let mut s: Vec<i64> = nodes.iter().map(|n| p.score(&state, pod, n, snap)).collect();
+        let mut s: Vec<i64> = nodes
+            .iter()
+            .map(|n| p.score(&state, pod, n, snap))
+            .collect();
         p.normalize(&state, pod, &nodes, &mut s);
         s
     }
@@ -117,7 +133,10 @@ pub(crate) mod test {
     pub fn score_only<P: ScorePlugin>(p: &P, pod: &PodInfo, snap: &Snapshot) -> Vec<i64> {
         let state = CycleState::default();
         let nodes: Vec<_> = snap.nodes.iter().map(|n| n.as_ref()).collect();
-        let mut s: Vec<i64> = nodes.iter().map(|n| p.score(&state, pod, n, snap)).collect();
+        let mut s: Vec<i64> = nodes
+            .iter()
+            .map(|n| p.score(&state, pod, n, snap))
+            .collect();
         p.normalize(&state, pod, &nodes, &mut s);
         s
     }
@@ -125,7 +144,13 @@ pub(crate) mod test {
     /// "ok" or the first reason of each status.
     pub fn verdicts(sts: &[Status]) -> Vec<String> {
         sts.iter()
-            .map(|s| if s.is_success() { "ok".to_owned() } else { s.reasons.join(", ") })
+            .map(|s| {
+                if s.is_success() {
+                    "ok".to_owned()
+                } else {
+                    s.reasons.join(", ")
+                }
+            })
             .collect()
     }
 }

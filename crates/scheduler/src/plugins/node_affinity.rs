@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::{
-    default_normalize, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    default_normalize, CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin,
+    ScorePlugin, Status,
 };
 use crate::podinfo::PodInfo;
 
@@ -37,7 +38,12 @@ impl PreFilterPlugin for NodeAffinity {
             return Status::skip();
         }
         // A required term with an empty list of terms matches no node.
-        if pod.node_affinity.terms.as_ref().is_some_and(|t| t.is_empty()) {
+        if pod
+            .node_affinity
+            .terms
+            .as_ref()
+            .is_some_and(|t| t.is_empty())
+        {
             return Status::unresolvable(REASON);
         }
         Status::success()
@@ -55,7 +61,13 @@ impl FilterPlugin for NodeAffinity {
 }
 
 impl PreScorePlugin for NodeAffinity {
-    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], _: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        _: &mut CycleState,
+        pod: &PodInfo,
+        _: &[&NodeInfo],
+        _: &Snapshot,
+    ) -> Status {
         if pod.preferred_node_affinity.is_empty() {
             Status::skip()
         } else {
@@ -86,12 +98,18 @@ mod tests {
     use serde_json::json;
 
     fn labelled(name: &str, labels: serde_json::Value) -> k8s_openapi::api::core::v1::Node {
-        with(&node(name, "1", "1Gi", 10), json!({"metadata": {"labels": labels}}))
+        with(
+            &node(name, "1", "1Gi", 10),
+            json!({"metadata": {"labels": labels}}),
+        )
     }
 
     fn snap() -> Snapshot {
         snapshot(&[
-            (labelled("a", json!({"zone": "z1", "disk": "ssd", "cores": "8"})), vec![]),
+            (
+                labelled("a", json!({"zone": "z1", "disk": "ssd", "cores": "8"})),
+                vec![],
+            ),
             (labelled("b", json!({"zone": "z2", "cores": "2"})), vec![]),
             (labelled("c", json!({})), vec![]),
         ])
@@ -109,13 +127,54 @@ mod tests {
         let r = REASON;
         let cases = [
             ("nothing", pod("p", "0", "0"), vec!["ok", "ok", "ok"]),
-            ("nodeSelector", with(&pod("p", "0", "0"), json!({"spec": {"nodeSelector": {"zone": "z2"}}})), vec![r, "ok", r]),
-            ("In", required(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}])), vec!["ok", "ok", r]),
-            ("NotIn", required(json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}])), vec![r, "ok", "ok"]),
-            ("Exists", required(json!([{"matchExpressions": [{"key": "disk", "operator": "Exists"}]}])), vec!["ok", r, r]),
-            ("DoesNotExist", required(json!([{"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}])), vec![r, "ok", "ok"]),
-            ("Gt", required(json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}])), vec!["ok", r, r]),
-            ("Lt", required(json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}])), vec![r, "ok", r]),
+            (
+                "nodeSelector",
+                with(
+                    &pod("p", "0", "0"),
+                    json!({"spec": {"nodeSelector": {"zone": "z2"}}}),
+                ),
+                vec![r, "ok", r],
+            ),
+            (
+                "In",
+                required(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}]),
+                ),
+                vec!["ok", "ok", r],
+            ),
+            (
+                "NotIn",
+                required(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}]),
+                ),
+                vec![r, "ok", "ok"],
+            ),
+            (
+                "Exists",
+                required(json!([{"matchExpressions": [{"key": "disk", "operator": "Exists"}]}])),
+                vec!["ok", r, r],
+            ),
+            (
+                "DoesNotExist",
+                required(
+                    json!([{"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}]),
+                ),
+                vec![r, "ok", "ok"],
+            ),
+            (
+                "Gt",
+                required(
+                    json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}]),
+                ),
+                vec!["ok", r, r],
+            ),
+            (
+                "Lt",
+                required(
+                    json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}]),
+                ),
+                vec![r, "ok", r],
+            ),
             (
                 "terms are ORed",
                 required(json!([
@@ -130,12 +189,20 @@ mod tests {
                     {"key": "disk", "operator": "Exists"}]}])),
                 vec!["ok", r, r],
             ),
-            ("empty term matches nothing", required(json!([{}])), vec![r, r, r]),
+            (
+                "empty term matches nothing",
+                required(json!([{}])),
+                vec![r, r, r],
+            ),
             ("no terms", required(json!([])), vec![r, r, r]),
         ];
         let s = snap();
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&NodeAffinity, &pod_info(&p), &s)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&NodeAffinity, &pod_info(&p), &s)),
+                want,
+                "{name}"
+            );
         }
     }
 

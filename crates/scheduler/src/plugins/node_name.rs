@@ -37,12 +37,23 @@ mod tests {
 
     #[test]
     fn table() {
-        let snap = snapshot(&[(node("a", "1", "1Gi", 10), vec![]), (node("b", "1", "1Gi", 10), vec![])]);
-        let cases = [("", vec!["ok", "ok"]), ("b", vec![REASON, "ok"]), ("c", vec![REASON, REASON])];
+        let snap = snapshot(&[
+            (node("a", "1", "1Gi", 10), vec![]),
+            (node("b", "1", "1Gi", 10), vec![]),
+        ]);
+        let cases = [
+            ("", vec!["ok", "ok"]),
+            ("b", vec![REASON, "ok"]),
+            ("c", vec![REASON, REASON]),
+        ];
         for (want_node, want) in cases {
             let mut p = pod_info(&pod("p", "0", "0"));
             p.node_name = want_node.into();
-            assert_eq!(verdicts(&filter_only(&NodeName, &p, &snap)), want, "{want_node}");
+            assert_eq!(
+                verdicts(&filter_only(&NodeName, &p, &snap)),
+                want,
+                "{want_node}"
+            );
         }
     }
 }

@@ -64,18 +64,44 @@ mod tests {
     fn table() {
         let snap = snapshot(&[
             (node("free", "1", "1Gi", 10), vec![]),
-            (node("tcp8080", "1", "1Gi", 10), vec![port_pod("x", 8080, "", "TCP")]),
-            (node("ip8080", "1", "1Gi", 10), vec![port_pod("y", 8080, "10.0.0.1", "TCP")]),
+            (
+                node("tcp8080", "1", "1Gi", 10),
+                vec![port_pod("x", 8080, "", "TCP")],
+            ),
+            (
+                node("ip8080", "1", "1Gi", 10),
+                vec![port_pod("y", 8080, "10.0.0.1", "TCP")],
+            ),
         ]);
         let cases = [
-            ("same port any ip", port_pod("p", 8080, "", "TCP"), vec!["ok", REASON, REASON]),
-            ("udp differs", port_pod("p", 8080, "", "UDP"), vec!["ok", "ok", "ok"]),
-            ("other ip", port_pod("p", 8080, "10.0.0.2", "TCP"), vec!["ok", REASON, "ok"]),
-            ("other port", port_pod("p", 9090, "", "TCP"), vec!["ok", "ok", "ok"]),
+            (
+                "same port any ip",
+                port_pod("p", 8080, "", "TCP"),
+                vec!["ok", REASON, REASON],
+            ),
+            (
+                "udp differs",
+                port_pod("p", 8080, "", "UDP"),
+                vec!["ok", "ok", "ok"],
+            ),
+            (
+                "other ip",
+                port_pod("p", 8080, "10.0.0.2", "TCP"),
+                vec!["ok", REASON, "ok"],
+            ),
+            (
+                "other port",
+                port_pod("p", 9090, "", "TCP"),
+                vec!["ok", "ok", "ok"],
+            ),
             ("no ports", pod("p", "0", "0"), vec!["ok", "ok", "ok"]),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&NodePorts, &pod_info(&p), &snap)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&NodePorts, &pod_info(&p), &snap)),
+                want,
+                "{name}"
+            );
         }
     }
 }

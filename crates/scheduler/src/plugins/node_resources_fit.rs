@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cache::{NodeInfo, Snapshot};
-use crate::framework::{CycleState, FilterPlugin, Plugin, PreFilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE};
+use crate::framework::{
+    CycleState, FilterPlugin, Plugin, PreFilterPlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+};
 use crate::podinfo::PodInfo;
 use crate::resources::{CPU, EPHEMERAL_STORAGE, MEMORY};
 
@@ -97,7 +99,10 @@ impl NodeResourcesFit {
                         .shape;
                     // Scores are 0..=10 in the configuration.
                     Strategy::RequestedToCapacityRatio(
-                        shape.into_iter().map(|p| (p.utilization, p.score * MAX_NODE_SCORE / 10)).collect(),
+                        shape
+                            .into_iter()
+                            .map(|p| (p.utilization, p.score * MAX_NODE_SCORE / 10))
+                            .collect(),
                     )
                 }
                 other => anyhow::bail!("unknown scoring strategy {other:?}"),
@@ -143,7 +148,9 @@ pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<Cow<'static, str>> {
     if want.memory > 0 && want.memory > alloc.memory - used.memory {
         out.push(Cow::Borrowed("Insufficient memory"));
     }
-    if want.ephemeral_storage > 0 && want.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage {
+    if want.ephemeral_storage > 0
+        && want.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
+    {
         out.push(Cow::Borrowed("Insufficient ephemeral-storage"));
     }
     for (name, v) in &want.scalar {
@@ -171,7 +178,12 @@ impl FilterPlugin for NodeResourcesFit {
 
 /// (allocatable, requested including the pod) of one resource, with
 /// non-zero CPU/memory requests as scoring counts them.
-pub fn allocatable_requested(pod: &PodInfo, node: &NodeInfo, resource: &str, non_zero: bool) -> (i64, i64) {
+pub fn allocatable_requested(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    resource: &str,
+    non_zero: bool,
+) -> (i64, i64) {
     let alloc = node.allocatable.get(resource);
     let req = match resource {
         CPU if non_zero => node.non_zero_cpu + pod.non_zero_cpu,
@@ -202,7 +214,11 @@ fn most(req: i64, cap: i64) -> i64 {
 
 /// Piecewise linear interpolation through `shape` (sorted by utilization).
 fn ratio(shape: &[(i64, i64)], req: i64, cap: i64) -> i64 {
-    let util = if cap == 0 || req > cap { 100 } else { req * 100 / cap };
+    let util = if cap == 0 || req > cap {
+        100
+    } else {
+        req * 100 / cap
+    };
     let Some(first) = shape.first() else { return 0 };
     if util <= first.0 {
         return first.1;
@@ -239,7 +255,9 @@ impl ScorePlugin for NodeResourcesFit {
             return 0;
         }
         match self.strategy {
-            Strategy::RequestedToCapacityRatio(_) => ((total as f64) / (weights as f64)).round() as i64,
+            Strategy::RequestedToCapacityRatio(_) => {
+                ((total as f64) / (weights as f64)).round() as i64
+            }
             _ => total / weights,
         }
     }
@@ -254,9 +272,15 @@ mod tests {
 
     #[test]
     fn filter_table() {
-        let gpu_node = with(&node("gpu", "4", "4Gi", 10), json!({"status": {"allocatable": {"example.com/gpu": "2"}}}));
+        let gpu_node = with(
+            &node("gpu", "4", "4Gi", 10),
+            json!({"status": {"allocatable": {"example.com/gpu": "2"}}}),
+        );
         let snap = snapshot(&[
-            (node("small", "1", "1Gi", 10), vec![pod("x", "500m", "512Mi")]),
+            (
+                node("small", "1", "1Gi", 10),
+                vec![pod("x", "500m", "512Mi")],
+            ),
             (node("big", "8", "16Gi", 10), vec![]),
             (node("full", "8", "16Gi", 1), vec![pod("y", "0", "0")]),
             (gpu_node, vec![]),
@@ -269,14 +293,30 @@ mod tests {
             &pod("p", "100m", "0"),
             json!({"spec": {"initContainers": [{"name": "i", "resources": {"requests": {"cpu": "6"}}}]}}),
         );
-        let overhead_pod = with(&pod("p", "400m", "0"), json!({"spec": {"overhead": {"cpu": "200m"}}}));
+        let overhead_pod = with(
+            &pod("p", "400m", "0"),
+            json!({"spec": {"overhead": {"cpu": "200m"}}}),
+        );
         let cases = [
-            ("fits everywhere with room", pod("p", "100m", "100Mi"), vec!["ok", "ok", "Too many pods", "ok"]),
-            ("cpu", pod("p", "1", "0"), vec!["Insufficient cpu", "ok", "Too many pods", "ok"]),
+            (
+                "fits everywhere with room",
+                pod("p", "100m", "100Mi"),
+                vec!["ok", "ok", "Too many pods", "ok"],
+            ),
+            (
+                "cpu",
+                pod("p", "1", "0"),
+                vec!["Insufficient cpu", "ok", "Too many pods", "ok"],
+            ),
             (
                 "cpu and memory",
                 pod("p", "2", "2Gi"),
-                vec!["Insufficient cpu, Insufficient memory", "ok", "Too many pods", "ok"],
+                vec![
+                    "Insufficient cpu, Insufficient memory",
+                    "ok",
+                    "Too many pods",
+                    "ok",
+                ],
             ),
             (
                 "extended resource",
@@ -288,12 +328,37 @@ mod tests {
                     "ok",
                 ],
             ),
-            ("init container max", init_pod, vec!["Insufficient cpu", "ok", "Too many pods", "Insufficient cpu"]),
-            ("overhead counts", overhead_pod, vec!["Insufficient cpu", "ok", "Too many pods", "ok"]),
-            ("no requests", pod("p", "0", "0"), vec!["ok", "ok", "Too many pods", "ok"]),
+            (
+                "init container max",
+                init_pod,
+                vec![
+                    "Insufficient cpu",
+                    "ok",
+                    "Too many pods",
+                    "Insufficient cpu",
+                ],
+            ),
+            (
+                "overhead counts",
+                overhead_pod,
+                vec!["Insufficient cpu", "ok", "Too many pods", "ok"],
+            ),
+            (
+                "no requests",
+                pod("p", "0", "0"),
+                vec!["ok", "ok", "Too many pods", "ok"],
+            ),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&NodeResourcesFit::default(), &pod_info(&p), &snap)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(
+                    &NodeResourcesFit::default(),
+                    &pod_info(&p),
+                    &snap
+                )),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -305,14 +370,21 @@ mod tests {
             (node("half", "4", "8Gi", 10), vec![pod("x", "2", "4Gi")]),
         ]);
         let p = pod("p", "1", "2Gi");
-        let most = NodeResourcesFit::from_args(Some(&json!({"scoringStrategy": {"type": "MostAllocated"}}))).unwrap();
+        let most = NodeResourcesFit::from_args(Some(
+            &json!({"scoringStrategy": {"type": "MostAllocated"}}),
+        ))
+        .unwrap();
         let ratio = NodeResourcesFit::from_args(Some(&json!({"scoringStrategy": {
             "type": "RequestedToCapacityRatio",
             "resources": [{"name": "cpu", "weight": 1}],
             "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]}}})))
         .unwrap();
         let cases: [(&str, &NodeResourcesFit, Vec<i64>); 3] = [
-            ("least allocated", &NodeResourcesFit::default(), vec![75, 25]),
+            (
+                "least allocated",
+                &NodeResourcesFit::default(),
+                vec![75, 25],
+            ),
             ("most allocated", &most, vec![25, 75]),
             ("ratio on cpu", &ratio, vec![25, 75]),
         ];
@@ -320,12 +392,25 @@ mod tests {
             assert_eq!(score_only(plugin, &pod_info(&p), &snap), want, "{name}");
         }
         // Pods without requests count as 100m / 200Mi.
-        let s = score_only(&NodeResourcesFit::default(), &pod_info(&pod("p", "0", "0")), &snap);
-        assert_eq!(s, vec![(3900 * 100 / 4000 + (8192 - 200) * 100 / 8192) / 2, (1900 * 100 / 4000 + (8192 - 4096 - 200) * 100 / 8192) / 2]);
+        let s = score_only(
+            &NodeResourcesFit::default(),
+            &pod_info(&pod("p", "0", "0")),
+            &snap,
+        );
+        assert_eq!(
+            s,
+            vec![
+                (3900 * 100 / 4000 + (8192 - 200) * 100 / 8192) / 2,
+                (1900 * 100 / 4000 + (8192 - 4096 - 200) * 100 / 8192) / 2
+            ]
+        );
     }
 
     #[test]
     fn unknown_strategy_is_an_error() {
-        assert!(NodeResourcesFit::from_args(Some(&json!({"scoringStrategy": {"type": "Nope"}}))).is_err());
+        assert!(
+            NodeResourcesFit::from_args(Some(&json!({"scoringStrategy": {"type": "Nope"}})))
+                .is_err()
+        );
     }
 }

@@ -50,7 +50,10 @@ mod tests {
 
     #[test]
     fn table() {
-        let cordoned = with(&node("a", "1", "1Gi", 10), json!({"spec": {"unschedulable": true}}));
+        let cordoned = with(
+            &node("a", "1", "1Gi", 10),
+            json!({"spec": {"unschedulable": true}}),
+        );
         let snap = snapshot(&[(node("n", "1", "1Gi", 10), vec![]), (cordoned, vec![])]);
         let tolerant = with(
             &pod("p", "0", "0"),
@@ -61,7 +64,11 @@ mod tests {
             ("tolerating pod", tolerant, vec!["ok", "ok"]),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_only(&NodeUnschedulable, &pod_info(&p), &snap)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_only(&NodeUnschedulable, &pod_info(&p), &snap)),
+                want,
+                "{name}"
+            );
         }
     }
 }

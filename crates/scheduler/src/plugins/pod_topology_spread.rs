@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use crate::cache::{NodeInfo, Snapshot};
 use crate::framework::{
-    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status, MAX_NODE_SCORE,
+    CycleState, FilterPlugin, Plugin, PreFilterPlugin, PreScorePlugin, ScorePlugin, Status,
+    MAX_NODE_SCORE,
 };
 use crate::podinfo::{untolerated, PodInfo, SpreadConstraint};
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
-pub const MISSING_LABEL_REASON: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+pub const MISSING_LABEL_REASON: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
 
 const NAME: &str = super::names::POD_TOPOLOGY_SPREAD;
 const SCORE_KEY: &str = "PodTopologySpread/score";
@@ -40,7 +42,12 @@ impl Plugin for PodTopologySpread {
 }
 
 /// Whether a node counts for a constraint (policies) and has every key.
-fn eligible(pod: &PodInfo, node: &NodeInfo, c: &SpreadConstraint, all: &[&SpreadConstraint]) -> bool {
+fn eligible(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    c: &SpreadConstraint,
+    all: &[&SpreadConstraint],
+) -> bool {
     let labels = node.labels();
     if !all.iter().all(|c| labels.contains_key(&c.topology_key)) {
         return false;
@@ -48,7 +55,14 @@ fn eligible(pod: &PodInfo, node: &NodeInfo, c: &SpreadConstraint, all: &[&Spread
     if c.honor_node_affinity && !pod.node_affinity.matches_labels(&node.name, labels) {
         return false;
     }
-    if c.honor_taints && untolerated(node.taints(), pod.tolerations(), &["NoSchedule", "NoExecute"]).is_some() {
+    if c.honor_taints
+        && untolerated(
+            node.taints(),
+            pod.tolerations(),
+            &["NoSchedule", "NoExecute"],
+        )
+        .is_some()
+    {
         return false;
     }
     true
@@ -59,7 +73,9 @@ fn eligible(pod: &PodInfo, node: &NodeInfo, c: &SpreadConstraint, all: &[&Spread
 fn count_on(pod: &PodInfo, node: &NodeInfo, c: &SpreadConstraint) -> i64 {
     node.pods
         .iter()
-        .filter(|p| !p.terminating && p.namespace == pod.namespace && c.selector.matches(p.labels()))
+        .filter(|p| {
+            !p.terminating && p.namespace == pod.namespace && c.selector.matches(p.labels())
+        })
         .count() as i64
 }
 
@@ -70,7 +86,13 @@ struct Domains {
     min: i64,
 }
 
-fn domains(pod: &PodInfo, snap: &Snapshot, c: &SpreadConstraint, all: &[&SpreadConstraint], filter_nodes: Option<&[&NodeInfo]>) -> Domains {
+fn domains(
+    pod: &PodInfo,
+    snap: &Snapshot,
+    c: &SpreadConstraint,
+    all: &[&SpreadConstraint],
+    filter_nodes: Option<&[&NodeInfo]>,
+) -> Domains {
     let mut counts: HashMap<String, i64> = HashMap::new();
     let mut visit = |node: &NodeInfo| {
         if !eligible(pod, node, c, all) {
@@ -142,7 +164,13 @@ struct ScoreState {
 }
 
 impl PreScorePlugin for PodTopologySpread {
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, nodes: &[&NodeInfo], snap: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        snap: &Snapshot,
+    ) -> Status {
         let soft: Vec<&SpreadConstraint> = pod.spread.iter().filter(|c| !c.hard).collect();
         if soft.is_empty() {
             return Status::skip();
@@ -167,11 +195,15 @@ const IGNORED: i64 = -1;
 
 impl ScorePlugin for PodTopologySpread {
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo, _: &Snapshot) -> i64 {
-        let Some(s) = state.read::<ScoreState>(SCORE_KEY) else { return 0 };
+        let Some(s) = state.read::<ScoreState>(SCORE_KEY) else {
+            return 0;
+        };
         let labels = node.labels();
         let mut score = 0.0;
         for (c, counts, weight) in &s.constraints {
-            let Some(v) = labels.get(&c.topology_key) else { return IGNORED };
+            let Some(v) = labels.get(&c.topology_key) else {
+                return IGNORED;
+            };
             let n = counts.get(v.as_str()).copied().unwrap_or(0);
             score += n as f64 * weight + (c.max_skew - 1) as f64;
         }
@@ -205,15 +237,24 @@ mod tests {
     use serde_json::{json, Value};
 
     fn zoned(name: &str, zone: &str) -> Node {
-        with(&node(name, "4", "8Gi", 20), json!({"metadata": {"labels": {"zone": zone}}}))
+        with(
+            &node(name, "4", "8Gi", 20),
+            json!({"metadata": {"labels": {"zone": zone}}}),
+        )
     }
 
     fn web(name: &str) -> Pod {
-        with(&pod(name, "0", "0"), json!({"metadata": {"labels": {"app": "web"}}}))
+        with(
+            &pod(name, "0", "0"),
+            json!({"metadata": {"labels": {"app": "web"}}}),
+        )
     }
 
     fn spread(constraints: Value) -> Pod {
-        with(&web("p"), json!({"spec": {"topologySpreadConstraints": constraints}}))
+        with(
+            &web("p"),
+            json!({"spec": {"topologySpreadConstraints": constraints}}),
+        )
     }
 
     fn c(key: &str, skew: i32, when: &str) -> Value {
@@ -226,7 +267,13 @@ mod tests {
         let s = snapshot(&[
             (zoned("a", "z1"), vec![web("w1"), web("w2")]),
             (zoned("b", "z1"), vec![]),
-            (zoned("c", "z2"), vec![web("w3"), with(&web("other-ns"), json!({"metadata": {"namespace": "x"}}))]),
+            (
+                zoned("c", "z2"),
+                vec![
+                    web("w3"),
+                    with(&web("other-ns"), json!({"metadata": {"namespace": "x"}})),
+                ],
+            ),
             (node("d", "4", "8Gi", 20), vec![]),
         ]);
         let (r, m) = (REASON, MISSING_LABEL_REASON);
@@ -234,33 +281,81 @@ mod tests {
         min3["minDomains"] = json!(3);
         let mut ignore_affinity = c("zone", 1, "DoNotSchedule");
         ignore_affinity["nodeAffinityPolicy"] = json!("Ignore");
-        let with_selector = |p: Pod, zone: &str| with(&p, json!({"spec": {"nodeSelector": {"zone": zone}}}));
+        let with_selector =
+            |p: Pod, zone: &str| with(&p, json!({"spec": {"nodeSelector": {"zone": zone}}}));
         let cases = [
-            ("zone skew 1", spread(json!([c("zone", 1, "DoNotSchedule")])), vec![r, r, "ok", m]),
-            ("zone skew 2", spread(json!([c("zone", 2, "DoNotSchedule")])), vec!["ok", "ok", "ok", m]),
+            (
+                "zone skew 1",
+                spread(json!([c("zone", 1, "DoNotSchedule")])),
+                vec![r, r, "ok", m],
+            ),
+            (
+                "zone skew 2",
+                spread(json!([c("zone", 2, "DoNotSchedule")])),
+                vec!["ok", "ok", "ok", m],
+            ),
             // hostname domains: a 2, b 0, c 1, d 0 → min 0.
-            ("hostname skew 1", spread(json!([c("kubernetes.io/hostname", 1, "DoNotSchedule")])), vec![r, "ok", r, "ok"]),
-            ("minDomains above domain count: min is 0", spread(json!([min3])), vec![r, r, r, m]),
+            (
+                "hostname skew 1",
+                spread(json!([c("kubernetes.io/hostname", 1, "DoNotSchedule")])),
+                vec![r, "ok", r, "ok"],
+            ),
+            (
+                "minDomains above domain count: min is 0",
+                spread(json!([min3])),
+                vec![r, r, r, m],
+            ),
             // Only z1 nodes count when the selector pins z1: min = 2, so z1 is fine.
-            ("node affinity honoured", with_selector(spread(json!([c("zone", 1, "DoNotSchedule")])), "z1"), vec!["ok", "ok", "ok", m]),
-            ("node affinity ignored", with_selector(spread(json!([ignore_affinity])), "z1"), vec![r, r, "ok", m]),
-            ("soft constraints do not filter", spread(json!([c("zone", 1, "ScheduleAnyway")])), vec!["ok", "ok", "ok", "ok"]),
+            (
+                "node affinity honoured",
+                with_selector(spread(json!([c("zone", 1, "DoNotSchedule")])), "z1"),
+                vec!["ok", "ok", "ok", m],
+            ),
+            (
+                "node affinity ignored",
+                with_selector(spread(json!([ignore_affinity])), "z1"),
+                vec![r, r, "ok", m],
+            ),
+            (
+                "soft constraints do not filter",
+                spread(json!([c("zone", 1, "ScheduleAnyway")])),
+                vec!["ok", "ok", "ok", "ok"],
+            ),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&PodTopologySpread, &pod_info(&p), &s)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&PodTopologySpread, &pod_info(&p), &s)),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn taints_policy() {
-        let tainted = with(&zoned("t", "z3"), json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}));
-        let s = snapshot(&[(zoned("a", "z1"), vec![web("w1")]), (zoned("b", "z2"), vec![web("w2")]), (tainted, vec![])]);
+        let tainted = with(
+            &zoned("t", "z3"),
+            json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
+        );
+        let s = snapshot(&[
+            (zoned("a", "z1"), vec![web("w1")]),
+            (zoned("b", "z2"), vec![web("w2")]),
+            (tainted, vec![]),
+        ]);
         let mut honor = c("zone", 1, "DoNotSchedule");
         honor["nodeTaintsPolicy"] = json!("Honor");
         // Ignored (default): z3 counts with 0, so z1/z2 are at skew 2.
-        let got = verdicts(&filter_all(&PodTopologySpread, &pod_info(&spread(json!([c("zone", 1, "DoNotSchedule")]))), &s));
+        let got = verdicts(&filter_all(
+            &PodTopologySpread,
+            &pod_info(&spread(json!([c("zone", 1, "DoNotSchedule")]))),
+            &s,
+        ));
         assert_eq!(got, vec![REASON, REASON, "ok"]);
-        let got = verdicts(&filter_all(&PodTopologySpread, &pod_info(&spread(json!([honor]))), &s));
+        let got = verdicts(&filter_all(
+            &PodTopologySpread,
+            &pod_info(&spread(json!([honor]))),
+            &s,
+        ));
         assert_eq!(got, vec!["ok", "ok", "ok"]);
     }
 
@@ -272,9 +367,16 @@ mod tests {
             (zoned("c", "z3"), vec![]),
             (node("d", "4", "8Gi", 20), vec![]),
         ]);
-        let got = score_all(&PodTopologySpread, &pod_info(&spread(json!([c("zone", 1, "ScheduleAnyway")]))), &s);
+        let got = score_all(
+            &PodTopologySpread,
+            &pod_info(&spread(json!([c("zone", 1, "ScheduleAnyway")]))),
+            &s,
+        );
         // Raw: round(n × ln(5)): 3, 2, 0 → 100 × (3 + 0 - s) / 3.
         assert_eq!(got, vec![0, 33, 100, 0]);
-        assert_eq!(score_all(&PodTopologySpread, &pod_info(&web("p")), &s), vec![0, 0, 0, 0]);
+        assert_eq!(
+            score_all(&PodTopologySpread, &pod_info(&web("p")), &s),
+            vec![0, 0, 0, 0]
+        );
     }
 }

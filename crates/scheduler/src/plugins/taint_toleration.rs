@@ -33,7 +33,11 @@ pub fn reason(key: &str, value: &str) -> String {
 
 impl FilterPlugin for TaintToleration {
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo, _: &Snapshot) -> Status {
-        match untolerated(node.taints(), pod.tolerations(), &["NoSchedule", "NoExecute"]) {
+        match untolerated(
+            node.taints(),
+            pod.tolerations(),
+            &["NoSchedule", "NoExecute"],
+        ) {
             None => Status::success(),
             Some(t) => Status::unresolvable(reason(&t.key, t.value.as_deref().unwrap_or(""))),
         }
@@ -41,7 +45,13 @@ impl FilterPlugin for TaintToleration {
 }
 
 impl PreScorePlugin for TaintToleration {
-    fn pre_score(&self, _: &mut CycleState, _: &PodInfo, nodes: &[&NodeInfo], _: &Snapshot) -> Status {
+    fn pre_score(
+        &self,
+        _: &mut CycleState,
+        _: &PodInfo,
+        nodes: &[&NodeInfo],
+        _: &Snapshot,
+    ) -> Status {
         let any = nodes
             .iter()
             .any(|n| n.taints().iter().any(|t| t.effect == "PreferNoSchedule"));
@@ -58,11 +68,18 @@ impl ScorePlugin for TaintToleration {
         let tolerations: Vec<_> = pod
             .tolerations()
             .iter()
-            .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+            .filter(|t| {
+                t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+            })
             .collect();
         node.taints()
             .iter()
-            .filter(|taint| taint.effect == "PreferNoSchedule" && !tolerations.iter().any(|t| tolerates(t, taint)))
+            .filter(|taint| {
+                taint.effect == "PreferNoSchedule"
+                    && !tolerations.iter().any(|t| tolerates(t, taint))
+            })
             .count() as i64
     }
 
@@ -79,28 +96,65 @@ mod tests {
     use serde_json::json;
 
     fn tainted(name: &str, taints: serde_json::Value) -> k8s_openapi::api::core::v1::Node {
-        with(&node(name, "1", "1Gi", 10), json!({"spec": {"taints": taints}}))
+        with(
+            &node(name, "1", "1Gi", 10),
+            json!({"spec": {"taints": taints}}),
+        )
     }
 
     #[test]
     fn filter_table() {
         let snap = snapshot(&[
             (node("clean", "1", "1Gi", 10), vec![]),
-            (tainted("gpu", json!([{"key": "gpu", "value": "true", "effect": "NoSchedule"}])), vec![]),
-            (tainted("down", json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}])), vec![]),
-            (tainted("soft", json!([{"key": "x", "effect": "PreferNoSchedule"}])), vec![]),
+            (
+                tainted(
+                    "gpu",
+                    json!([{"key": "gpu", "value": "true", "effect": "NoSchedule"}]),
+                ),
+                vec![],
+            ),
+            (
+                tainted(
+                    "down",
+                    json!([{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]),
+                ),
+                vec![],
+            ),
+            (
+                tainted("soft", json!([{"key": "x", "effect": "PreferNoSchedule"}])),
+                vec![],
+            ),
         ]);
         let gpu = reason("gpu", "true");
         let down = reason("node.kubernetes.io/unreachable", "");
-        let tol = |t: serde_json::Value| with(&pod("p", "0", "0"), json!({"spec": {"tolerations": t}}));
+        let tol =
+            |t: serde_json::Value| with(&pod("p", "0", "0"), json!({"spec": {"tolerations": t}}));
         let cases = [
-            ("no tolerations", pod("p", "0", "0"), vec!["ok", &gpu, &down, "ok"]),
-            ("gpu equal", tol(json!([{"key": "gpu", "value": "true"}])), vec!["ok", "ok", &down, "ok"]),
-            ("gpu wrong value", tol(json!([{"key": "gpu", "value": "no"}])), vec!["ok", &gpu, &down, "ok"]),
-            ("exists all", tol(json!([{"operator": "Exists"}])), vec!["ok", "ok", "ok", "ok"]),
+            (
+                "no tolerations",
+                pod("p", "0", "0"),
+                vec!["ok", &gpu, &down, "ok"],
+            ),
+            (
+                "gpu equal",
+                tol(json!([{"key": "gpu", "value": "true"}])),
+                vec!["ok", "ok", &down, "ok"],
+            ),
+            (
+                "gpu wrong value",
+                tol(json!([{"key": "gpu", "value": "no"}])),
+                vec!["ok", &gpu, &down, "ok"],
+            ),
+            (
+                "exists all",
+                tol(json!([{"operator": "Exists"}])),
+                vec!["ok", "ok", "ok", "ok"],
+            ),
             (
                 "wrong effect",
-                tol(json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}])),
+                tol(
+                    json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}]),
+                ),
                 vec!["ok", &gpu, &down, "ok"],
             ),
         ];
@@ -108,17 +162,31 @@ mod tests {
             let got = verdicts(&filter_only(&TaintToleration, &pod_info(&p), &snap));
             assert_eq!(got, want, "{name}");
         }
-        let st = TaintToleration.filter(&CycleState::default(), &pod_info(&pod("p", "0", "0")), &snap.nodes[2], &snap);
-        assert_eq!(st.code, crate::framework::Code::UnschedulableAndUnresolvable);
+        let st = TaintToleration.filter(
+            &CycleState::default(),
+            &pod_info(&pod("p", "0", "0")),
+            &snap.nodes[2],
+            &snap,
+        );
+        assert_eq!(
+            st.code,
+            crate::framework::Code::UnschedulableAndUnresolvable
+        );
     }
 
     #[test]
     fn score_table() {
         let snap = snapshot(&[
             (node("clean", "1", "1Gi", 10), vec![]),
-            (tainted("one", json!([{"key": "a", "effect": "PreferNoSchedule"}])), vec![]),
             (
-                tainted("two", json!([{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}])),
+                tainted("one", json!([{"key": "a", "effect": "PreferNoSchedule"}])),
+                vec![],
+            ),
+            (
+                tainted(
+                    "two",
+                    json!([{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}]),
+                ),
                 vec![],
             ),
         ]);
@@ -126,12 +194,19 @@ mod tests {
             ("no tolerations", pod("p", "0", "0"), vec![100, 50, 0]),
             (
                 "tolerates a",
-                with(&pod("p", "0", "0"), json!({"spec": {"tolerations": [{"key": "a", "operator": "Exists", "effect": "PreferNoSchedule"}]}})),
+                with(
+                    &pod("p", "0", "0"),
+                    json!({"spec": {"tolerations": [{"key": "a", "operator": "Exists", "effect": "PreferNoSchedule"}]}}),
+                ),
                 vec![100, 100, 0],
             ),
         ];
         for (name, p, want) in cases {
-            assert_eq!(score_all(&TaintToleration, &pod_info(&p), &snap), want, "{name}");
+            assert_eq!(
+                score_all(&TaintToleration, &pod_info(&p), &snap),
+                want,
+                "{name}"
+            );
         }
     }
 }

@@ -41,13 +41,25 @@ impl PreFilterPlugin for VolumeBinding {
         }
         let mut volumes = Vec::new();
         for claim in &pod.pvcs {
-            let Some(pvc) = snap.listers.pvcs.get(&ObjectRef::new(claim).within(&pod.namespace)) else {
-                return Status::unresolvable(format!("persistentvolumeclaim \"{claim}\" not found"));
+            let Some(pvc) = snap
+                .listers
+                .pvcs
+                .get(&ObjectRef::new(claim).within(&pod.namespace))
+            else {
+                return Status::unresolvable(format!(
+                    "persistentvolumeclaim \"{claim}\" not found"
+                ));
             };
             if pvc.metadata.deletion_timestamp.is_some() {
-                return Status::unresolvable(format!("persistentvolumeclaim \"{claim}\" is being deleted"));
+                return Status::unresolvable(format!(
+                    "persistentvolumeclaim \"{claim}\" is being deleted"
+                ));
             }
-            let volume = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).unwrap_or_default();
+            let volume = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .unwrap_or_default();
             if volume.is_empty() {
                 return Status::unresolvable(UNBOUND_REASON);
             }
@@ -60,7 +72,13 @@ impl PreFilterPlugin for VolumeBinding {
                 .and_then(|s| s.node_affinity.as_ref())
                 .and_then(|a| a.required.as_ref())
             {
-                volumes.push(terms.node_selector_terms.iter().map(NodeTerm::new).collect());
+                volumes.push(
+                    terms
+                        .node_selector_terms
+                        .iter()
+                        .map(NodeTerm::new)
+                        .collect(),
+                );
             }
         }
         if volumes.is_empty() {
@@ -98,9 +116,16 @@ mod tests {
 
     #[test]
     fn table() {
-        let mut s = snapshot(&[(node("a", "1", "1Gi", 10), vec![]), (node("b", "1", "1Gi", 10), vec![])]);
+        let mut s = snapshot(&[
+            (node("a", "1", "1Gi", 10), vec![]),
+            (node("b", "1", "1Gi", 10), vec![]),
+        ]);
         let mut pvcs = Writer::<PersistentVolumeClaim>::default();
-        for (name, vol) in [("bound", Some("pv-a")), ("free", None), ("anywhere", Some("pv-any"))] {
+        for (name, vol) in [
+            ("bound", Some("pv-a")),
+            ("free", None),
+            ("anywhere", Some("pv-any")),
+        ] {
             let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "default"},
                 "spec": {"volumeName": vol}
@@ -116,21 +141,46 @@ mod tests {
         }))
         .unwrap();
         pvs.apply_watcher_event(&Event::Apply(pv_a));
-        pvs.apply_watcher_event(&Event::Apply(serde_json::from_value(json!({"metadata": {"name": "pv-any"}})).unwrap()));
+        pvs.apply_watcher_event(&Event::Apply(
+            serde_json::from_value(json!({"metadata": {"name": "pv-any"}})).unwrap(),
+        ));
         s.listers.pvcs = pvcs.as_reader();
         s.listers.pvs = pvs.as_reader();
         let claim = |c: &str| {
-            with(&pod("p", "0", "0"), json!({"spec": {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": c}}]}}))
+            with(
+                &pod("p", "0", "0"),
+                json!({"spec": {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": c}}]}}),
+            )
         };
         let cases = [
             ("no volumes", pod("p", "0", "0"), vec!["ok", "ok"]),
-            ("bound to a volume on a", claim("bound"), vec!["ok", CONFLICT_REASON]),
-            ("volume without affinity", claim("anywhere"), vec!["ok", "ok"]),
-            ("unbound", claim("free"), vec![UNBOUND_REASON, UNBOUND_REASON]),
-            ("missing", claim("nope"), vec!["persistentvolumeclaim \"nope\" not found"; 2]),
+            (
+                "bound to a volume on a",
+                claim("bound"),
+                vec!["ok", CONFLICT_REASON],
+            ),
+            (
+                "volume without affinity",
+                claim("anywhere"),
+                vec!["ok", "ok"],
+            ),
+            (
+                "unbound",
+                claim("free"),
+                vec![UNBOUND_REASON, UNBOUND_REASON],
+            ),
+            (
+                "missing",
+                claim("nope"),
+                vec!["persistentvolumeclaim \"nope\" not found"; 2],
+            ),
         ];
         for (name, p, want) in cases {
-            assert_eq!(verdicts(&filter_all(&VolumeBinding, &pod_info(&p), &s)), want, "{name}");
+            assert_eq!(
+                verdicts(&filter_all(&VolumeBinding, &pod_info(&p), &s)),
+                want,
+                "{name}"
+            );
         }
     }
 }
