@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 use runtime::workqueue::{run_workers, Next};
@@ -1032,37 +1032,17 @@ impl Controller {
             }
             batch *= 2;
         }
-        let results = futures::future::join_all(plan.delete.iter().map(|(pod, uid)| {
-            let api = pod_api.clone();
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            async move { (pod, api.delete(pod, &dp).await) }
-        }))
-        .await;
-        for (pod, r) in results {
-            match r {
-                Ok(_) => self.recorder.normal(
-                    ds.as_ref(),
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod}"),
-                ),
-                Err(e) => {
-                    self.expectations.deletion_observed(key);
-                    if !runtime::is_not_found(&e) {
-                        self.recorder.warning(
-                            ds.as_ref(),
-                            "FailedDelete",
-                            format!("Error deleting: {}", crate::replicaset::error_text(&e)),
-                        );
-                        error.get_or_insert(e);
-                    }
-                }
-            }
+        if let Some(e) = podutil::delete_pods(
+            &pod_api,
+            &plan.delete,
+            key,
+            &self.expectations,
+            &self.recorder,
+            ds.as_ref(),
+        )
+        .await
+        {
+            error.get_or_insert(e);
         }
 
         // cleanupHistory: old revisions beyond the limit whose hash no pod

@@ -232,6 +232,50 @@ pub fn route_pod_change(
     }
 }
 
+/// Deletes pods by (name, uid) concurrently, uid as precondition, with
+/// SuccessfulDelete/FailedDelete events on `owner`. A failed delete will
+/// never be observed, so it comes off `key`'s expectations. Returns the
+/// first failure other than 404.
+pub async fn delete_pods<K: kube::Resource<DynamicType = ()>>(
+    api: &kube::Api<Pod>,
+    pods: &[(String, String)],
+    key: &str,
+    expectations: &runtime::Expectations,
+    recorder: &runtime::Recorder,
+    owner: &K,
+) -> Option<kube::Error> {
+    use kube::api::{DeleteParams, Preconditions};
+    let results = futures::future::join_all(pods.iter().map(|(pod, uid)| {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        async move { (pod, api.delete(pod, &dp).await) }
+    }))
+    .await;
+    let mut first = None;
+    for (pod, r) in results {
+        match r {
+            Ok(_) => recorder.normal(owner, "SuccessfulDelete", format!("Deleted pod: {pod}")),
+            Err(e) => {
+                expectations.deletion_observed(key);
+                if !runtime::is_not_found(&e) {
+                    recorder.warning(
+                        owner,
+                        "FailedDelete",
+                        format!("Error deleting: {}", crate::replicaset::error_text(&e)),
+                    );
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+    first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

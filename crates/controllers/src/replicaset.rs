@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Resource;
 use runtime::workqueue::{run_workers, Next};
 use runtime::{key_of, Change, Expectations, WorkQueue};
@@ -480,37 +480,15 @@ impl<O: ReplicaOwner> Controller<O> {
         }
         if !plan.delete.is_empty() {
             self.expectations.expect(key, 0, plan.delete.len() as i64);
-            let results = futures::future::join_all(plan.delete.iter().map(|(pod, uid)| {
-                let api = pod_api.clone();
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                async move { (pod, api.delete(pod, &dp).await) }
-            }))
+            podutil::delete_pods(
+                &pod_api,
+                &plan.delete,
+                key,
+                &self.expectations,
+                &self.recorder,
+                owner.as_ref(),
+            )
             .await;
-            for (pod, r) in results {
-                match r {
-                    Ok(_) => self.recorder.normal(
-                        owner.as_ref(),
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {pod}"),
-                    ),
-                    Err(e) => {
-                        self.expectations.deletion_observed(key);
-                        if !runtime::is_not_found(&e) {
-                            self.recorder.warning(
-                                owner.as_ref(),
-                                "FailedDelete",
-                                format!("Error deleting: {}", error_text(&e)),
-                            );
-                        }
-                    }
-                }
-            }
         }
         let old = owner.status_json();
         let status = status_for(plan.counts, meta.generation, failure.as_deref(), &old);
