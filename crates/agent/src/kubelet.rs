@@ -323,6 +323,7 @@ impl Shared {
             &self.config.node_name,
             uid.as_deref(),
             self.config.lease_duration_seconds,
+            true,
         )
         .await?;
         *self.node_uid.lock().unwrap() = uid;
@@ -377,6 +378,7 @@ impl Shared {
             &self.config.node_name,
             uid.as_deref(),
             self.config.lease_duration_seconds,
+            true,
         )
         .await?;
         let api: Api<Node> = Api::all(self.client.clone());

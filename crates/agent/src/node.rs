@@ -293,12 +293,15 @@ pub async fn register(
     Ok(node.metadata.uid)
 }
 
-/// Renews the node's Lease, creating it when it is missing.
+/// Renews the node's Lease, creating it when it is missing (owned by the
+/// Node, as kubelet's). `exists`: try the renewal first, else the creation.
+/// Shared with simulated nodes.
 pub async fn renew_lease(
     client: &kube::Client,
     name: &str,
     node_uid: Option<&str>,
     duration_seconds: i32,
+    exists: bool,
 ) -> Result<(), kube::Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let now = MicroTime(Timestamp::now());
@@ -311,10 +314,12 @@ pub async fn renew_lease(
         api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
     };
-    match renew().await {
-        Ok(_) => return Ok(()),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e),
+    if exists {
+        match renew().await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
     }
     let lease = Lease {
         metadata: ObjectMeta {

@@ -74,14 +74,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
     DaemonEndpoint, HostIP, Node, NodeAddress, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo, Pod, PodCondition, PodIP, PodSpec, PodStatus, Probe, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -1452,61 +1451,21 @@ async fn register(shared: &Shared, i: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renews node `i`'s Lease, creating it when it is missing. `exists`: try
-/// the renewal first (else the creation).
+/// Renews node `i`'s Lease, creating it when it is missing.
 async fn renew_lease(
     shared: &Shared,
     i: usize,
     node_uid: Option<&str>,
     exists: bool,
 ) -> Result<(), kube::Error> {
-    let cfg = &shared.config;
-    let name = &shared.nodes[i].name;
-    let api: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
-    let now = MicroTime(Timestamp::now());
-    let renew = || async {
-        let patch = json!({"spec": {
-            "holderIdentity": name,
-            "leaseDurationSeconds": cfg.lease_duration_seconds,
-            "renewTime": now,
-        }});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-    };
-    if exists {
-        match renew().await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let lease = Lease {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(LEASE_NAMESPACE.to_owned()),
-            owner_references: node_uid.map(|uid| {
-                vec![OwnerReference {
-                    api_version: "v1".to_owned(),
-                    kind: "Node".to_owned(),
-                    name: name.clone(),
-                    uid: uid.to_owned(),
-                    ..OwnerReference::default()
-                }]
-            }),
-            ..ObjectMeta::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(name.clone()),
-            lease_duration_seconds: Some(cfg.lease_duration_seconds),
-            renew_time: Some(now.clone()),
-            ..LeaseSpec::default()
-        }),
-    };
-    match api.create(&PostParams::default(), &lease).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => renew().await.map(|_| ()),
-        Err(e) => Err(e),
-    }
+    crate::node::renew_lease(
+        &shared.client,
+        &shared.nodes[i].name,
+        node_uid,
+        shared.config.lease_duration_seconds,
+        exists,
+    )
+    .await
 }
 
 /// One heartbeat of node `i`: registration if it has not succeeded yet,
