@@ -1093,19 +1093,7 @@ impl Controller {
         let status = status_for(&ds, &plan.counts, collision, acting && error.is_none());
         let old_status = serde_json::to_value(&ds.status).unwrap_or(Value::Null);
         if status_differs(&old_status, &status) {
-            let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
-            match api
-                .patch_status(
-                    ds_name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({ "status": status })),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if runtime::is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            crate::write_status::<DaemonSet>(&self.client, ns, ds_name, &status).await?;
         }
         if let Some(e) = error {
             return Err(e);

@@ -912,19 +912,7 @@ impl Controller {
             a == b
         };
         if !same {
-            let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
-            match api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": status})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if runtime::is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            crate::write_status::<Deployment>(&self.client, ns, name, &status).await?;
         }
         // Come back for the progress deadline.
         let complete = c.updated == desired && c.available == desired && c.replicas == desired;

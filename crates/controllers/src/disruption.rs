@@ -13,7 +13,6 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use runtime::workqueue::{run_workers, Next};
 use runtime::{key_of, Change, WorkQueue};
@@ -260,19 +259,7 @@ impl Controller {
         .all(|k| int(&old, k) == int(&new, k))
             && old.pointer("/conditions/0/status") == new.pointer("/conditions/0/status");
         if !same {
-            let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), ns);
-            match api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({"status": new})),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if runtime::is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            crate::write_status::<PodDisruptionBudget>(&self.client, ns, name, &new).await?;
         }
         Ok(Next::Done)
     }

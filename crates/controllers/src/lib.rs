@@ -96,6 +96,36 @@ impl Ctx {
     }
 }
 
+/// Writes `status` (a merge patch through the status subresource) of a
+/// namespaced object; an object deleted meanwhile is not an error.
+pub async fn write_status<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    status: &serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({ "status": status });
+    match api
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if runtime::is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Settings of the controller manager (kube-controller-manager's flags).
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -493,19 +493,7 @@ impl<O: ReplicaOwner> Controller<O> {
         let old = owner.status_json();
         let status = status_for(plan.counts, meta.generation, failure.as_deref(), &old);
         if status_differs(&old, &status) {
-            let api: Api<O> = Api::namespaced(self.client.clone(), ns);
-            match api
-                .patch_status(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({ "status": status })),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if runtime::is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            crate::write_status::<O>(&self.client, ns, name, &status).await?;
         }
         Ok(match plan.recheck_in {
             Some(s) => Next::After(std::time::Duration::from_secs(s.max(1) as u64)),

@@ -1039,19 +1039,7 @@ impl Controller {
         );
         let old = serde_json::to_value(&set.status).unwrap_or(Value::Null);
         if status_differs(&old, &status) {
-            let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
-            match api
-                .patch_status(
-                    set_name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&json!({ "status": status })),
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if runtime::is_not_found(&e) => {}
-                Err(e) => return Err(e),
-            }
+            crate::write_status::<StatefulSet>(&self.client, ns, set_name, &status).await?;
         }
 
         // History: keep live revisions and revisionHistoryLimit others.
