@@ -51,6 +51,14 @@ pub struct Config {
     pub cni_bin_dir: PathBuf,
     /// The Linux bridge pods attach to.
     pub cni_bridge: String,
+    /// Masquerade pod traffic that leaves the pod network (the bridge
+    /// plugin's ipMasq). Tests turn it off: their pods must not reach out.
+    pub masquerade: bool,
+    /// Nameservers for pods with dnsPolicy ClusterFirst (the cluster DNS
+    /// Service IP).
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain in pods' DNS search path.
+    pub cluster_domain: String,
     /// Extra node labels.
     pub labels: BTreeMap<String, String>,
     pub lease_duration_seconds: i32,
@@ -72,6 +80,9 @@ impl Config {
             pod_cidr_wait: Duration::from_secs(5),
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
             cni_bridge: "rkube0".to_owned(),
+            masquerade: true,
+            cluster_dns: vec![std::net::IpAddr::from([10, 43, 0, 10])],
+            cluster_domain: "cluster.local".to_owned(),
             labels: BTreeMap::new(),
             lease_duration_seconds: 40,
             heartbeat_interval: Duration::from_secs(10),
@@ -92,8 +103,9 @@ impl Config {
 }
 
 /// The CNI network config for the node's pod range: a bridge with
-/// host-local addresses, the bridge as gateway, masquerading out.
-pub fn cni_conflist(bridge: &str, cidr: &str, ipam_dir: &Path) -> String {
+/// host-local addresses, the bridge as gateway, masquerading out when
+/// `masquerade`.
+pub fn cni_conflist(bridge: &str, cidr: &str, ipam_dir: &Path, masquerade: bool) -> String {
     let gw = Cidr::parse(cidr).and_then(|c| c.host(1));
     let mut range = json!({ "subnet": cidr });
     if let Some(gw) = gw {
@@ -107,7 +119,7 @@ pub fn cni_conflist(bridge: &str, cidr: &str, ipam_dir: &Path) -> String {
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": masquerade,
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
@@ -120,6 +132,36 @@ pub fn cni_conflist(bridge: &str, cidr: &str, ipam_dir: &Path) -> String {
         ]
     }))
     .unwrap()
+}
+
+/// Deletes the pod bridge when it carries an address other than this
+/// range's gateway (left by an earlier run with another podCIDR): the
+/// bridge plugin refuses to reuse it, and no pod of ours can be on it.
+async fn remove_stale_bridge(bridge: &str, gateway: &str) {
+    let Ok(out) = tokio::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", bridge])
+        .output()
+        .await
+    else {
+        return;
+    };
+    let addrs = String::from_utf8_lossy(&out.stdout);
+    let stale = addrs
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .is_some_and(|a| a != gateway);
+    if out.status.success() && stale {
+        tracing::info!(
+            bridge,
+            "deleting the pod bridge left with another pod range"
+        );
+        let _ = tokio::process::Command::new("ip")
+            .args(["link", "delete", bridge])
+            .status()
+            .await;
+    }
 }
 
 struct Shared {
@@ -362,7 +404,11 @@ impl Shared {
             &self.config.cni_bridge,
             &cidr,
             &self.config.agent_dir().join("cni/ipam"),
+            self.config.masquerade,
         );
+        if let Some(gateway) = Cidr::parse(&cidr).and_then(|c| c.host(1)) {
+            remove_stale_bridge(&self.config.cni_bridge, &gateway.to_string()).await;
+        }
         let tmp = dir.join(".10-rkube.conflist.tmp");
         std::fs::write(&tmp, conf)?;
         std::fs::rename(&tmp, dir.join("10-rkube.conflist"))?;
@@ -551,12 +597,16 @@ mod tests {
 
     #[test]
     fn cni_config_for_the_pod_range() {
-        let c = cni_conflist("rkube0", "10.42.3.0/24", Path::new("/d/ipam"));
+        let c = cni_conflist("rkube0", "10.42.3.0/24", Path::new("/d/ipam"), true);
         let v: serde_json::Value = serde_json::from_str(&c).unwrap();
         let b = &v["plugins"][0];
         assert_eq!(b["type"], "bridge");
+        assert_eq!(b["ipMasq"], true);
         assert_eq!(b["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
         assert_eq!(b["ipam"]["ranges"][0][0]["gateway"], "10.42.3.1");
         assert_eq!(b["ipam"]["dataDir"], "/d/ipam");
+        let c = cni_conflist("rkube0", "10.42.3.0/24", Path::new("/d/ipam"), false);
+        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
+        assert_eq!(v["plugins"][0]["ipMasq"], false);
     }
 }

@@ -79,10 +79,8 @@ struct ServerArgs {
     /// Run only the control plane, no local node.
     #[arg(long)]
     disable_agent: bool,
-    /// CRI socket of an existing container runtime for the local node
-    /// (default: the agent runs its own containerd).
-    #[arg(long)]
-    container_runtime_endpoint: Option<String>,
+    #[command(flatten)]
+    node: NodeArgs,
     /// Do not run the controllers (replicasets, deployments, garbage
     /// collection, namespaces, ...).
     #[arg(long)]
@@ -118,7 +116,7 @@ struct ServerArgs {
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
     /// Range ClusterIPs are allocated from.
-    #[arg(long, default_value = "10.43.0.0/16")]
+    #[arg(long, default_value = DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
     /// Extra host names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
@@ -149,10 +147,60 @@ struct AgentArgs {
     /// Run this many simulated nodes (no containers) instead of a real one.
     #[arg(long)]
     simulated_nodes: Option<usize>,
+    /// Cluster domain pods search in their resolv.conf.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Settings of a real node, shared by `server` (its local node) and `agent`.
+#[derive(Args, Debug)]
+struct NodeArgs {
     /// CRI socket of an existing container runtime (default: the agent
     /// runs its own containerd).
     #[arg(long)]
     container_runtime_endpoint: Option<String>,
+    /// Name of the Linux bridge pods are attached to.
+    #[arg(long, default_value = "rkube0")]
+    cni_bridge: String,
+    /// Masquerade pod traffic leaving the pod network (`--pod-masquerade=false`
+    /// keeps pod source addresses, e.g. in tests that must not route out).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_masquerade: bool,
+    /// Nameserver pods with dnsPolicy ClusterFirst get (default: the tenth
+    /// address of the service range, 10.43.0.10).
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The node's own address (default: the address of the default route's
+    /// interface).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl NodeArgs {
+    fn config(
+        &self,
+        name: String,
+        data_dir: PathBuf,
+        cluster_domain: &str,
+        service_cidr: &str,
+    ) -> agent::Config {
+        let mut config = agent::Config::new(name, data_dir);
+        config.container_runtime_endpoint = self.container_runtime_endpoint.clone();
+        config.cni_bridge = self.cni_bridge.clone();
+        config.masquerade = self.pod_masquerade;
+        config.cluster_domain = cluster_domain.to_owned();
+        config.cluster_dns = if self.cluster_dns.is_empty() {
+            nth_service_ip(service_cidr, 10).into_iter().collect()
+        } else {
+            self.cluster_dns.clone()
+        };
+        if self.node_ip.is_some() {
+            config.node_ip = self.node_ip;
+        }
+        config
+    }
 }
 
 /// Parses `300ms`, `90s`, `5m`, `1h` (Go duration style, one unit).
@@ -345,11 +393,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if !args.disable_agent {
         let admin = admin.clone();
-        let mut config = agent::Config::new(
+        let config = args.node.config(
             args.node_name.clone().unwrap_or_else(hostname),
             args.data_dir.clone(),
+            &args.cluster_domain,
+            &args.service_cidr,
         );
-        config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -378,23 +427,32 @@ fn uuid_like() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// The service range agents assume when not told (the server's default).
+const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+
 /// The first usable address of the service range: the `kubernetes` Service.
 fn first_service_ip(cidr: &str) -> Option<std::net::IpAddr> {
+    nth_service_ip(cidr, 1)
+}
+
+/// The n-th address of the service range (10: cluster DNS, as k3s does).
+fn nth_service_ip(cidr: &str, n: u32) -> Option<std::net::IpAddr> {
     let (net, _) = cidr.split_once('/')?;
     match net.parse().ok()? {
-        std::net::IpAddr::V4(v4) => Some(std::net::IpAddr::V4((u32::from(v4) + 1).into())),
-        std::net::IpAddr::V6(v6) => Some(std::net::IpAddr::V6((u128::from(v6) + 1).into())),
+        std::net::IpAddr::V4(v4) => Some(std::net::IpAddr::V4((u32::from(v4) + n).into())),
+        std::net::IpAddr::V6(v6) => Some(std::net::IpAddr::V6((u128::from(v6) + n as u128).into())),
     }
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let client = join::client(&args.server, &args.token).await?;
     let Some(count) = args.simulated_nodes else {
-        let mut config = agent::Config::new(
+        let config = args.node.config(
             args.node_name.clone().unwrap_or_else(hostname),
             args.data_dir.clone(),
+            &args.cluster_domain,
+            DEFAULT_SERVICE_CIDR,
         );
-        config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
         return tokio::select! {
             r = agent::run(client, config) => r,
             _ = shutdown_signal() => Ok(()),

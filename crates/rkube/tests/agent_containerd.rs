@@ -78,7 +78,7 @@ fn pods_run_as_containers_on_containerd() {
         eprintln!("skipping agent_containerd: {why}");
         return;
     }
-    let server = Server::start_with(&["--disable-scheduler"]);
+    let server = Server::start_with(&["--disable-scheduler", "--cluster-cidr=10.41.0.0/16"]);
     let agent_dir = server.dir.path().join("agent-data");
     let images = agent_dir.join("agent/images");
     let out = Command::new(repo_root().join("scripts/build-test-images"))
@@ -109,6 +109,8 @@ fn pods_run_as_containers_on_containerd() {
         // Quick heartbeats; a bridge of its own.
         heartbeat_interval: Duration::from_secs(2),
         cni_bridge: "rkube-test0".into(),
+        pod_cidr: "10.41.0.0/24".into(),
+        masquerade: false,
         ..agent::Config::new(NODE, &agent_dir)
     };
     let agent = match rt.block_on(async {
@@ -141,6 +143,9 @@ fn pods_run_as_containers_on_containerd() {
     });
     drop(agent);
     rt.shutdown_timeout(Duration::from_secs(5));
+    let _ = Command::new("ip")
+        .args(["link", "delete", "rkube-test0"])
+        .status();
     if let Err(e) = result {
         eprintln!(
             "containerd log (tail):\n{}",
@@ -230,7 +235,7 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
     );
     let pod_ip = hello["status"]["podIP"].as_str().unwrap_or_default();
     assert!(
-        pod_ip.starts_with("10.42."),
+        pod_ip.starts_with("10.41.0."),
         "pod IP {pod_ip:?} from the node's range"
     );
     assert!(hello["status"]["hostIP"].is_string());

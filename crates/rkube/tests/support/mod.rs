@@ -128,6 +128,36 @@ impl Server {
         self.data_dir().join("kubeconfig.yaml")
     }
 
+    /// A local node gets a bridge and pod range of its own (both derived
+    /// from the port, so servers of tests running at once never share one)
+    /// and does not masquerade: test pods must not reach off the machine.
+    fn local_node_args(&self) -> Vec<String> {
+        if !self.local_node {
+            return Vec::new();
+        }
+        let mut args = vec![
+            format!("--cni-bridge=rk{}", self.port),
+            "--pod-masquerade=false".to_owned(),
+        ];
+        if !self.extra.iter().any(|a| a.starts_with("--cluster-cidr")) {
+            args.push(format!(
+                "--cluster-cidr=10.{}.{}.0/24",
+                self.port >> 8,
+                self.port & 0xff
+            ));
+        }
+        args
+    }
+
+    /// The pod range the local node's pods get addresses from.
+    pub fn pod_cidr(&self) -> String {
+        self.local_node_args()
+            .iter()
+            .chain(&self.extra)
+            .find_map(|a| a.strip_prefix("--cluster-cidr=").map(str::to_owned))
+            .unwrap_or_else(|| "10.42.0.0/16".to_owned())
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -137,6 +167,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("server")
             .args((!self.local_node).then_some("--disable-agent"))
+            .args(self.local_node_args())
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
             .arg(format!("--data-dir={}", self.data_dir().display()))
@@ -346,5 +377,12 @@ impl Drop for Agent {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop(true);
+        if self.local_node {
+            // The pod bridge outlives the server; it is this test's alone.
+            let _ = Command::new("ip")
+                .args(["link", "delete", &format!("rk{}", self.port)])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
