@@ -6,6 +6,7 @@
 //!
 //! This crate does no I/O: no HTTP, no store, no clock (callers pass `now`).
 
+pub mod convert;
 pub mod fields;
 pub mod kinds;
 pub mod openapi;

@@ -272,8 +272,11 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
         .registry
         .custom(&info.group, &info.version, &info.resource);
     let schema = custom.as_ref().and_then(|c| c.schema.as_ref());
+    // Reads and writes go to the storage version; what the client sends is
+    // converted to it and what it gets back to the version it asked for.
+    let stored = storage_resource(state, res);
     let scope = Scope {
-        res,
+        res: stored,
         namespace: info.namespace.as_deref(),
         schema,
     };
@@ -293,7 +296,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                 .await;
             }
             let filter = selectors(res, &req.params)?;
-            let page = if req.params.get("resourceVersion") == Some("0")
+            let mut page = if req.params.get("resourceVersion") == Some("0")
                 && req.params.get("continue").is_none()
             {
                 // "Any version": served from the watch cache, whole (as
@@ -316,6 +319,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             } else {
                 rest::list(store, scope, &req.params, &|o| filter(o)).await?
             };
+            page.items = served_all(res, page.items);
             Ok(match out {
                 Output::Table(include) => {
                     let mut meta = json!({"resourceVersion": page.revision.to_string()});
@@ -350,6 +354,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
+            let obj = to_storage(stored, obj);
             let created = create_with_allocations(state, scope, obj, &req.params).await?;
             Ok(respond(
                 StatusCode::CREATED,
@@ -366,12 +371,13 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             default_kind(res, &mut obj);
             check_kind(res, &obj, res.kind)?;
             crate::typecheck::check(res, &obj)?;
+            let obj = to_storage(stored, obj);
             let updated = rest::update(store, scope, name, obj, part, &req.params).await?;
             Ok(respond(StatusCode::OK, res, custom.as_ref(), updated, out))
         }
         (&Method::PATCH, Some(name), None | Some("status")) => {
             let part = part_of(info)?;
-            let updated = patch::patch(store, scope, name, part, req).await?;
+            let updated = patch::patch(store, scope, res, name, part, req).await?;
             Ok(respond(StatusCode::OK, res, custom.as_ref(), updated, out))
         }
         (&Method::GET, Some(name), Some("status")) => {
@@ -411,7 +417,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             let list = rest::list_object(
                 res,
                 rest::ListPage {
-                    items: deleted,
+                    items: served_all(res, deleted),
                     revision: page.revision,
                     continue_token: None,
                     remaining: None,
@@ -472,6 +478,45 @@ pub fn make_table(
     }
 }
 
+/// The resource objects of `res` are stored as: its kind's storage
+/// version when that is another one.
+pub fn storage_resource(state: &State, res: &'static Resource) -> &'static Resource {
+    api::convert::storage_version(res.group, res.kind)
+        .filter(|v| *v != res.version)
+        .and_then(|v| state.registry.find(res.group, v, res.plural))
+        .unwrap_or(res)
+}
+
+/// Whether `obj` says it is in `res`'s group/version.
+fn in_version(obj: &Value, res: &Resource) -> bool {
+    let Some(av) = obj.get("apiVersion").and_then(Value::as_str) else {
+        return false;
+    };
+    match av.split_once('/') {
+        Some((g, v)) => g == res.group && v == res.version,
+        None => res.group.is_empty() && av == res.version,
+    }
+}
+
+/// An object of `res`'s kind in the version `res` serves (other objects,
+/// such as a Scale or a Status, pass unchanged).
+pub fn served(res: &Resource, obj: Value) -> Value {
+    if in_version(&obj, res) || obj.get("kind").and_then(Value::as_str) != Some(res.kind) {
+        return obj;
+    }
+    api::convert::convert(obj, res.group, res.version)
+}
+
+pub fn served_all(res: &Resource, objs: Vec<Value>) -> Vec<Value> {
+    objs.into_iter().map(|o| served(res, o)).collect()
+}
+
+/// A client's object (already checked against the version it was sent to)
+/// in the storage version.
+pub fn to_storage(stored: &Resource, obj: Value) -> Value {
+    served(stored, obj)
+}
+
 /// One object in the form the client asked for.
 pub fn respond(
     code: StatusCode,
@@ -480,6 +525,7 @@ pub fn respond(
     obj: Value,
     out: Output,
 ) -> Response {
+    let obj = served(res, obj);
     match out {
         Output::Object => json_response(code, &obj),
         Output::Table(include) => {

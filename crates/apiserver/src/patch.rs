@@ -7,7 +7,7 @@ use axum::http::header;
 use serde_json::Value;
 use store::Store;
 
-use crate::handler::{check_kind, Request};
+use crate::handler::{check_kind, served as served_fn, to_storage, Request};
 use crate::object;
 use crate::rest::{self, Part, Scope};
 use crate::status::{ApiError, ApiResult};
@@ -84,9 +84,12 @@ impl ApiError {
     }
 }
 
+/// Patches `name`. `scope` is where it is stored (its storage version);
+/// `served` the version the client patches, which the patch applies to.
 pub async fn patch(
     store: &Arc<dyn Store>,
     scope: Scope<'_>,
+    served: &'static api::registry::Resource,
     name: &str,
     part: Part,
     req: &Request,
@@ -97,7 +100,8 @@ pub async fn patch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let kind = patch_type(ct)?;
-    let res = scope.res;
+    let res = served;
+    let stored = scope.res;
     if kind == PatchType::Apply {
         if req.params.get("fieldManager").is_none() {
             return Err(ApiError::bad_request(
@@ -124,6 +128,7 @@ pub async fn patch(
                 if object::name(&obj).is_empty() {
                     object::set_meta(&mut obj, "name", name);
                 }
+                let obj = to_storage(stored, obj);
                 return rest::create(store, scope, obj, &req.params).await;
             }
             Err(e) => return Err(e),
@@ -136,17 +141,31 @@ pub async fn patch(
             part,
             &req.params.applied(),
             move |old| {
+                let converted;
+                let old = if std::ptr::eq(res, stored) {
+                    old
+                } else {
+                    converted = served_fn(res, old.clone());
+                    &converted
+                };
                 let mut applied =
                     crate::ssa::apply(Some(old), &config, &manager, &api_version, force)
                         .map_err(|c| conflict_error(res, name, &c))?;
                 object::remove_meta(&mut applied, "resourceVersion");
-                Ok(applied)
+                Ok(to_storage(stored, applied))
             },
         )
         .await;
     }
     let body = req.body.clone();
     rest::update_with(store, scope, name, part, &req.params, move |old| {
+        let converted;
+        let old = if std::ptr::eq(res, stored) {
+            old
+        } else {
+            converted = served_fn(res, old.clone());
+            &converted
+        };
         let mut patched = apply_patch(kind, old, &body)?;
         if kind == PatchType::Apply {
             check_kind(res, &patched, res.kind)?;
@@ -164,7 +183,7 @@ pub async fn patch(
         if !patch_sets_rv {
             object::remove_meta(&mut patched, "resourceVersion");
         }
-        Ok(patched)
+        Ok(to_storage(stored, patched))
     })
     .await
 }

@@ -111,7 +111,7 @@ pub async fn serve(
                 objects
                     .iter()
                     .filter(|o| filter(o))
-                    .map(|o| event("ADDED", (**o).clone())),
+                    .map(|o| event("ADDED", handler::served(res, (**o).clone()))),
             );
             if send_initial == Some(true) {
                 first.push(bookmark(res, revision, true));
@@ -355,7 +355,10 @@ fn watch_events(
                 EventKind::Put => (matches(&c.object), matches(&c.prev)),
                 EventKind::Delete => (false, matches(&c.prev) || matches(&c.object)),
             };
-            let obj = |o: Option<Arc<Value>>| o.map(|o| (*o).clone()).unwrap_or(Value::Null);
+            let obj = |o: Option<Arc<Value>>| {
+                o.map(|o| handler::served(res, (*o).clone()))
+                    .unwrap_or(Value::Null)
+            };
             let out = match c.kind {
                 EventKind::Put if cur_match && c.prev.is_some() && prev_match => {
                     event("MODIFIED", obj(c.object))

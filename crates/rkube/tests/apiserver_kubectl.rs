@@ -1286,3 +1286,119 @@ items:
     assert_eq!(doc["swagger"], "2.0");
     assert!(doc["definitions"]["io.k8s.api.core.v1.Pod"].is_object());
 }
+
+#[test]
+fn horizontal_pod_autoscalers_convert_between_v1_and_v2() {
+    let s = Server::start();
+    // Written through v1: read back through v2 as a CPU Resource metric.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 6
+  targetCPUUtilizationPercentage: 70
+"#,
+    );
+    let v2 = s.json(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"],
+        serde_json::json!({"type": "Utilization", "averageUtilization": 70}),
+        "{v2}"
+    );
+    assert!(v2["spec"].get("targetCPUUtilizationPercentage").is_none());
+
+    // Written through v2 with a metric v1 cannot express.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: mem}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: mem}
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  - type: Resource
+    resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}
+"#,
+    );
+    let v1 = s.json(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "mem",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50, "{v1}");
+    let kept = v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(kept.contains("memory") && kept.contains("100Mi"), "{v1}");
+
+    // A v1 client's patch keeps what only v2 shows.
+    s.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "mem",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":9}}"#,
+    ]);
+    let v2 = s.json(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "mem",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(v2["spec"]["maxReplicas"], 9);
+    assert_eq!(
+        v2["spec"]["metrics"][1]["resource"]["name"], "memory",
+        "{v2}"
+    );
+    assert!(
+        v2["metadata"]["annotations"]
+            .get("autoscaling.alpha.kubernetes.io/metrics")
+            .is_none(),
+        "the v1 annotations are not stored: {v2}"
+    );
+
+    // Lists and watches through v1 carry v1 objects; the table reads them.
+    let list: Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+    ]))
+    .unwrap();
+    for item in list["items"].as_array().unwrap() {
+        assert_eq!(item["apiVersion"], "autoscaling/v1", "{item}");
+        assert!(item["spec"].get("metrics").is_none(), "{item}");
+    }
+    let watch = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=1&timeoutSeconds=1",
+    ]);
+    assert_eq!(watch.lines().count(), 2, "{watch}");
+    for line in watch.lines() {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(ev["object"]["apiVersion"], "autoscaling/v1", "{line}");
+    }
+    let table = s.ok(&["get", "horizontalpodautoscalers.v1.autoscaling"]);
+    assert!(table.contains("cpu: <unknown>/50%"), "{table}");
+}
