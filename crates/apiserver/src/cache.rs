@@ -33,6 +33,37 @@ pub struct CachedEvent {
     pub object: Arc<Value>,
     /// The object before this change, if it existed.
     pub prev: Option<Arc<Value>>,
+    /// `object` as JSON, made by the first watcher that sends it and reused
+    /// by the others.
+    json: std::sync::OnceLock<Box<str>>,
+}
+
+impl CachedEvent {
+    pub fn new(
+        kind: EventKind,
+        key: String,
+        revision: Revision,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) -> CachedEvent {
+        CachedEvent {
+            kind,
+            key,
+            revision,
+            object,
+            prev,
+            json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The object serialized once for every watcher.
+    pub fn object_json(&self) -> &str {
+        self.json.get_or_init(|| {
+            serde_json::to_string(&*self.object)
+                .expect("JSON values serialize")
+                .into()
+        })
+    }
 }
 
 #[derive(Default)]
@@ -148,13 +179,7 @@ impl WatchCache {
                 };
                 let obj = Arc::new(obj);
                 st.objects.insert(ev.kv.key.clone(), obj.clone());
-                CachedEvent {
-                    kind: EventKind::Put,
-                    key: ev.kv.key,
-                    revision: rev,
-                    object: obj,
-                    prev,
-                }
+                CachedEvent::new(EventKind::Put, ev.kv.key, rev, obj, prev)
             }
             EventKind::Delete => {
                 st.objects.remove(&ev.kv.key);
@@ -166,13 +191,7 @@ impl WatchCache {
                 });
                 let Some(mut obj) = last else { return };
                 crate::object::set_meta(&mut obj, "resourceVersion", rev.to_string());
-                CachedEvent {
-                    kind: EventKind::Delete,
-                    key: ev.kv.key,
-                    revision: rev,
-                    object: Arc::new(obj),
-                    prev,
-                }
+                CachedEvent::new(EventKind::Delete, ev.kv.key, rev, Arc::new(obj), prev)
             }
         };
         let cached = Arc::new(cached);

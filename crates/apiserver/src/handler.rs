@@ -488,7 +488,7 @@ pub fn storage_resource(state: &State, res: &'static Resource) -> &'static Resou
 }
 
 /// Whether `obj` says it is in `res`'s group/version.
-fn in_version(obj: &Value, res: &Resource) -> bool {
+pub fn in_version(obj: &Value, res: &Resource) -> bool {
     let Some(av) = obj.get("apiVersion").and_then(Value::as_str) else {
         return false;
     };

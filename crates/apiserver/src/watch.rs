@@ -88,7 +88,23 @@ pub async fn serve(
         Output::Table(include) => Some(include),
         Output::Object => None,
     };
-    let encode = move |ev: Value| -> String {
+    let encode = move |out: Out| -> String {
+        let ev = match out {
+            // The common case: the object as stored, to a JSON watcher. Its
+            // serialization is shared with every other watcher of the event.
+            Out::Shared(kind, ev) if table.is_none() && handler::in_version(&ev.object, res) => {
+                let json = ev.object_json();
+                let mut line = String::with_capacity(json.len() + 32);
+                line.push_str("{\"type\":\"");
+                line.push_str(kind);
+                line.push_str("\",\"object\":");
+                line.push_str(json);
+                line.push_str("}\n");
+                return line;
+            }
+            Out::Shared(kind, ev) => event(kind, handler::served(res, (*ev.object).clone())),
+            Out::Event(ev) => ev,
+        };
         let ev = match table {
             Some(include) => to_table_event(res, custom.as_ref(), ev, include),
             None => ev,
@@ -137,7 +153,7 @@ pub async fn serve(
         }
     };
     let start_rv = from.unwrap_or(0);
-    let initial_lines: Vec<String> = first.into_iter().map(&encode).collect();
+    let initial_lines: Vec<String> = first.into_iter().map(Out::Event).map(&encode).collect();
     let live = watch_events(live, filter, res, bookmarks, deadline, start_rv).map(encode);
     let body = futures::stream::iter(initial_lines).chain(live).boxed();
     Ok(watch_response(body))
@@ -152,6 +168,15 @@ struct Change {
     prev: Option<Arc<Value>>,
     /// An error that ends the watch.
     error: Option<Value>,
+    /// The watch cache's event this change is, whose JSON watchers share.
+    cached: Option<Arc<cache::CachedEvent>>,
+}
+
+/// What a watch sends: an event made for this watcher, or a cached change
+/// whose object's JSON is shared by every watcher.
+enum Out {
+    Event(Value),
+    Shared(&'static str, Arc<cache::CachedEvent>),
 }
 
 fn cached_changes(
@@ -159,12 +184,13 @@ fn cached_changes(
     rx: tokio::sync::broadcast::Receiver<Arc<cache::CachedEvent>>,
     after: Revision,
 ) -> BoxStream<'static, Change> {
-    let to_change = |e: &cache::CachedEvent| Change {
+    let to_change = |e: &Arc<cache::CachedEvent>| Change {
         revision: e.revision,
         kind: e.kind,
         object: Some(e.object.clone()),
         prev: e.prev.clone(),
         error: None,
+        cached: Some(e.clone()),
     };
     let replay: Vec<Change> = history.iter().map(|e| to_change(e)).collect();
     let last = history.last().map_or(after, |e| e.revision);
@@ -186,6 +212,7 @@ fn cached_changes(
                         object: None,
                         prev: None,
                         error: Some(status),
+                        cached: None,
                     };
                     let (closed_tx, closed_rx) = tokio::sync::broadcast::channel(1);
                     drop(closed_tx);
@@ -228,6 +255,7 @@ fn store_changes(stream: store::WatchStream) -> BoxStream<'static, Change> {
                     object,
                     prev,
                     error: None,
+                    cached: None,
                 }
             }
             Err(e) => {
@@ -243,6 +271,7 @@ fn store_changes(stream: store::WatchStream) -> BoxStream<'static, Change> {
                     object: None,
                     prev: None,
                     error: Some(status),
+                    cached: None,
                 }
             }
         })
@@ -316,7 +345,7 @@ fn watch_events(
     bookmarks: bool,
     deadline: tokio::time::Instant,
     from: Revision,
-) -> impl Stream<Item = Value> + Send {
+) -> impl Stream<Item = Out> + Send {
     struct St<F> {
         changes: BoxStream<'static, Change>,
         filter: Arc<F>,
@@ -341,13 +370,13 @@ fn watch_events(
                 _ = tokio::time::sleep_until(deadline) => None,
                 _ = tokio::time::sleep_until(st.bookmark_at), if bookmarks => {
                     st.bookmark_at = tokio::time::Instant::now() + BOOKMARK_INTERVAL;
-                    return Some((bookmark(res, st.last, false), st));
+                    return Some((Out::Event(bookmark(res, st.last, false)), st));
                 }
             };
             let c = next?;
             if let Some(status) = c.error {
                 st.done = true;
-                return Some((event("ERROR", status), st));
+                return Some((Out::Event(event("ERROR", status)), st));
             }
             st.last = c.revision;
             let matches = |o: &Option<Arc<Value>>| o.as_ref().is_some_and(|o| (st.filter)(o));
@@ -355,19 +384,23 @@ fn watch_events(
                 EventKind::Put => (matches(&c.object), matches(&c.prev)),
                 EventKind::Delete => (false, matches(&c.prev) || matches(&c.object)),
             };
-            let obj = |o: Option<Arc<Value>>| {
-                o.map(|o| handler::served(res, (*o).clone()))
-                    .unwrap_or(Value::Null)
-            };
-            let out = match c.kind {
-                EventKind::Put if cur_match && c.prev.is_some() && prev_match => {
-                    event("MODIFIED", obj(c.object))
-                }
-                EventKind::Put if cur_match => event("ADDED", obj(c.object)),
+            let kind = match c.kind {
+                EventKind::Put if cur_match && c.prev.is_some() && prev_match => "MODIFIED",
+                EventKind::Put if cur_match => "ADDED",
                 // Stopped matching: a DELETED of the new state.
-                EventKind::Put if prev_match => event("DELETED", obj(c.object)),
-                EventKind::Delete if prev_match => event("DELETED", obj(c.object)),
+                EventKind::Put if prev_match => "DELETED",
+                EventKind::Delete if prev_match => "DELETED",
                 _ => continue,
+            };
+            let out = match c.cached {
+                Some(cached) => Out::Shared(kind, cached),
+                None => {
+                    let obj = c
+                        .object
+                        .map(|o| handler::served(res, (*o).clone()))
+                        .unwrap_or(Value::Null);
+                    Out::Event(event(kind, obj))
+                }
             };
             return Some((out, st));
         }
