@@ -167,6 +167,20 @@ pub struct Snapshot {
     /// Image name → number of nodes that have it.
     pub image_nodes: Arc<HashMap<String, usize>>,
     pub listers: Listers,
+    /// Nodes running pods with (anti-)affinity terms, and with required
+    /// anti-affinity terms: InterPodAffinity skips the walk over every node
+    /// when they are zero, as Kubernetes' lists of such nodes let it.
+    pub nodes_with_affinity_pods: usize,
+    pub nodes_with_required_anti_affinity_pods: usize,
+}
+
+/// How a node counts in [`Snapshot::nodes_with_affinity_pods`] and
+/// [`Snapshot::nodes_with_required_anti_affinity_pods`].
+fn affinity_counts(n: &NodeInfo) -> (usize, usize) {
+    (
+        usize::from(!n.pods_with_affinity.is_empty()),
+        usize::from(!n.pods_with_required_anti_affinity.is_empty()),
+    )
 }
 
 impl Snapshot {
@@ -183,12 +197,26 @@ impl Snapshot {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        Snapshot {
+        let mut snap = Snapshot {
             nodes: nodes.into_iter().map(Arc::new).collect(),
             index: Arc::new(index),
             image_nodes: Arc::new(image_nodes),
             listers: Listers::default(),
+            ..Default::default()
+        };
+        snap.count_affinity();
+        snap
+    }
+
+    fn count_affinity(&mut self) {
+        let (mut a, mut r) = (0, 0);
+        for n in &self.nodes {
+            let (x, y) = affinity_counts(n);
+            a += x;
+            r += y;
         }
+        self.nodes_with_affinity_pods = a;
+        self.nodes_with_required_anti_affinity_pods = r;
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
@@ -434,10 +462,16 @@ impl Cache {
         if self.structural || snap.nodes.len() != self.nodes.len() {
             snap.nodes = self.nodes.clone();
             snap.index = Arc::new(self.index.clone());
+            snap.count_affinity();
             self.structural = false;
         } else {
             for &i in &self.changed {
+                let (old_a, old_r) = affinity_counts(&snap.nodes[i]);
                 snap.nodes[i] = self.nodes[i].clone();
+                let (a, r) = affinity_counts(&snap.nodes[i]);
+                snap.nodes_with_affinity_pods = snap.nodes_with_affinity_pods + a - old_a;
+                snap.nodes_with_required_anti_affinity_pods =
+                    snap.nodes_with_required_anti_affinity_pods + r - old_r;
             }
         }
         self.changed.clear();
@@ -514,5 +548,73 @@ mod tests {
         c.update_snapshot(&mut snap);
         assert_eq!(snap.nodes.len(), 1);
         assert!(snap.get("late").is_none());
+    }
+
+    #[test]
+    fn snapshots_count_nodes_with_affinity_pods_incrementally() {
+        let anti = |name: &str, node: &str| {
+            let p = with(
+                &pod(name, "1", "0"),
+                serde_json::json!({"spec": {"affinity": {"podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": {"app": "x"}}}]}}}}),
+            );
+            Arc::new(pod_info(&p).with_node(node))
+        };
+        let mut c = Cache::default();
+        let mut snap = Snapshot::default();
+        for n in ["n1", "n2", "n3"] {
+            c.set_node(Arc::new(node(n, "4", "8Gi", 110)));
+        }
+        c.set_pod(Arc::new(pod_info(&pod("plain", "1", "0")).with_node("n3")));
+        c.update_snapshot(&mut snap);
+        assert_eq!(
+            (
+                snap.nodes_with_affinity_pods,
+                snap.nodes_with_required_anti_affinity_pods
+            ),
+            (0, 0)
+        );
+        let (a, b) = (anti("a", "n1"), anti("b", "n1"));
+        c.set_pod(a.clone());
+        c.set_pod(b.clone());
+        c.set_pod(anti("c", "n2"));
+        let preferring = with(
+            &pod("d", "1", "0"),
+            serde_json::json!({"spec": {"affinity": {"podAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5,
+                    "podAffinityTerm": {"topologyKey": "zone",
+                        "labelSelector": {"matchLabels": {"app": "y"}}}}]}}}}),
+        );
+        c.set_pod(Arc::new(pod_info(&preferring).with_node("n3")));
+        c.update_snapshot(&mut snap);
+        // Required anti-affinity alone does not score: only n3 counts there.
+        assert_eq!(
+            (
+                snap.nodes_with_affinity_pods,
+                snap.nodes_with_required_anti_affinity_pods
+            ),
+            (1, 2)
+        );
+        c.remove_pod(&a.key);
+        c.update_snapshot(&mut snap);
+        assert_eq!(
+            snap.nodes_with_required_anti_affinity_pods, 2,
+            "b is still on n1"
+        );
+        c.remove_pod(&b.key);
+        c.remove_pod("default/d");
+        c.update_snapshot(&mut snap);
+        assert_eq!(
+            (
+                snap.nodes_with_affinity_pods,
+                snap.nodes_with_required_anti_affinity_pods
+            ),
+            (0, 1)
+        );
+        c.remove_node("n2");
+        c.update_snapshot(&mut snap);
+        assert_eq!(snap.nodes_with_required_anti_affinity_pods, 0);
     }
 }

@@ -79,10 +79,7 @@ impl Plugin for InterPodAffinity {
 impl PreFilterPlugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let has_own = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        let any_existing = snap
-            .nodes
-            .iter()
-            .any(|n| !n.pods_with_required_anti_affinity.is_empty());
+        let any_existing = snap.nodes_with_required_anti_affinity_pods > 0;
         if !has_own && !any_existing {
             return Status::skip();
         }
@@ -185,7 +182,7 @@ impl PreScorePlugin for InterPodAffinity {
     ) -> Status {
         let has_preferred =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        if !has_preferred && snap.nodes.iter().all(|n| n.pods_with_affinity.is_empty()) {
+        if !has_preferred && snap.nodes_with_affinity_pods == 0 {
             return Status::skip();
         }
         let ns = |n: &str| snap.namespace_labels(n);
