@@ -308,7 +308,8 @@ garbage line\n\
 
     #[test]
     fn records() {
-        let cases: &[(&str, Option<(&str, &str, bool, &str)>)] = &[
+        type Want = Option<(&'static str, &'static str, bool, &'static str)>;
+        let cases: &[(&str, Want)] = &[
             (
                 "2026-01-01T00:00:01Z stdout F hi there",
                 Some(("2026-01-01T00:00:01Z", "stdout", false, "hi there")),

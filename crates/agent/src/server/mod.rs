@@ -255,6 +255,8 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>) -> Response<Body> {
     result.unwrap_or_else(|e| e)
 }
 
+// Errors are the answer to send: a Response.
+#[allow(clippy::result_large_err)]
 fn pod_uid(ctx: &Context, ns: &str, pod: &str) -> Result<String, Response<Body>> {
     ctx.pods
         .get(&ObjectRef::new(pod).within(ns))

@@ -47,7 +47,9 @@ fn routes() {
 
 #[test]
 fn exec_options() {
-    let cases: &[(&str, Result<(Vec<&str>, bool, bool, bool, bool), &str>)] = &[
+    // (command, stdin, stdout, stderr, tty) or the error.
+    type Want = Result<(Vec<&'static str>, bool, bool, bool, bool), &'static str>;
+    let cases: &[(&str, Want)] = &[
         (
             "command=sh&command=-c&command=echo+hi&output=1&error=1",
             Ok((vec!["sh", "-c", "echo hi"], false, true, true, false)),
