@@ -11,7 +11,35 @@ use std::time::{Duration, Instant};
 
 use support::{eventually, missing_node_prerequisite, repo_root, Server};
 
-fn start() -> Option<(tempfile::TempDir, Server)> {
+/// A server with its local node. Dropping it (also when a test fails)
+/// deletes the pods, so their containers stop, then stops the server
+/// gracefully, which takes its containerd down: nothing outlives a test.
+struct Node {
+    s: Server,
+    _images: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.s
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.s.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--grace-period=1",
+            "--timeout=60s",
+        ]);
+        self.s.stop(false);
+    }
+}
+
+fn start() -> Option<Node> {
     if let Some(why) = missing_node_prerequisite() {
         eprintln!("skipping: {why}");
         return None;
@@ -27,7 +55,7 @@ fn start() -> Option<(tempfile::TempDir, Server)> {
         String::from_utf8_lossy(&built.stderr)
     );
     let s = Server::start_with_local_node(&["--node-name=stream-node"], images.path());
-    Some((images, s))
+    Some(Node { s, _images: images })
 }
 
 fn running(s: &Server, pod: &str) -> serde_json::Value {
@@ -134,7 +162,7 @@ spec:
 
 #[test]
 fn kubectl_logs() {
-    let Some((_images, s)) = start() else { return };
+    let Some(s) = start() else { return };
     s.ok_stdin(&["apply", "-f", "-"], PODS);
     running(&s, "two");
     let mut last = String::new();
@@ -278,7 +306,7 @@ spec:
 
 #[test]
 fn kubectl_exec_port_forward_and_cp() {
-    let Some((_images, s)) = start() else { return };
+    let Some(s) = start() else { return };
     s.ok_stdin(&["apply", "-f", "-"], SHELL);
     running(&s, "shell");
 
@@ -308,6 +336,9 @@ fn kubectl_exec_port_forward_and_cp() {
         30,
     );
     assert_eq!((code, out.as_str()), (0, "line one\nline two\n"), "{err}");
+    // The Python client speaks WebSocket (v4.channel.k8s.io), which
+    // containerd's stream server accepts: the same path, end to end.
+    python_ws_exec(&s);
     // Errors.
     let err = s.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(
@@ -417,7 +448,7 @@ fn kubectl_exec_port_forward_and_cp() {
 /// The agent's port wants a client certificate of the cluster CA.
 #[test]
 fn the_kubelet_port_wants_a_cluster_certificate() {
-    let Some((_images, s)) = start() else { return };
+    let Some(s) = start() else { return };
     let port = eventually(30, "the node's kubelet port", || {
         let out = s.kubectl(&["get", "node", "stream-node", "-o", "json"]);
         let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -456,6 +487,40 @@ fn the_kubelet_port_wants_a_cluster_certificate() {
     // A certificate the cluster CA did not sign fails the handshake.
     let agent_tls = s.data_dir().join("agent/tls");
     assert_eq!(curl(&cert(&agent_tls, "kubelet")), "000");
+}
+
+const PY_EXEC: &str = r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+out = stream(client.CoreV1Api().connect_get_namespaced_pod_exec, "shell", "default",
+             container="side", command=["sh", "-c", "echo over-websocket"],
+             stderr=True, stdin=False, stdout=True, tty=False)
+print(out, end="")
+"#;
+
+fn python_ws_exec(s: &Server) {
+    let python = std::env::var("RKUBE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_client = Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|st| st.success());
+    if !has_client {
+        eprintln!("skipping the WebSocket exec: no Python kubernetes client (scripts/setup)");
+        return;
+    }
+    let out = Command::new(&python)
+        .args(["-c", PY_EXEC])
+        .arg(s.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "over-websocket\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn free_port() -> u16 {
