@@ -343,6 +343,38 @@ mod tests {
         assert_eq!(c.ca_cert, a.ca_cert);
     }
 
+    #[test]
+    fn kubelet_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PkiConfig {
+            data_dir: dir.path(),
+            sans: &[],
+            api_service_ip: None,
+            token: None,
+        };
+        let a = ensure(&cfg).unwrap();
+        // The API server's client certificate for agents, from the CA.
+        let der = rustls_pemfile_der(&a.kubelet_client_cert);
+        let user = apiserver::auth::user_from_cert(&der).unwrap();
+        assert_eq!(user.name, "kube-apiserver-kubelet-client");
+        assert_eq!(
+            ensure(&cfg).unwrap().kubelet_client_cert,
+            a.kubelet_client_cert
+        );
+        // The agent's serving certificate: self-signed, made once.
+        let ip = Some("10.1.2.3".parse().unwrap());
+        let (cert, key) = kubelet_serving(dir.path(), "node-1", ip).unwrap();
+        assert_eq!(
+            kubelet_serving(dir.path(), "node-1", ip).unwrap(),
+            (cert.clone(), key)
+        );
+        let der = rustls_pemfile_der(&cert);
+        let subject = apiserver::auth::user_from_cert(&der).unwrap();
+        assert_eq!(subject.name, "node-1@kubelet");
+        assert_ne!(cert, a.serving_cert);
+        assert!(dir.path().join("agent/tls/kubelet.key").exists());
+    }
+
     fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         base64::engine::general_purpose::STANDARD
