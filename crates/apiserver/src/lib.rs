@@ -265,7 +265,14 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
     }
     if let Some(info) = info.as_ref().filter(|i| streaming::is_streaming(i)) {
         // Streams are not read whole: the connection may be upgraded.
-        return streaming::serve(state, parts, info.clone()).await;
+        let started = std::time::Instant::now();
+        let sub = info.subresource.clone().unwrap_or_default();
+        let resp = streaming::serve(state.clone(), parts, info.clone()).await;
+        let code = resp.status().as_u16();
+        state
+            .metrics
+            .observe(&verb, "", "pods", &sub, code, started.elapsed());
+        return resp;
     }
     let body = match axum::body::to_bytes(body, handler::MAX_BODY_BYTES).await {
         Ok(b) => b,
