@@ -336,6 +336,37 @@ fn kubectl_exec_port_forward_and_cp() {
         30,
     );
     assert_eq!((code, out.as_str()), (0, "line one\nline two\n"), "{err}");
+    // Every kubectl from 1.27 on (WebSocket first from 1.30, then SPDY).
+    for minor in 27..=33 {
+        let binary =
+            std::path::PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+        if !binary.exists() {
+            continue;
+        }
+        let out = s
+            .kubectl_cmd_with(&binary)
+            .args([
+                "exec",
+                "shell",
+                "-c",
+                "side",
+                "--",
+                "sh",
+                "-c",
+                "echo v; exit 5",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).as_ref()
+            ),
+            (Some(5), "v\n"),
+            "kubectl 1.{minor}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The Python client speaks WebSocket (v4.channel.k8s.io), which
     // containerd's stream server accepts: the same path, end to end.
     python_ws_exec(&s);
