@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -65,6 +66,12 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub status_report_interval: Duration,
     pub pod_workers: usize,
+    /// The kubelet port (logs, exec, attach, port-forward), published as
+    /// the Node's daemonEndpoints.kubeletEndpoint; 0: any free port.
+    pub kubelet_port: u16,
+    /// The streaming server's TLS identity and client CA; `None`: no
+    /// streaming server.
+    pub kubelet_tls: Option<crate::server::TlsConfig>,
 }
 
 impl Config {
@@ -88,6 +95,8 @@ impl Config {
             heartbeat_interval: Duration::from_secs(10),
             status_report_interval: Duration::from_secs(300),
             pod_workers: 16,
+            kubelet_port: 10250,
+            kubelet_tls: None,
         }
     }
 
@@ -175,6 +184,8 @@ struct Shared {
     host_ip: Ipv4Addr,
     node_uid: Mutex<Option<String>>,
     cni_cidr: Mutex<Option<String>>,
+    /// The streaming server's port, when it runs.
+    kubelet_port: Option<u16>,
 }
 
 /// A running agent. Dropping it stops the agent and its containerd
@@ -261,7 +272,22 @@ impl Agent {
             agent_dir.join("pods"),
             host_ip.to_string(),
         );
+        let kubelet = match &config.kubelet_tls {
+            Some(tls) => {
+                let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.kubelet_port));
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on the kubelet port {addr}"))?;
+                Some((listener, crate::server::tls_config(tls)?))
+            }
+            None => None,
+        };
+        let kubelet_port = match &kubelet {
+            Some((l, _)) => Some(l.local_addr()?.port()),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            kubelet_port,
             client: client.clone(),
             syncer,
             pods: pod_informer.store(),
@@ -311,6 +337,18 @@ impl Agent {
                 move |key: String| reconcile(shared2.clone(), key),
             )));
         }
+        if let Some((listener, tls)) = kubelet {
+            let ctx = Arc::new(crate::server::Context {
+                cri: shared.syncer.cri.clone(),
+                pods: shared.pods.clone(),
+            });
+            tracing::info!(port = ?kubelet_port, "kubelet streaming server listening");
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::server::serve(listener, tls, ctx).await {
+                    tracing::error!(error = %e, "kubelet streaming server stopped");
+                }
+            }));
+        }
         tasks.push(tokio::spawn(heartbeats(shared.clone())));
         tasks.push(tokio::spawn(housekeeping(shared.clone())));
         tracing::info!(node = shared.config.node_name, ip = %host_ip, "agent running");
@@ -349,16 +387,33 @@ impl Agent {
 }
 
 impl Shared {
-    async fn register(&self) -> anyhow::Result<()> {
-        let labels = node::node_labels(&self.config.node_name, &self.config.labels);
-        let status = node::node_status(
+    /// The Node's status, with the streaming server's port.
+    fn node_status(
+        &self,
+        current: Option<&k8s_openapi::api::core::v1::NodeStatus>,
+        now: Timestamp,
+    ) -> k8s_openapi::api::core::v1::NodeStatus {
+        let mut status = node::node_status(
             &self.host,
             &self.config.node_name,
             self.host_ip,
             &self.runtime_version,
-            None,
-            Timestamp::now(),
+            current,
+            now,
         );
+        if let Some(port) = self.kubelet_port {
+            status.daemon_endpoints = Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
+                kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
+                    port: i32::from(port),
+                }),
+            });
+        }
+        status
+    }
+
+    async fn register(&self) -> anyhow::Result<()> {
+        let labels = node::node_labels(&self.config.node_name, &self.config.labels);
+        let status = self.node_status(None, Timestamp::now());
         let uid = node::register(&self.client, &self.config.node_name, &labels, &status).await?;
         node::renew_lease(
             &self.client,
@@ -432,14 +487,7 @@ impl Shared {
             return Ok(());
         };
         let now = Timestamp::now();
-        let desired = node::node_status(
-            &self.host,
-            &self.config.node_name,
-            self.host_ip,
-            &self.runtime_version,
-            current.status.as_ref(),
-            now,
-        );
+        let desired = self.node_status(current.status.as_ref(), now);
         if node_status_stale(
             &desired,
             current.status.as_ref(),

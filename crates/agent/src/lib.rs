@@ -4,13 +4,15 @@
 //! on containerd: [`containerd`] supervises the agent's own containerd and
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
-//! Lease, [`pods`] syncs pods with the runtime and reports their status.
+//! Lease, [`pods`] syncs pods with the runtime and reports their status,
+//! [`server`] serves logs, exec, attach and port-forward on the kubelet port.
 
 pub mod containerd;
 pub mod cri;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod simulated;
 
 pub use kubelet::{run, Agent, Config};

@@ -27,6 +27,7 @@ mod smp;
 mod ssa;
 pub mod status;
 mod strategy;
+mod streaming;
 pub use strategy::set_default_toleration_seconds;
 mod subresource;
 mod typecheck;
@@ -77,6 +78,9 @@ pub struct State {
     /// Metrics of components running in this process (the scheduler),
     /// appended to /metrics.
     pub extra_metrics: Vec<Box<dyn Fn() -> String + Send + Sync>>,
+    /// TLS (with the API server's client certificate) for connections to
+    /// node agents: logs, exec, attach, port-forward.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl State {
@@ -94,6 +98,7 @@ impl State {
             service_cidr: None,
             ca_bundle: None,
             extra_metrics: Vec::new(),
+            kubelet_client: None,
         }
     }
 
@@ -107,6 +112,12 @@ impl State {
     pub fn with_ca_bundle(mut self, pem: &str) -> State {
         self.ca_bundle = Some(pem.to_owned());
         self
+    }
+
+    /// Connects to node agents with this client certificate.
+    pub fn with_kubelet_client(mut self, cert_pem: &str, key_pem: &str) -> Result<State, String> {
+        self.kubelet_client = Some(streaming::kubelet_client_config(cert_pem, key_pem)?);
+        Ok(self)
     }
 
     /// Allocates ClusterIPs from `cidr` (e.g. "10.43.0.0/16").
@@ -251,6 +262,17 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
     };
     if let Decision::Deny(reason) = state.authz.authorize(&user, &attrs) {
         return ApiError::forbidden(reason).into_response();
+    }
+    if let Some(info) = info.as_ref().filter(|i| streaming::is_streaming(i)) {
+        // Streams are not read whole: the connection may be upgraded.
+        let started = std::time::Instant::now();
+        let sub = info.subresource.clone().unwrap_or_default();
+        let resp = streaming::serve(state.clone(), parts, info.clone()).await;
+        let code = resp.status().as_u16();
+        state
+            .metrics
+            .observe(&verb, "", "pods", &sub, code, started.elapsed());
+        return resp;
     }
     let body = match axum::body::to_bytes(body, handler::MAX_BODY_BYTES).await {
         Ok(b) => b,

@@ -1,6 +1,7 @@
 //! Subresources other than status: scale, binding, eviction. (status is
 //! handled by the generic storage; the streaming ones — log, exec, attach,
-//! portforward, proxy — need the node agent.)
+//! portforward — by `streaming`, before the body is read; proxy is not
+//! served yet.)
 
 use std::sync::Arc;
 

@@ -46,8 +46,9 @@ fn sha256_hex(data: &[u8]) -> String {
         .collect()
 }
 
-/// A client for `server` authenticated with the join token.
-pub async fn client(server: &str, token: &str) -> anyhow::Result<kube::Client> {
+/// A client for `server` authenticated with the join token, and the
+/// cluster CA (PEM) checked against the token.
+pub async fn client(server: &str, token: &str) -> anyhow::Result<(kube::Client, String)> {
     let (hash, secret) = parse(token);
     let ca = fetch_ca(server).await?;
     match hash {
@@ -60,7 +61,8 @@ pub async fn client(server: &str, token: &str) -> anyhow::Result<kube::Client> {
             "the join token carries no CA hash (use <data-dir>/server/node-token); trusting the CA the server sent"
         ),
     }
-    runtime::client::with_token(server, ca.as_bytes(), secret)
+    let client = runtime::client::with_token(server, ca.as_bytes(), secret)?;
+    Ok((client, ca))
 }
 
 /// GET /cacerts without verifying the server (the hash check follows).

@@ -182,6 +182,11 @@ struct NodeArgs {
     /// interface).
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
+    /// Port of the node's streaming server (logs, exec, attach,
+    /// port-forward), published in the Node's daemonEndpoints; 0: any
+    /// free port.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -205,7 +210,26 @@ impl NodeArgs {
         if self.node_ip.is_some() {
             config.node_ip = self.node_ip;
         }
+        config.kubelet_port = self.kubelet_port;
         config
+    }
+
+    /// The streaming server's TLS: a self-signed serving certificate in
+    /// the data dir; clients must show a certificate of `client_ca_pem`.
+    fn kubelet_tls(
+        config: &agent::Config,
+        client_ca_pem: &str,
+    ) -> anyhow::Result<agent::server::TlsConfig> {
+        let (cert_pem, key_pem) = pki::kubelet_serving(
+            &config.data_dir,
+            &config.node_name,
+            config.node_ip.map(std::net::IpAddr::V4),
+        )?;
+        Ok(agent::server::TlsConfig {
+            cert_pem,
+            key_pem,
+            client_ca_pem: client_ca_pem.to_owned(),
+        })
     }
 }
 
@@ -316,6 +340,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .with_service_cidr(&args.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?
         .with_ca_bundle(&pki.ca_cert)
+        .with_kubelet_client(&pki.kubelet_client_cert, &pki.kubelet_client_key)
+        .map_err(|e| anyhow::anyhow!("kubelet client certificate: {e}"))?
         .with_metrics(scheduler::metrics::render),
     );
     apiserver::bootstrap_service(&state, args.https_listen_port)
@@ -399,12 +425,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if !args.disable_agent {
         let admin = admin.clone();
-        let config = args.node.config(
+        let mut config = args.node.config(
             args.node_name.clone().unwrap_or_else(hostname),
             args.data_dir.clone(),
             &args.cluster_domain,
             &args.service_cidr,
         );
+        config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &pki.ca_cert)?);
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -451,14 +478,15 @@ fn nth_service_ip(cidr: &str, n: u32) -> Option<std::net::IpAddr> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let client = join::client(&args.server, &args.token).await?;
+    let (client, ca) = join::client(&args.server, &args.token).await?;
     let Some(count) = args.simulated_nodes else {
-        let config = args.node.config(
+        let mut config = args.node.config(
             args.node_name.clone().unwrap_or_else(hostname),
             args.data_dir.clone(),
             &args.cluster_domain,
             DEFAULT_SERVICE_CIDR,
         );
+        config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
         return tokio::select! {
             r = agent::run(client, config) => r,
             _ = shutdown_signal() => Ok(()),

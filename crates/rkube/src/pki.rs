@@ -22,6 +22,10 @@ pub struct ServerPki {
     /// Signs service account tokens (PKCS#8 P-256).
     pub service_account_key: String,
     pub token: String,
+    /// The API server's client certificate for node agents (logs, exec,
+    /// attach, port-forward).
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
 }
 
 pub struct PkiConfig<'a> {
@@ -184,6 +188,21 @@ pub fn ensure(cfg: &PkiConfig<'_>) -> Result<ServerPki> {
         .pem())
     })?;
 
+    let kubelet_client_key = read_or(&dir.join("client-kube-apiserver.key"), || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?;
+    let kubelet_kp = KeyPair::from_pem(&kubelet_client_key)?;
+    let kubelet_client_cert = read_or(&dir.join("client-kube-apiserver.crt"), || {
+        Ok(leaf_params(
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?
+        .signed_by(&kubelet_kp, &issuer)?
+        .pem())
+    })?;
+
     let service_account_key = read_or(&dir.join("service.key"), || {
         Ok(KeyPair::generate()?.serialize_pem())
     })?;
@@ -204,7 +223,43 @@ pub fn ensure(cfg: &PkiConfig<'_>) -> Result<ServerPki> {
         admin_key,
         service_account_key,
         token,
+        kubelet_client_cert,
+        kubelet_client_key,
     })
+}
+
+/// The agent's self-signed serving certificate for its streaming server
+/// (`<data-dir>/agent/tls/kubelet.{crt,key}`, made once), for the node's
+/// name and address. Returns (certificate, key) PEM.
+pub fn kubelet_serving(
+    data_dir: &Path,
+    node_name: &str,
+    ip: Option<IpAddr>,
+) -> Result<(String, String)> {
+    let dir = data_dir.join("agent").join("tls");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = read_or(&dir.join("kubelet.key"), || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?;
+    let kp = KeyPair::from_pem(&key).context("reading kubelet.key")?;
+    let cert = read_or(&dir.join("kubelet.crt"), || {
+        let mut sans = vec![SanType::DnsName("localhost".try_into()?)];
+        if let Ok(name) = node_name.to_owned().try_into() {
+            sans.push(SanType::DnsName(name));
+        }
+        if let Some(ip) = ip {
+            sans.push(SanType::IpAddress(ip));
+        }
+        let mut params = leaf_params(
+            &format!("{node_name}@kubelet"),
+            &[],
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        params.is_ca = IsCa::NoCa;
+        Ok(params.self_signed(&kp)?.pem())
+    })?;
+    Ok((cert, key))
 }
 
 /// A random join token (k3s prints `K10<hash>::server:<secret>`; ours is
@@ -286,6 +341,38 @@ mod tests {
         .unwrap();
         assert_eq!(c.token, "given");
         assert_eq!(c.ca_cert, a.ca_cert);
+    }
+
+    #[test]
+    fn kubelet_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PkiConfig {
+            data_dir: dir.path(),
+            sans: &[],
+            api_service_ip: None,
+            token: None,
+        };
+        let a = ensure(&cfg).unwrap();
+        // The API server's client certificate for agents, from the CA.
+        let der = rustls_pemfile_der(&a.kubelet_client_cert);
+        let user = apiserver::auth::user_from_cert(&der).unwrap();
+        assert_eq!(user.name, "kube-apiserver-kubelet-client");
+        assert_eq!(
+            ensure(&cfg).unwrap().kubelet_client_cert,
+            a.kubelet_client_cert
+        );
+        // The agent's serving certificate: self-signed, made once.
+        let ip = Some("10.1.2.3".parse().unwrap());
+        let (cert, key) = kubelet_serving(dir.path(), "node-1", ip).unwrap();
+        assert_eq!(
+            kubelet_serving(dir.path(), "node-1", ip).unwrap(),
+            (cert.clone(), key)
+        );
+        let der = rustls_pemfile_der(&cert);
+        let subject = apiserver::auth::user_from_cert(&der).unwrap();
+        assert_eq!(subject.name, "node-1@kubelet");
+        assert_ne!(cert, a.serving_cert);
+        assert!(dir.path().join("agent/tls/kubelet.key").exists());
     }
 
     fn rustls_pemfile_der(pem: &str) -> Vec<u8> {

@@ -302,4 +302,35 @@ impl RuntimeService for FakeRuntime {
         }
         Ok(format!("sha256:{image}"))
     }
+
+    async fn exec(&self, request: &ExecRequest) -> Result<String> {
+        let s = self.log(format!(
+            "exec {} {}",
+            request.container_id,
+            request.cmd.join(" ")
+        ));
+        if !s.containers.contains_key(&request.container_id) {
+            return Err(CriError::not_found(request.container_id.clone()));
+        }
+        Ok(format!("http://127.0.0.1:1/exec/{}", request.container_id))
+    }
+
+    async fn attach(&self, request: &AttachRequest) -> Result<String> {
+        let s = self.log(format!("attach {}", request.container_id));
+        if !s.containers.contains_key(&request.container_id) {
+            return Err(CriError::not_found(request.container_id.clone()));
+        }
+        Ok(format!(
+            "http://127.0.0.1:1/attach/{}",
+            request.container_id
+        ))
+    }
+
+    async fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String> {
+        let s = self.log(format!("port_forward {sandbox_id} {ports:?}"));
+        if !s.sandboxes.contains_key(sandbox_id) {
+            return Err(CriError::not_found(sandbox_id.to_owned()));
+        }
+        Ok(format!("http://127.0.0.1:1/portforward/{sandbox_id}"))
+    }
 }

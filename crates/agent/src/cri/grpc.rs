@@ -475,4 +475,50 @@ impl RuntimeService for CriClient {
             .map_err(err)?;
         Ok(r.into_inner().image_ref)
     }
+
+    async fn exec(&self, request: &ExecRequest) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .exec(pb::ExecRequest {
+                container_id: request.container_id.clone(),
+                cmd: request.cmd.clone(),
+                tty: request.tty,
+                stdin: request.stdin,
+                stdout: request.stdout,
+                stderr: request.stderr,
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().url)
+    }
+
+    async fn attach(&self, request: &AttachRequest) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .attach(pb::AttachRequest {
+                container_id: request.container_id.clone(),
+                tty: request.tty,
+                stdin: request.stdin,
+                stdout: request.stdout,
+                stderr: request.stderr,
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().url)
+    }
+
+    async fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String> {
+        let r = self
+            .runtime
+            .clone()
+            .port_forward(pb::PortForwardRequest {
+                pod_sandbox_id: sandbox_id.to_owned(),
+                port: ports.to_vec(),
+            })
+            .await
+            .map_err(err)?;
+        Ok(r.into_inner().url)
+    }
 }

@@ -220,4 +220,36 @@ pub trait RuntimeService: Send + Sync + 'static {
     async fn image_status(&self, image: &str) -> Result<Option<Image>>;
     /// Pulls an image; returns its reference (id).
     async fn pull_image(&self, image: &str) -> Result<String>;
+
+    /// A URL on the runtime's streaming server that runs `request.cmd` in
+    /// the container once a client connects and upgrades (SPDY or
+    /// WebSocket), as CRI `Exec`.
+    async fn exec(&self, request: &ExecRequest) -> Result<String>;
+    /// A streaming URL attached to the container's main process (CRI
+    /// `Attach`).
+    async fn attach(&self, request: &AttachRequest) -> Result<String>;
+    /// A streaming URL forwarding to ports in a sandbox's network
+    /// namespace (CRI `PortForward`).
+    async fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String>;
+}
+
+/// What to run for an exec stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Which streams an attach carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachRequest {
+    pub container_id: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }

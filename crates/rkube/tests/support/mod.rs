@@ -138,6 +138,8 @@ impl Server {
         let mut args = vec![
             format!("--cni-bridge=rk{}", self.port),
             "--pod-masquerade=false".to_owned(),
+            // Any free port for the streaming server: tests run side by side.
+            "--kubelet-port=0".to_owned(),
         ];
         if !self.extra.iter().any(|a| a.starts_with("--cluster-cidr")) {
             args.push(format!(

@@ -1,0 +1,573 @@
+//! `kubectl logs`, `exec`, `attach`, `port-forward` and `cp` through the
+//! API server to the local node's agent and containerd's stream server,
+//! with the real kubectl. Skipped, with the reason printed, where
+//! containerd cannot run.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{eventually, missing_node_prerequisite, repo_root, Server};
+
+/// A server with its local node. Dropping it (also when a test fails)
+/// deletes the pods, so their containers stop, then stops the server
+/// gracefully, which takes its containerd down: nothing outlives a test.
+struct Node {
+    s: Server,
+    _images: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.s
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.s.kubectl(&[
+            "delete",
+            "pods",
+            "--all",
+            "--grace-period=1",
+            "--timeout=60s",
+        ]);
+        self.s.stop(false);
+    }
+}
+
+fn start() -> Option<Node> {
+    if let Some(why) = missing_node_prerequisite() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let images = tempfile::tempdir().unwrap();
+    let built = Command::new(repo_root().join("scripts/build-test-images"))
+        .arg(images.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let s = Server::start_with_local_node(&["--node-name=stream-node"], images.path());
+    Some(Node { s, _images: images })
+}
+
+fn running(s: &Server, pod: &str) -> serde_json::Value {
+    eventually(60, &format!("{pod} Running"), || {
+        let p = s.json(&["get", "pod", pod]);
+        (p["status"]["phase"] == "Running").then_some(p)
+    })
+}
+
+/// Runs a kubectl command with a time limit; (exit code, stdout, stderr).
+fn kubectl_bounded(s: &Server, args: &[&str], stdin: &str, secs: u64) -> (i32, String, String) {
+    let mut child = s
+        .kubectl_cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let guard = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut guard = guard;
+    let status = loop {
+        if let Some(st) = guard.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} did not finish in {secs}s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    guard
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    guard
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// Kills a child process (kubectl port-forward, logs -f) when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  containers:
+  - name: a
+    image: busybox
+    command: [sh, -c, "echo a1; echo a2; echo a3; sleep 1; echo a4 >&2; sleep 3600"]
+  - name: b
+    image: busybox
+    command: [sh, -c, "echo b1; sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "echo run-$(date +%s%N); sleep 2; exit 1"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {no-such-label: "true"}
+  containers:
+  - name: c
+    image: busybox
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: noimage}
+spec:
+  containers:
+  - name: c
+    image: rkube.local/no-such-image:1
+"#;
+
+#[test]
+fn kubectl_logs() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(&["apply", "-f", "-"], PODS);
+    running(&s, "two");
+    let mut last = String::new();
+    for _ in 0..100 {
+        let out = s.kubectl(&["logs", "two", "-c", "a"]);
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if last.starts_with("a1\na2\na3\na4\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(last.starts_with("a1\na2\na3\na4\n"), "{last}");
+    // Plain, one container of several, stdout and stderr together.
+    assert_eq!(s.ok(&["logs", "two", "-c", "a"]), "a1\na2\na3\na4\n");
+    assert_eq!(s.ok(&["logs", "two", "-c", "b"]), "b1\n");
+    assert_eq!(s.ok(&["logs", "two", "-c", "a", "--tail=2"]), "a3\na4\n");
+    assert_eq!(
+        s.ok(&["logs", "two", "-c", "a", "--limit-bytes=4"]),
+        "a1\na"
+    );
+    assert_eq!(
+        s.ok(&["logs", "two", "-c", "a", "--since=1h"]),
+        "a1\na2\na3\na4\n"
+    );
+    let stamped = s.ok(&["logs", "two", "-c", "b", "--timestamps"]);
+    let (ts, rest) = stamped.split_once(' ').unwrap();
+    assert_eq!(rest, "b1\n");
+    assert!(chrono_like(ts), "not an RFC 3339 timestamp: {stamped:?}");
+    let all = s.ok(&["logs", "two", "--all-containers", "--prefix"]);
+    assert!(
+        all.contains("[pod/two/a] a1\n") && all.contains("[pod/two/b] b1\n"),
+        "{all}"
+    );
+    // kubectl picks the first container itself; the API server wants one
+    // named for a pod with several.
+    assert_eq!(s.ok(&["logs", "two"]), "a1\na2\na3\na4\n");
+    let raw = s.fails(&["get", "--raw", "/api/v1/namespaces/default/pods/two/log"]);
+    assert!(
+        raw.contains("a container name must be specified for pod two, choose one of: [a b]"),
+        "{raw}"
+    );
+    let err = s.fails(&["logs", "two", "-c", "nope"]);
+    assert!(
+        err.contains("container nope is not valid for pod two"),
+        "{err}"
+    );
+    let err = s.fails(&["logs", "missing"]);
+    assert!(err.contains("pods \"missing\" not found"), "{err}");
+    // Not scheduled: nothing to show.
+    assert_eq!(s.ok(&["logs", "nowhere"]), "");
+    // An image that cannot be pulled.
+    let err = eventually(60, "noimage waiting", || {
+        let out = s.kubectl(&["logs", "noimage"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        err.contains("is waiting to start").then_some(err)
+    });
+    assert!(
+        err.contains("container \"c\" in pod \"noimage\" is waiting to start"),
+        "{err}"
+    );
+
+    // --previous after a restart: the earlier run's output.
+    let err = s.fails(&["logs", "two", "-c", "a", "--previous"]);
+    assert!(
+        err.contains("previous terminated container \"a\" in pod \"two\" not found"),
+        "{err}"
+    );
+    eventually(60, "crash restarted", || {
+        let p = s.json(&["get", "pod", "crash"]);
+        (p["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1
+            && p["status"]["containerStatuses"][0]["state"]["running"].is_object())
+        .then_some(())
+    });
+    let previous = s.ok(&["logs", "crash", "--previous"]);
+    let current = eventually(10, "crash's current output", || {
+        let c = s.ok(&["logs", "crash"]);
+        (!c.is_empty()).then_some(c)
+    });
+    assert!(
+        previous.starts_with("run-") && current.starts_with("run-"),
+        "{previous} {current}"
+    );
+    assert_ne!(previous, current);
+
+    // -f follows a running container until it exits.
+    s.ok_stdin(&["apply", "-f", "-"], COUNTER);
+    running(&s, "counter");
+    let (code, out, err) = kubectl_bounded(&s, &["logs", "-f", "counter"], "", 40);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "tick 1\ntick 2\ntick 3\ntick 4\n");
+    let phase = s.json(&["get", "pod", "counter"])["status"]["phase"].clone();
+    assert!(phase == "Running" || phase == "Succeeded", "{phase}");
+}
+
+const COUNTER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: counter}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "for i in 1 2 3 4; do echo tick $i; sleep 1; done"]
+"#;
+
+fn chrono_like(ts: &str) -> bool {
+    ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T') && ts.ends_with('Z')
+}
+
+const SHELL: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: shell}
+spec:
+  containers:
+  - name: sh
+    image: busybox
+    command: [sh, -c, "mkdir -p /www && echo served-by-httpd > /www/index.html && httpd -f -p 8080 -h /www"]
+  - name: side
+    image: busybox
+    command: [sleep, "3600"]
+  - name: echo
+    image: busybox
+    stdin: true
+    command: [sh, -c, "while read l; do echo got-$l; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nowhere}
+spec:
+  nodeSelector: {no-such-label: "true"}
+  containers:
+  - name: c
+    image: busybox
+"#;
+
+#[test]
+fn kubectl_exec_port_forward_and_cp() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(&["apply", "-f", "-"], SHELL);
+    running(&s, "shell");
+
+    // Exit code and output.
+    let (code, out, err) = kubectl_bounded(
+        &s,
+        &[
+            "exec",
+            "shell",
+            "-c",
+            "sh",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exit 3",
+        ],
+        "",
+        30,
+    );
+    assert_eq!((code, out.as_str()), (3, "hi\n"), "{err}");
+    assert!(err.contains("oops"), "{err}");
+    // stdin.
+    let (code, out, err) = kubectl_bounded(
+        &s,
+        &["exec", "-i", "shell", "-c", "side", "--", "cat"],
+        "line one\nline two\n",
+        30,
+    );
+    assert_eq!((code, out.as_str()), (0, "line one\nline two\n"), "{err}");
+    // Every kubectl from 1.27 on (WebSocket first from 1.30, then SPDY).
+    for minor in 27..=33 {
+        let binary =
+            std::path::PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+        if !binary.exists() {
+            continue;
+        }
+        let out = s
+            .kubectl_cmd_with(&binary)
+            .args([
+                "exec",
+                "shell",
+                "-c",
+                "side",
+                "--",
+                "sh",
+                "-c",
+                "echo v; exit 5",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).as_ref()
+            ),
+            (Some(5), "v\n"),
+            "kubectl 1.{minor}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The Python client speaks WebSocket (v4.channel.k8s.io), which
+    // containerd's stream server accepts: the same path, end to end.
+    python_ws_exec(&s);
+    // Errors.
+    let err = s.fails(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert!(
+        err.contains("container nope is not valid for pod shell"),
+        "{err}"
+    );
+    let err = s.fails(&["exec", "missing", "--", "true"]);
+    assert!(err.contains("pods \"missing\" not found"), "{err}");
+    let err = s.fails(&["exec", "nowhere", "--", "true"]);
+    assert!(
+        err.contains("pod nowhere does not have a host assigned"),
+        "{err}"
+    );
+    let raw = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/shell/exec?command=true&stdout=true",
+    ]);
+    assert!(
+        raw.contains(
+            "a container name must be specified for pod shell, choose one of: [sh side echo]"
+        ),
+        "{raw}"
+    );
+
+    // attach to a container reading its stdin: what it answers comes back.
+    let mut child = s
+        .kubectl_cmd()
+        .args(["attach", "-i", "shell", "-c", "echo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let _attach = KillOnDrop(child);
+    input.write_all(b"hello\n").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = output.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(9).any(|w| w == b"got-hello") {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the attached container's answer");
+    drop(input);
+
+    // cp both ways (tar over exec).
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("up.txt");
+    std::fs::write(&local, "uploaded\ncontent\n").unwrap();
+    s.ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        "shell:/tmp/up.txt",
+        "-c",
+        "side",
+    ]);
+    let (_, out, _) = kubectl_bounded(
+        &s,
+        &["exec", "shell", "-c", "side", "--", "cat", "/tmp/up.txt"],
+        "",
+        30,
+    );
+    assert_eq!(out, "uploaded\ncontent\n");
+    let back = dir.path().join("down.html");
+    s.ok(&[
+        "cp",
+        "shell:/www/index.html",
+        back.to_str().unwrap(),
+        "-c",
+        "sh",
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "served-by-httpd\n");
+
+    // port-forward to httpd, then HTTP through it.
+    let port = free_port();
+    let child = s
+        .kubectl_cmd()
+        .args(["port-forward", "pod/shell", &format!("{port}:8080")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _pf = KillOnDrop(child);
+    let body = eventually(30, "an answer through port-forward", || {
+        http_get(port).filter(|b| b.contains("served-by-httpd"))
+    });
+    assert!(
+        body.starts_with("HTTP/1.") && body.contains(" 200 "),
+        "{body}"
+    );
+    // A second connection over the same forward.
+    assert!(http_get(port).is_some_and(|b| b.contains("served-by-httpd")));
+}
+
+/// The agent's port wants a client certificate of the cluster CA.
+#[test]
+fn the_kubelet_port_wants_a_cluster_certificate() {
+    let Some(s) = start() else { return };
+    let port = eventually(30, "the node's kubelet port", || {
+        let out = s.kubectl(&["get", "node", "stream-node", "-o", "json"]);
+        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64()
+    });
+    assert_ne!(port, 10250, "tests ask for a free port");
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let tls = s.data_dir().join("server/tls");
+    let curl = |extra: &[String]| {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cert = |dir: &std::path::Path, name: &str| {
+        vec![
+            "--cert".to_owned(),
+            dir.join(format!("{name}.crt")).display().to_string(),
+            "--key".to_owned(),
+            dir.join(format!("{name}.key")).display().to_string(),
+        ]
+    };
+    assert_eq!(curl(&[]), "401");
+    assert_eq!(curl(&cert(&tls, "client-admin")), "200");
+    // A certificate the cluster CA did not sign fails the handshake.
+    let agent_tls = s.data_dir().join("agent/tls");
+    assert_eq!(curl(&cert(&agent_tls, "kubelet")), "000");
+}
+
+const PY_EXEC: &str = r#"
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+out = stream(client.CoreV1Api().connect_get_namespaced_pod_exec, "shell", "default",
+             container="side", command=["sh", "-c", "echo over-websocket"],
+             stderr=True, stdin=False, stdout=True, tty=False)
+print(out, end="")
+"#;
+
+fn python_ws_exec(s: &Server) {
+    let python = std::env::var("RKUBE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_client = Command::new(&python)
+        .args(["-c", "import kubernetes"])
+        .status()
+        .is_ok_and(|st| st.success());
+    if !has_client {
+        eprintln!("skipping the WebSocket exec: no Python kubernetes client (scripts/setup)");
+        return;
+    }
+    let out = Command::new(&python)
+        .args(["-c", PY_EXEC])
+        .arg(s.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "over-websocket\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    c.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    Some(out)
+}
