@@ -252,6 +252,15 @@ impl WatchCache {
                     .collect(),
                 rx,
             },
+            // Later than this resource's last change: the usual case of an
+            // informer that listed at the store's revision while other
+            // resources moved it on. Every change after `n` is still to
+            // come through `rx` (the caller checked that `n` is not beyond
+            // the store), and older ones the watcher skips.
+            Some(n) if n > st.revision => Start::Resume {
+                events: Vec::new(),
+                rx,
+            },
             Some(_) => Start::Miss,
         }
     }
@@ -340,5 +349,21 @@ mod tests {
             cache.watch("/registry/pods/", Some(r1 - 1)).await,
             Start::Miss
         ));
+
+        // Other resources move the store on: a watch from the store's
+        // revision (an informer's list) is served by the cache, and gets
+        // the next change of its own resource.
+        let other = s
+            .create("/registry/configmaps/a/c", obj("c"))
+            .await
+            .unwrap();
+        let Start::Resume { events, mut rx } = cache.watch("/registry/pods/", Some(other)).await
+        else {
+            panic!("a watch ahead of the cache's last change resumes from it")
+        };
+        assert!(events.is_empty());
+        let r5 = s.create("/registry/pods/a/p5", obj("p5")).await.unwrap();
+        let ev = next(&mut rx).await;
+        assert_eq!((ev.kind, ev.revision), (EventKind::Put, r5));
     }
 }

@@ -116,6 +116,19 @@ pub async fn serve(
     let deadline = tokio::time::Instant::now() + timeout;
     let filter = Arc::new(filter);
 
+    // A version beyond the store's is refused as Kubernetes does, before the
+    // cache takes it as "everything after it".
+    if let Some(n) = from {
+        let current = store
+            .current_revision()
+            .await
+            .map_err(|e| from_store(e, res.group, res.plural, ""))?;
+        if n > current {
+            return Err(ApiError::timeout(format!(
+                "Too large resource version: {n}, current: {current}"
+            )));
+        }
+    }
     let mut first: Vec<Value> = Vec::new();
     let live: BoxStream<'static, Change> = match cache.watch(&prefix, from).await {
         cache::Start::Snapshot {

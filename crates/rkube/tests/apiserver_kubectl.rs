@@ -1402,3 +1402,47 @@ spec:
     let table = s.ok(&["get", "horizontalpodautoscalers.v1.autoscaling"]);
     assert!(table.contains("cpu: <unknown>/50%"), "{table}");
 }
+
+#[test]
+fn watches_from_a_quiet_resource_or_the_future() {
+    let s = Server::start();
+    s.ok(&["create", "configmap", "quiet"]);
+    // Other writes move the store's revision past the last configmap change.
+    for i in 0..3 {
+        s.ok(&["create", "secret", "generic", &format!("s{i}")]);
+    }
+    let list: Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/api/v1/namespaces/default/secrets"]))
+            .unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=2&resourceVersion={rv}"
+    );
+    let watcher = std::thread::spawn({
+        let cmd = s.kubectl_cmd();
+        move || {
+            let mut cmd = cmd;
+            cmd.args(["get", "--raw", &path]).output().unwrap()
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    s.ok(&["label", "configmap", "quiet", "seen=yes"]);
+    let out = watcher.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"MODIFIED\"") && text.contains("\"seen\":\"yes\""),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("\"ADDED\""), "nothing before {rv}: {text}");
+
+    let err = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=999999999",
+    ]);
+    assert!(err.contains("Too large resource version"), "{err}");
+}
