@@ -112,6 +112,67 @@ fn walk(name: &str, v: &Value, path: Path, out: &mut FieldSet) {
     }
 }
 
+/// `encode(&fields_of(obj))` in one walk, without the intermediate set:
+/// what a create records (there is no old object to compare with).
+pub fn fields_v1_of(obj: &Value) -> Value {
+    fn child<'a>(node: &'a mut Map<String, Value>, key: String) -> &'a mut Map<String, Value> {
+        node.entry(key)
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("fieldsV1 nodes are objects")
+    }
+    fn walk_v1(name: &str, v: &Value, node: &mut Map<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, c) in m {
+                    walk_v1(k, c, child(node, format!("f:{k}")));
+                }
+            }
+            Value::Array(items) => match list_strategy_for(name, items) {
+                ListStrategy::MergeKey(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
+                    for item in items {
+                        let n = child(node, format!("k:{}", json!({mk: item[mk]})));
+                        n.insert(".".into(), Value::Object(Map::new()));
+                        for (k, c) in item.as_object().into_iter().flatten() {
+                            walk_v1(k, c, child(n, format!("f:{k}")));
+                        }
+                    }
+                }
+                ListStrategy::MergePrimitives => {
+                    for item in items {
+                        child(node, format!("v:{item}"));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    let mut root = Map::new();
+    for (k, v) in obj.as_object().into_iter().flatten() {
+        if k == "apiVersion" || k == "kind" {
+            continue;
+        }
+        if k == "metadata" {
+            let mut meta = Map::new();
+            for (mk, mv) in v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(mk, _)| !UNTRACKED_META.contains(&mk.as_str()))
+            {
+                walk_v1(mk, mv, child(&mut meta, format!("f:{mk}")));
+            }
+            if !meta.is_empty() {
+                root.insert("f:metadata".into(), Value::Object(meta));
+            }
+            continue;
+        }
+        walk_v1(k, v, child(&mut root, format!("f:{k}")));
+    }
+    Value::Object(root)
+}
+
 /// FieldsV1 JSON of a set.
 pub fn encode(set: &FieldSet) -> Value {
     let mut root = Map::new();
@@ -347,6 +408,27 @@ pub fn record_update(
     api_version: &str,
     sub: &str,
 ) {
+    let Some(old) = old else {
+        // A create: the creator owns every field it set.
+        let fields = fields_v1_of(new);
+        let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if fields.as_object().is_some_and(Map::is_empty) {
+            meta.remove("managedFields");
+            return;
+        }
+        let mut e = json!({
+            "manager": manager, "operation": "Update", "apiVersion": api_version,
+            "time": crate::object::now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+        });
+        if !sub.is_empty() {
+            e["subresource"] = json!(sub);
+        }
+        meta.insert("managedFields".into(), Value::Array(vec![e]));
+        return;
+    };
+    let old = Some(old);
     let mut entries = old.map(read_managed).unwrap_or_default();
     let now = fields_of(new);
     let changed: FieldSet = now
@@ -445,6 +527,34 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_walk_fields_v1_equals_the_set_encoded() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "uid": "u", "labels": {"a": "1", "b": ""}, "annotations": {},
+                             "finalizers": ["x", "y"], "ownerReferences": [{"uid": "o1", "kind": "RS", "name": "r"}]},
+                "spec": {"containers": [
+                    {"name": "c", "image": "i", "args": ["1", "2"], "env": [{"name": "A", "value": "1"}],
+                     "ports": [{"containerPort": 80, "protocol": "TCP"}], "resources": {}},
+                    {"name": "d", "image": "j"}],
+                    "tolerations": [{"key": "k", "operator": "Exists"}], "nodeSelector": {"z": "1"}},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "generateName": "x"}}),
+            json!({"apiVersion": "v1", "kind": "List", "items": [1, 2], "data": {"k": null}}),
+        ];
+        for obj in objects {
+            assert_eq!(fields_v1_of(&obj), encode(&fields_of(&obj)), "{obj}");
+        }
+        let mut created = json!({"metadata": {"name": "n", "labels": {"a": "b"}}});
+        record_update(None, &mut created, "kubectl", "v1", "");
+        let entries = read_managed(&created);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].fields, fields_of(&created));
+        let mut bare = json!({"metadata": {"name": "n", "managedFields": [{"manager": "x"}]}});
+        record_update(None, &mut bare, "kubectl", "v1", "");
+        assert!(bare["metadata"].get("managedFields").is_none(), "{bare}");
+    }
 
     #[test]
     fn fields_v1_round_trip() {
