@@ -376,10 +376,56 @@ impl Drop for Agent {
     }
 }
 
+/// Kills what a local node leaves when its server is killed: the
+/// containers (through the node's own containerd), then every process
+/// started with the test's data dir on its command line (containerd, the
+/// runc shims).
+fn reap_local_node(data_dir: &Path) {
+    let sock = data_dir.join("agent/containerd/containerd.sock");
+    if sock.exists() {
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&sock)
+                .args(["--namespace", "k8s.io"])
+                .args(args)
+                .stderr(Stdio::null())
+                .output()
+        };
+        if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = ctr(&["tasks", "kill", "--all", "--signal", "SIGKILL", id]);
+            }
+        }
+    }
+    let needle = data_dir.display().to_string();
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.local_node {
+            reap_local_node(&self.data_dir());
+        }
         self.stop(true);
         if self.local_node {
+            reap_local_node(&self.data_dir());
             // The pod bridge outlives the server; it is this test's alone.
             let _ = Command::new("ip")
                 .args(["link", "delete", &format!("rk{}", self.port)])
