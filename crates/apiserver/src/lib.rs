@@ -103,6 +103,20 @@ impl State {
     }
 
     /// Appends a component's Prometheus text to /metrics.
+    /// Starts the watch cache of every watchable built-in resource now, as
+    /// kube-apiserver does, so that its event window covers every revision
+    /// from here on. A cache started by its first watch would not hold the
+    /// changes between a client's list and that watch, and such watches
+    /// would each follow the store instead.
+    pub fn warm_watch_caches(&self) {
+        for res in api::registry::all() {
+            if res.verbs.contains(&"watch") {
+                self.caches
+                    .get(&self.store, &api::registry::storage_prefix(res, None));
+            }
+        }
+    }
+
     pub fn with_metrics(mut self, f: impl Fn() -> String + Send + Sync + 'static) -> State {
         self.extra_metrics.push(Box::new(f));
         self
@@ -419,6 +433,7 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    state.warm_watch_caches();
     loop {
         let (tcp, addr) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
