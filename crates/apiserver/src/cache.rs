@@ -78,7 +78,9 @@ struct State {
 pub struct WatchCache {
     prefix: String,
     state: RwLock<State>,
-    tx: Mutex<broadcast::Sender<Arc<CachedEvent>>>,
+    /// Made by the first watcher (its buffer is large) and dropped when the
+    /// cache relists, which ends every watch it served.
+    tx: Mutex<Option<broadcast::Sender<Arc<CachedEvent>>>>,
     ready: watch::Receiver<bool>,
 }
 
@@ -112,7 +114,7 @@ impl WatchCache {
         let cache = Arc::new(WatchCache {
             prefix,
             state: RwLock::new(State::default()),
-            tx: Mutex::new(broadcast::channel(BROADCAST).0),
+            tx: Mutex::new(None),
             ready,
         });
         tokio::spawn(cache.clone().run(store, ready_tx));
@@ -145,7 +147,7 @@ impl WatchCache {
                 st.oldest = listed.revision;
                 st.history.clear();
                 // Watchers of the previous generation end; they re-watch.
-                *self.tx.lock().unwrap() = broadcast::channel(BROADCAST).0;
+                *self.tx.lock().unwrap() = None;
             }
             let _ = ready.send(true);
             let mut events = match store.watch(&self.prefix, listed.revision).await {
@@ -204,7 +206,9 @@ impl WatchCache {
         }
         // Sent under the state lock: a watcher that subscribes under the
         // read lock sees each event exactly once, in history or live.
-        let _ = self.tx.lock().unwrap().send(cached);
+        if let Some(tx) = self.tx.lock().unwrap().as_ref() {
+            let _ = tx.send(cached);
+        }
     }
 
     async fn wait_ready(&self) {
@@ -231,7 +235,12 @@ impl WatchCache {
     pub async fn watch(&self, prefix: &str, from: Option<Revision>) -> Start {
         self.wait_ready().await;
         let st = self.state.read().unwrap();
-        let rx = self.tx.lock().unwrap().subscribe();
+        let rx = self
+            .tx
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| broadcast::channel(BROADCAST).0)
+            .subscribe();
         match from {
             None => Start::Snapshot {
                 objects: st
