@@ -272,6 +272,22 @@ impl Agent {
             agent_dir.join("pods"),
             host_ip.to_string(),
         );
+        {
+            let recorder = runtime::events::Recorder::new(client.clone(), "kubelet");
+            syncer
+                .prober
+                .set_event_sink(Arc::new(move |pod, container, reason, message| {
+                    use kube::Resource;
+                    let mut regarding = pod.object_ref(&());
+                    regarding.field_path = Some(format!("spec.containers{{{container}}}"));
+                    let kind = if reason == "Unhealthy" {
+                        "Warning"
+                    } else {
+                        "Normal"
+                    };
+                    recorder.record(regarding, kind, reason, message);
+                }));
+        }
         let kubelet = match &config.kubelet_tls {
             Some(tls) => {
                 let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.kubelet_port));

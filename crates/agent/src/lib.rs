@@ -5,6 +5,7 @@
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
 //! Lease, [`pods`] syncs pods with the runtime and reports their status,
+//! [`probes`] runs liveness, readiness and startup probes,
 //! [`server`] serves logs, exec, attach and port-forward on the kubelet port.
 
 pub mod containerd;
@@ -12,6 +13,7 @@ pub mod cri;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod server;
 pub mod simulated;
 

@@ -67,6 +67,8 @@ pub struct PodSyncer {
     pub log_root: PathBuf,
     pub host_ip: String,
     backoff: Mutex<HashMap<String, Backoff>>,
+    /// Liveness, readiness and startup probes of the running containers.
+    pub prober: crate::probes::Prober,
 }
 
 /// `$(VAR)` expansion as Kubernetes does it: defined variables are
@@ -147,6 +149,7 @@ impl PodSyncer {
         host_ip: String,
     ) -> PodSyncer {
         PodSyncer {
+            prober: crate::probes::Prober::new(cri.clone()),
             cri,
             runtime_name: runtime_name.to_owned(),
             log_root,
@@ -600,6 +603,12 @@ impl PodSyncer {
         } else {
             by_name
         };
+        let by_name = if self.probe(pod, &spec, &by_name, &ip).await {
+            plan.wake_in(Duration::from_millis(100));
+            self.containers(pod, &sandbox_id).await?
+        } else {
+            by_name
+        };
         let mut status = self.status(pod, pod_ip.as_deref(), &by_name, &plan, init_failed);
         let ready_to_start =
             sb_status.sandbox.state == SandboxState::Ready && (host_network || pod_ip.is_some());
@@ -620,6 +629,52 @@ impl PodSyncer {
             status,
             requeue_after,
         })
+    }
+
+    /// Keeps probe workers on the running containers (app containers and
+    /// sidecars) and kills those whose liveness or startup probe failed for
+    /// good; true when it killed one.
+    async fn probe(
+        &self,
+        pod: &Pod,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        by_name: &HashMap<String, Vec<cri::ContainerStatus>>,
+        pod_ip: &str,
+    ) -> bool {
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        let mut stale = Vec::new();
+        let mut killed = false;
+        for c in spec.containers.iter().chain(sidecars) {
+            for (i, run) in by_name.get(&c.name).into_iter().flatten().enumerate() {
+                if i > 0 || run.state != cri::ContainerState::Running {
+                    stale.push(run.id.clone());
+                    continue;
+                }
+                let Some(why) = self.prober.outcome(&run.id).and_then(|o| o.kill) else {
+                    self.prober.ensure(pod, c, &run.id, pod_ip);
+                    continue;
+                };
+                stale.push(run.id.clone());
+                self.prober.record(pod, &c.name, "Killing", why);
+                let probe_grace = [&c.liveness_probe, &c.startup_probe]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|p| p.termination_grace_period_seconds);
+                let grace = probe_grace
+                    .or(spec.termination_grace_period_seconds)
+                    .unwrap_or(30);
+                if let Err(e) = self.cri.stop_container(&run.id, grace.max(0)).await {
+                    tracing::info!(container = c.name, error = %e, "killing an unhealthy container failed");
+                }
+                killed = true;
+            }
+        }
+        self.prober.forget(&stale);
+        killed
     }
 
     fn container_status(
@@ -671,13 +726,17 @@ impl PodSyncer {
             (None, None) => (waiting(default_waiting, None), None),
         };
         let running = state.running.is_some();
+        let (started, ready) = match latest {
+            Some(l) if running => self.prober.started_ready(c, &l.id),
+            _ => (false, false),
+        };
         ContainerStatus {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
             image_id: latest.map(|l| l.image_ref.clone()).unwrap_or_default(),
             container_id: latest.map(|l| format!("{}://{}", self.runtime_name, l.id)),
-            ready: running,
-            started: Some(running),
+            ready,
+            started: Some(started),
             restart_count: latest.map_or(0, |l| l.attempt as i32),
             state: Some(state),
             last_state: Some(last_state.unwrap_or_default()),
@@ -854,6 +913,12 @@ impl PodSyncer {
             .filter(|s| keep_uid != Some(s.uid.as_str()))
             .collect();
         let containers = self.cri.list_containers(labels).await?;
+        let ids: Vec<String> = containers
+            .iter()
+            .filter(|c| sandboxes.iter().any(|s| s.id == c.sandbox_id))
+            .map(|c| c.id.clone())
+            .collect();
+        self.prober.forget(&ids);
         let stops = containers
             .iter()
             .filter(|c| {

@@ -303,6 +303,30 @@ impl RuntimeService for FakeRuntime {
         Ok(format!("sha256:{image}"))
     }
 
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        _timeout_seconds: i64,
+    ) -> Result<super::ExecResult> {
+        let s = self.log(format!("exec_sync {container_id} {}", cmd.join(" ")));
+        match s.containers.get(container_id) {
+            None => Err(CriError::not_found(container_id.to_owned())),
+            // The fake "runs" `true`, `false` and `exit N`.
+            Some(_) => Ok(super::ExecResult {
+                exit_code: match cmd.last().map(String::as_str) {
+                    Some("true") => 0,
+                    Some(last) => last
+                        .strip_prefix("exit ")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1),
+                    None => 1,
+                },
+                ..Default::default()
+            }),
+        }
+    }
+
     async fn exec(&self, request: &ExecRequest) -> Result<String> {
         let s = self.log(format!(
             "exec {} {}",

@@ -476,6 +476,30 @@ impl RuntimeService for CriClient {
         Ok(r.into_inner().image_ref)
     }
 
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout_seconds: i64,
+    ) -> Result<super::ExecResult> {
+        let r = self
+            .runtime
+            .clone()
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: container_id.to_owned(),
+                cmd: cmd.to_vec(),
+                timeout: timeout_seconds,
+            })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(super::ExecResult {
+            exit_code: r.exit_code,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        })
+    }
+
     async fn exec(&self, request: &ExecRequest) -> Result<String> {
         let r = self
             .runtime

@@ -231,6 +231,22 @@ pub trait RuntimeService: Send + Sync + 'static {
     /// A streaming URL forwarding to ports in a sandbox's network
     /// namespace (CRI `PortForward`).
     async fn port_forward(&self, sandbox_id: &str, ports: &[i32]) -> Result<String>;
+    /// Runs `cmd` in the container and waits for it, at most
+    /// `timeout_seconds` (CRI `ExecSync`: exec probes and hooks).
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        timeout_seconds: i64,
+    ) -> Result<ExecResult>;
+}
+
+/// What an `exec_sync` command did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// What to run for an exec stream.
