@@ -55,6 +55,7 @@ fn profiles_from_a_config_file_and_metrics() {
         metrics
             .lines()
             .any(|l| l.starts_with("scheduler_schedule_attempts_total{")
+                && l.contains("profile=\"bin-packing\"")
                 && l.contains("result=\"scheduled\"")
                 && l.ends_with(" 1")),
         "{}",

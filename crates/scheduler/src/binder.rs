@@ -245,7 +245,7 @@ impl Shared {
                         }
                     }
                     m.attempt_duration.observe(start.elapsed());
-                    m.unschedulable.fetch_add(1, Relaxed);
+                    m.attempt(&info.scheduler_name, metrics::UNSCHEDULABLE);
                     let msg = fe.to_string();
                     tracing::debug!(pod = %info.key, %msg, "unschedulable");
                     self.queue
@@ -254,14 +254,14 @@ impl Shared {
                         .report_failure(info, "Unschedulable", msg, nominated);
                 }
                 Err(ScheduleError::NoNodes) => {
-                    m.unschedulable.fetch_add(1, Relaxed);
+                    m.attempt(&info.scheduler_name, metrics::UNSCHEDULABLE);
                     self.queue.failed(&info, popped.cycle, Vec::new(), false);
                     let msg = ScheduleError::NoNodes.to_string();
                     self.clone()
                         .report_failure(info, "Unschedulable", msg, None);
                 }
                 Err(e) => {
-                    m.errors.fetch_add(1, Relaxed);
+                    m.attempt(&info.scheduler_name, metrics::ERROR);
                     self.queue.failed(&info, popped.cycle, Vec::new(), true);
                     self.clone()
                         .report_failure(info, "SchedulerError", e.to_string(), None);
@@ -313,7 +313,7 @@ impl Shared {
                         .lock()
                         .unwrap()
                         .finish_binding(&placed.key, Instant::now());
-                    m.scheduled.fetch_add(1, Relaxed);
+                    m.attempt(&placed.scheduler_name, metrics::SCHEDULED);
                     m.e2e_duration.observe(since.elapsed());
                     me.recorder.normal(
                         placed.pod.as_ref(),
@@ -326,7 +326,7 @@ impl Shared {
                 }
                 Err(e) => {
                     me.cache.lock().unwrap().forget_pod(&placed.key);
-                    m.errors.fetch_add(1, Relaxed);
+                    m.attempt(&placed.scheduler_name, metrics::ERROR);
                     if runtime::is_not_found(&e) {
                         return; // deleted meanwhile
                     }

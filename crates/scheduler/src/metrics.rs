@@ -65,9 +65,8 @@ const BUCKETS: &[f64] = &[
 ];
 
 pub struct Metrics {
-    pub scheduled: AtomicU64,
-    pub unschedulable: AtomicU64,
-    pub errors: AtomicU64,
+    /// Attempts by profile (schedulerName) and result.
+    attempts: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
     pub attempt_duration: Histogram,
     /// From first entering the queue to binding.
     pub e2e_duration: Histogram,
@@ -82,12 +81,37 @@ pub struct Metrics {
     pub cache_assumed: AtomicU64,
 }
 
+/// Results of a scheduling attempt, as kube-scheduler labels them.
+pub const SCHEDULED: &str = "scheduled";
+pub const UNSCHEDULABLE: &str = "unschedulable";
+pub const ERROR: &str = "error";
+
+impl Metrics {
+    /// Counts one attempt of `profile` with `result`.
+    pub fn attempt(&self, profile: &str, result: &'static str) {
+        *self
+            .attempts
+            .lock()
+            .unwrap()
+            .entry((profile.to_owned(), result))
+            .or_default() += 1;
+    }
+
+    /// Attempts of `profile` with `result` so far.
+    pub fn attempts(&self, profile: &str, result: &'static str) -> u64 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(&(profile.to_owned(), result))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
-        scheduled: AtomicU64::new(0),
-        unschedulable: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
+        attempts: Default::default(),
         attempt_duration: Histogram::new(BUCKETS),
         e2e_duration: Histogram::new(BUCKETS),
         binding_duration: Histogram::new(BUCKETS),
@@ -107,15 +131,10 @@ pub fn render() -> String {
     let m = get();
     let mut o = String::new();
     o.push_str("# HELP scheduler_schedule_attempts_total Number of attempts to schedule pods, by the result.\n# TYPE scheduler_schedule_attempts_total counter\n");
-    for (r, v) in [
-        ("scheduled", &m.scheduled),
-        ("unschedulable", &m.unschedulable),
-        ("error", &m.errors),
-    ] {
+    for ((profile, r), v) in m.attempts.lock().unwrap().iter() {
         let _ = writeln!(
             o,
-            "scheduler_schedule_attempts_total{{profile=\"default-scheduler\",result=\"{r}\"}} {}",
-            v.load(Relaxed)
+            "scheduler_schedule_attempts_total{{profile=\"{profile}\",result=\"{r}\"}} {v}"
         );
     }
     o.push_str("# HELP scheduler_scheduling_attempt_duration_seconds Scheduling attempt latency (algorithm only).\n# TYPE scheduler_scheduling_attempt_duration_seconds histogram\n");
