@@ -255,12 +255,26 @@ impl Agent {
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
         );
-        let syncer = PodSyncer::new(
+        let mut syncer = PodSyncer::new(
             Arc::new(cri),
             &version.runtime_name,
             agent_dir.join("pods"),
             host_ip.to_string(),
         );
+        syncer.objects = Arc::new(client.clone());
+        syncer.allocatable = node::node_status(
+            &host,
+            &config.node_name,
+            host_ip,
+            "",
+            None,
+            Timestamp::now(),
+        )
+        .allocatable
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
         let shared = Arc::new(Shared {
             client: client.clone(),
             syncer,

@@ -4,10 +4,12 @@
 //! on containerd: [`containerd`] supervises the agent's own containerd and
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
-//! Lease, [`pods`] syncs pods with the runtime and reports their status.
+//! Lease, [`pods`] syncs pods with the runtime and reports their status, [`env`]
+//! builds containers' environments.
 
 pub mod containerd;
 pub mod cri;
+pub mod env;
 pub mod kubelet;
 pub mod node;
 pub mod pods;

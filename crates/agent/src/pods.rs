@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
+use crate::env;
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -67,38 +68,13 @@ pub struct PodSyncer {
     pub log_root: PathBuf,
     pub host_ip: String,
     backoff: Mutex<HashMap<String, Backoff>>,
+    /// Where ConfigMaps and Secrets are read (the API in the real agent).
+    pub objects: Arc<dyn env::Objects>,
+    /// The node's allocatable resources, for `resourceFieldRef` limits.
+    pub allocatable: BTreeMap<String, String>,
 }
 
-/// `$(VAR)` expansion as Kubernetes does it: defined variables are
-/// replaced, `$$` is an escaped `$`, anything else stays as written.
-pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' && i + 1 < b.len() {
-            if b[i + 1] == b'$' {
-                out.push('$');
-                i += 2;
-                continue;
-            }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    if let Some(v) = env.get(name) {
-                        out.push_str(v);
-                        i += 3 + end;
-                        continue;
-                    }
-                }
-            }
-        }
-        let ch = s[i..].chars().next().unwrap();
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    out
-}
+pub use crate::env::expand;
 
 fn ts(nanos: i64) -> Option<Time> {
     (nanos > 0)
@@ -152,6 +128,8 @@ impl PodSyncer {
             log_root,
             host_ip,
             backoff: Mutex::new(HashMap::new()),
+            objects: Arc::new(env::StaticObjects::default()),
+            allocatable: BTreeMap::new(),
         }
     }
 
@@ -204,54 +182,14 @@ impl PodSyncer {
         }
     }
 
-    fn env(&self, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
-        let mut map: HashMap<String, String> = HashMap::new();
-        let mut out = Vec::new();
-        for e in c.env.iter().flatten() {
-            let value = if let Some(v) = &e.value {
-                Some(expand(v, &map))
-            } else if let Some(f) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
-                let m = &pod.metadata;
-                let spec = pod.spec.as_ref();
-                match f.field_path.as_str() {
-                    "metadata.name" => m.name.clone(),
-                    "metadata.namespace" => m.namespace.clone(),
-                    "metadata.uid" => m.uid.clone(),
-                    "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
-                    "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-                    "status.hostIP" => Some(self.host_ip.clone()),
-                    "status.podIP" => Some(pod_ip.to_owned()),
-                    p => p
-                        .strip_prefix("metadata.labels['")
-                        .and_then(|k| k.strip_suffix("']"))
-                        .and_then(|k| m.labels.as_ref()?.get(k).cloned())
-                        .or_else(|| {
-                            p.strip_prefix("metadata.annotations['")
-                                .and_then(|k| k.strip_suffix("']"))
-                                .and_then(|k| m.annotations.as_ref()?.get(k).cloned())
-                        }),
-                }
-            } else {
-                // configMapKeyRef, secretKeyRef, resourceFieldRef: not yet.
-                None
-            };
-            if let Some(v) = value {
-                map.insert(e.name.clone(), v.clone());
-                out.push((e.name.clone(), v));
-            }
-        }
-        out
-    }
-
     fn container_config(
         &self,
         pod: &Pod,
         c: &Container,
         image: &str,
         attempt: u32,
-        pod_ip: &str,
+        envs: Vec<(String, String)>,
     ) -> cri::ContainerConfig {
-        let envs = self.env(pod, c, pod_ip);
         let map: HashMap<String, String> = envs.iter().cloned().collect();
         let mut labels = Self::labels(pod);
         labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
@@ -405,8 +343,24 @@ impl PodSyncer {
             }
         };
         plan.acted = true;
+        let ctx = env::PodContext {
+            host_ip: self.host_ip.clone(),
+            pod_ip: pod_ip.to_owned(),
+            allocatable: self.allocatable.clone(),
+        };
+        let envs = match env::container_env(pod, c, &ctx, self.objects.as_ref()).await {
+            Ok(e) => e,
+            Err(message) => {
+                plan.waiting.insert(
+                    c.name.clone(),
+                    ("CreateContainerConfigError".into(), Some(message)),
+                );
+                plan.wake_in(Duration::from_secs(2));
+                return;
+            }
+        };
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
-        let config = self.container_config(pod, c, &image, attempt, pod_ip);
+        let config = self.container_config(pod, c, &image, attempt, envs);
         let id = match self
             .cri
             .create_container(sandbox_id, &config, sandbox)

@@ -339,3 +339,38 @@ async fn kill_stops_with_the_grace_period_and_removes_the_sandbox() {
     assert_eq!(n, 0);
     assert_eq!(fake.sandbox_count(), 1);
 }
+
+#[tokio::test]
+async fn env_from_config_map_waits_for_it() {
+    let (fake, mut s) = setup(&["busybox"]);
+    let objects = Arc::new(crate::env::StaticObjects::default());
+    s.objects = objects.clone();
+    let mut c = container("c", "busybox");
+    c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "K".into(),
+        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+            config_map_key_ref: Some(k8s_openapi::api::core::v1::ConfigMapKeySelector {
+                name: "cm".into(),
+                key: "k".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    let mut p = pod("Always", vec![c], vec![]);
+    let r = sync(&s, &mut p).await;
+    let w = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(w.message.as_deref(), Some("configmap \"cm\" not found"));
+    assert_eq!(phase(&p), "Pending");
+    assert!(r.requeue_after.is_some());
+    assert!(fake.containers().is_empty());
+
+    objects.put_config_map("default", "cm", &[("k", "v")]);
+    sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Running");
+    let (id, _, _) = fake.containers().remove(0);
+    let cfg = fake.container_config(&id).unwrap();
+    assert_eq!(cfg.envs, [("K".to_owned(), "v".to_owned())]);
+}
