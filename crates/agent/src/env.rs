@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, ResourceFieldSelector, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, ResourceFieldSelector,
+    Secret,
+};
 use kube::api::Api;
 
 use crate::simulated::quantity_nanos;
@@ -26,6 +29,24 @@ use crate::simulated::quantity_nanos;
 pub trait Objects: Send + Sync {
     async fn config_map(&self, ns: &str, name: &str) -> Result<Option<ConfigMap>, String>;
     async fn secret(&self, ns: &str, name: &str) -> Result<Option<Secret>, String>;
+    /// The host directory of the volume bound to claim `ns/name`
+    /// (a hostPath or local PersistentVolume).
+    async fn claim_path(&self, ns: &str, name: &str) -> Result<String, String> {
+        Err(format!(
+            "persistentvolumeclaim \"{ns}/{name}\" not supported"
+        ))
+    }
+    /// A token for service account `ns/name` (TokenRequest):
+    /// the token and its lifetime in seconds.
+    async fn service_account_token(
+        &self,
+        ns: &str,
+        name: &str,
+        _audience: Option<&str>,
+        _expiration_seconds: i64,
+    ) -> Result<(String, i64), String> {
+        Err(format!("no token for service account {ns}/{name}"))
+    }
 }
 
 #[async_trait]
@@ -42,6 +63,55 @@ impl Objects for kube::Client {
             .get_opt(name)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn claim_path(&self, ns: &str, name: &str) -> Result<String, String> {
+        let claim = Api::<PersistentVolumeClaim>::namespaced(self.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolumeclaim \"{name}\" not found"))?;
+        let pv_name = claim
+            .spec
+            .and_then(|s| s.volume_name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("PVC {ns}/{name} has non-bound phase (\"Pending\") or empty pvc.Spec.VolumeName (\"\")"))?;
+        let pv = Api::<PersistentVolume>::all(self.clone())
+            .get_opt(&pv_name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolume \"{pv_name}\" not found"))?;
+        let spec = pv.spec.unwrap_or_default();
+        spec.host_path
+            .map(|h| h.path)
+            .or(spec.local.map(|l| l.path))
+            .ok_or_else(|| format!("persistentvolume \"{pv_name}\" is neither hostPath nor local"))
+    }
+
+    async fn service_account_token(
+        &self,
+        ns: &str,
+        name: &str,
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> Result<(String, i64), String> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        let req = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: audience.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+                expiration_seconds: Some(expiration_seconds),
+                bound_object_ref: None,
+            },
+            ..TokenRequest::default()
+        };
+        let r: TokenRequest =
+            Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(self.clone(), ns)
+                .create_subresource("token", name, &Default::default(), &req)
+                .await
+                .map_err(|e| e.to_string())?;
+        let status = r.status.ok_or("TokenRequest without status")?;
+        let ttl = r.spec.expiration_seconds.unwrap_or(expiration_seconds);
+        Ok((status.token, ttl))
     }
 }
 

@@ -5,7 +5,7 @@
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
 //! Lease, [`pods`] syncs pods with the runtime and reports their status, [`env`]
-//! builds containers' environments.
+//! builds containers' environments, [`volumes`] sets up pod volumes.
 
 pub mod containerd;
 pub mod cri;
@@ -14,5 +14,6 @@ pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod simulated;
+pub mod volumes;
 
 pub use kubelet::{run, Agent, Config};

@@ -29,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
-use crate::env;
+use crate::{env, volumes};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -72,6 +72,8 @@ pub struct PodSyncer {
     pub objects: Arc<dyn env::Objects>,
     /// The node's allocatable resources, for `resourceFieldRef` limits.
     pub allocatable: BTreeMap<String, String>,
+    /// Service account tokens of projected volumes.
+    pub tokens: volumes::Tokens,
 }
 
 pub use crate::env::expand;
@@ -107,6 +109,8 @@ struct Plan {
     waiting: HashMap<String, (String, Option<String>)>,
     wake: Option<Duration>,
     acted: bool,
+    /// The pod's volumes, set up for this sync.
+    volumes: BTreeMap<String, volumes::Prepared>,
 }
 
 impl Plan {
@@ -130,6 +134,7 @@ impl PodSyncer {
             backoff: Mutex::new(HashMap::new()),
             objects: Arc::new(env::StaticObjects::default()),
             allocatable: BTreeMap::new(),
+            tokens: volumes::Tokens::default(),
         }
     }
 
@@ -226,7 +231,21 @@ impl PodSyncer {
             tty: c.tty == Some(true),
             stdin: c.stdin == Some(true),
             host_network: pod.spec.as_ref().and_then(|s| s.host_network) == Some(true),
+            mounts: Vec::new(),
         }
+    }
+
+    fn pod_context(&self, pod_ip: &str) -> env::PodContext {
+        env::PodContext {
+            host_ip: self.host_ip.clone(),
+            pod_ip: pod_ip.to_owned(),
+            allocatable: self.allocatable.clone(),
+        }
+    }
+
+    /// `<log_root>/<uid>`: the pod's volumes and files.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.log_root.join(uid)
     }
 
     fn backoff_key(pod: &Pod, what: &str, name: &str) -> String {
@@ -343,12 +362,11 @@ impl PodSyncer {
             }
         };
         plan.acted = true;
-        let ctx = env::PodContext {
-            host_ip: self.host_ip.clone(),
-            pod_ip: pod_ip.to_owned(),
-            allocatable: self.allocatable.clone(),
-        };
-        let envs = match env::container_env(pod, c, &ctx, self.objects.as_ref()).await {
+        let ctx = self.pod_context(pod_ip);
+        let built = env::container_env(pod, c, &ctx, self.objects.as_ref())
+            .await
+            .and_then(|e| Ok((volumes::container_mounts(c, &plan.volumes, &e)?, e)));
+        let (mounts, envs) = match built {
             Ok(e) => e,
             Err(message) => {
                 plan.waiting.insert(
@@ -360,7 +378,8 @@ impl PodSyncer {
             }
         };
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
-        let config = self.container_config(pod, c, &image, attempt, envs);
+        let mut config = self.container_config(pod, c, &image, attempt, envs);
+        config.mounts = mounts;
         let id = match self
             .cri
             .create_container(sandbox_id, &config, sandbox)
@@ -490,6 +509,25 @@ impl PodSyncer {
         };
         let ip = pod_ip.clone().unwrap_or_default();
         let by_name = self.containers(pod, &sandbox_id).await?;
+        match volumes::setup(
+            pod,
+            &self.pod_context(&ip),
+            self.objects.as_ref(),
+            &self.tokens,
+            &self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()),
+        )
+        .await
+        {
+            Ok(v) => plan.volumes = v,
+            Err(message) => {
+                tracing::warn!(pod = ?pod.metadata.name, reason = "FailedMount", message);
+                let status = self.status(pod, pod_ip.as_deref(), &by_name, &plan, false);
+                return Ok(Synced {
+                    status,
+                    requeue_after: Some(Duration::from_secs(2)),
+                });
+            }
+        }
         let latest = |name: &str| by_name.get(name).and_then(|v| v.first());
 
         // Init containers, one at a time.
@@ -837,6 +875,10 @@ impl PodSyncer {
                 }
             }
             self.forget(&s.uid);
+            self.tokens.forget(&s.uid);
+            if !s.uid.is_empty() {
+                volumes::teardown(&self.pod_dir(&s.uid));
+            }
             let dir = self
                 .log_root
                 .join(format!("{}_{}_{}", s.namespace, s.name, s.uid));

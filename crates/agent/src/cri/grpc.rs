@@ -315,6 +315,16 @@ impl RuntimeService for CriClient {
             log_path: config.log_path.clone(),
             stdin: config.stdin,
             tty: config.tty,
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| pb::Mount {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                    ..Default::default()
+                })
+                .collect(),
             linux: Some(pb::LinuxContainerConfig {
                 security_context: Some(pb::LinuxContainerSecurityContext {
                     namespace_options: Some(namespace_options(config.host_network)),

@@ -102,6 +102,16 @@ pub struct ContainerConfig {
     pub tty: bool,
     pub stdin: bool,
     pub host_network: bool,
+    /// Bind mounts into the container.
+    pub mounts: Vec<Mount>,
+}
+
+/// A bind mount of a host path into a container (`Mount`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
