@@ -262,6 +262,11 @@ impl Agent {
             host_ip.to_string(),
         );
         syncer.objects = Arc::new(client.clone());
+        syncer.dns = crate::dns::NodeDns {
+            cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            cluster_domain: config.cluster_domain.clone(),
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
         syncer.allocatable = node::node_status(
             &host,
             &config.node_name,

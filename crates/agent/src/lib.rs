@@ -5,10 +5,12 @@
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
 //! Lease, [`pods`] syncs pods with the runtime and reports their status, [`env`]
-//! builds containers' environments, [`volumes`] sets up pod volumes.
+//! builds containers' environments, [`volumes`] sets up pod volumes,
+//! [`dns`] makes pods' resolv.conf and /etc/hosts.
 
 pub mod containerd;
 pub mod cri;
+pub mod dns;
 pub mod env;
 pub mod kubelet;
 pub mod node;

@@ -29,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
-use crate::{env, volumes};
+use crate::{dns, env, volumes};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -74,6 +74,8 @@ pub struct PodSyncer {
     pub allocatable: BTreeMap<String, String>,
     /// Service account tokens of projected volumes.
     pub tokens: volumes::Tokens,
+    /// Cluster DNS, domain and the host's resolv.conf for pods' DNS.
+    pub dns: dns::NodeDns,
 }
 
 pub use crate::env::expand;
@@ -135,6 +137,10 @@ impl PodSyncer {
             objects: Arc::new(env::StaticObjects::default()),
             allocatable: BTreeMap::new(),
             tokens: volumes::Tokens::default(),
+            dns: dns::NodeDns {
+                cluster_domain: "cluster.local".to_owned(),
+                ..dns::NodeDns::default()
+            },
         }
     }
 
@@ -184,6 +190,7 @@ impl PodSyncer {
             uid,
             attempt,
             cgroup_parent: String::new(),
+            dns: Some(dns::pod_dns(pod, &self.dns)),
         }
     }
 
@@ -365,7 +372,18 @@ impl PodSyncer {
         let ctx = self.pod_context(pod_ip);
         let built = env::container_env(pod, c, &ctx, self.objects.as_ref())
             .await
-            .and_then(|e| Ok((volumes::container_mounts(c, &plan.volumes, &e)?, e)));
+            .and_then(|e| {
+                let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                mounts.extend(dns::hosts_mount(
+                    pod,
+                    &self.pod_dir(uid),
+                    pod_ip,
+                    &self.dns.cluster_domain,
+                    &mounts,
+                )?);
+                Ok((mounts, e))
+            });
         let (mounts, envs) = match built {
             Ok(e) => e,
             Err(message) => {

@@ -3,7 +3,8 @@
 //! ConfigMap, a Secret and pod fields; a missing ConfigMap
 //! (`CreateContainerConfigError`, then running once it exists); a configMap
 //! volume following an update; a secret volume's mode; an emptyDir shared
-//! by two containers; a projected service account token. Skipped, with the
+//! by two containers; a projected service account token; the
+//! ClusterFirst resolv.conf and the kubelet-managed /etc/hosts. Skipped, with the
 //! reason printed, where containerd cannot run.
 
 mod support;
@@ -35,7 +36,10 @@ fn env_and_volumes_reach_the_containers() {
     );
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().display().to_string();
-    let s = Server::start_with_local_node(&["--node-name=vol-node"], images.path());
+    let s = Server::start_with_local_node(
+        &["--node-name=vol-node", "--cluster-dns=10.99.0.10"],
+        images.path(),
+    );
     eventually(90, "the node Ready", || {
         let out = s.kubectl(&["get", "node", "vol-node", "-o", "json"]);
         let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -97,7 +101,7 @@ spec:
       valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
     - name: COMBINED
       value: "$(POD_NAME)-$(FROM_KEY)"
-    command: ["sh", "-c", "while true; do env > /out/env.tmp && mv /out/env.tmp /out/env; cat /etc/cm/k > /out/cm.tmp && mv /out/cm.tmp /out/cm; stat -L -c %a /etc/sec/pw > /out/secmode; cat /shared/x > /out/shared 2>/dev/null; wc -c < /var/run/tok/token > /out/token; sleep 0.5; done"]
+    command: ["sh", "-c", "while true; do env > /out/env.tmp && mv /out/env.tmp /out/env; cat /etc/cm/k > /out/cm.tmp && mv /out/cm.tmp /out/cm; stat -L -c %a /etc/sec/pw > /out/secmode; cat /shared/x > /out/shared 2>/dev/null; wc -c < /var/run/tok/token > /out/token; cat /etc/resolv.conf > /out/resolv; cat /etc/hosts > /out/hosts; sleep 0.5; done"]
     volumeMounts:
     - {{name: out, mountPath: /out}}
     - {{name: cm, mountPath: /etc/cm}}
@@ -142,6 +146,31 @@ spec:
         .parse()
         .unwrap();
     assert!(token_len > 20, "token of {token_len} bytes");
+
+    // DNS: ClusterFirst, and the kubelet-managed hosts file.
+    let resolv = eventually(30, "resolv.conf", || read(&o.join("resolv")));
+    for want in ["nameserver 10.99.0.10", "options ndots:5"] {
+        assert!(
+            resolv.lines().any(|l| l == want),
+            "{want} missing from:\n{resolv}"
+        );
+    }
+    let search = resolv
+        .lines()
+        .find(|l| l.starts_with("search "))
+        .unwrap_or_default();
+    assert!(
+        search.starts_with("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    let hosts = eventually(30, "hosts", || read(&o.join("hosts")));
+    let pod = s.json(&["get", "pod", "vols", "-o", "json"]);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file."),
+        "{hosts}"
+    );
+    assert!(hosts.lines().any(|l| l == format!("{ip}\tvols")), "{hosts}");
 
     // The configMap volume follows an update.
     let updated = s.ok(&[

@@ -127,6 +127,11 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
             }),
             ..Default::default()
         }),
+        dns_config: c.dns.as_ref().map(|d| pb::DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
         ..Default::default()
     }
 }

@@ -82,6 +82,16 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub cgroup_parent: String,
+    /// The sandbox's resolv.conf; `None`: the runtime's default.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A sandbox's resolver settings (`DNSConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// A container to create in a sandbox (`ContainerConfig`).
