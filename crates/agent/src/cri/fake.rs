@@ -87,6 +87,12 @@ impl FakeRuntime {
         self.state.lock().unwrap().configs.get(id).cloned()
     }
 
+    /// The configs of the sandboxes run so far.
+    pub fn sandbox_configs(&self) -> Vec<SandboxConfig> {
+        let s = self.state.lock().unwrap();
+        s.sandboxes.values().map(|(c, _, _)| c.clone()).collect()
+    }
+
     fn log(&self, call: String) -> std::sync::MutexGuard<'_, State> {
         let mut s = self.state.lock().unwrap();
         s.calls.push(call);
