@@ -3,7 +3,8 @@
 //! ConfigMap, a Secret and pod fields; a missing ConfigMap
 //! (`CreateContainerConfigError`, then running once it exists); a configMap
 //! volume following an update; a secret volume's mode; an emptyDir shared
-//! by two containers; a projected service account token; the
+//! by two containers; a projected service account token; a PersistentVolumeClaim on a
+//! hostPath PersistentVolume; the
 //! ClusterFirst resolv.conf and the kubelet-managed /etc/hosts. Skipped, with the
 //! reason printed, where containerd cannot run.
 
@@ -81,6 +82,8 @@ spec:
     secret: {{secretName: sec, defaultMode: 0400}}
   - name: shared
     emptyDir: {{}}
+  - name: claim
+    persistentVolumeClaim: {{claimName: data}}
   - name: tok
     projected:
       sources:
@@ -101,13 +104,14 @@ spec:
       valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
     - name: COMBINED
       value: "$(POD_NAME)-$(FROM_KEY)"
-    command: ["sh", "-c", "while true; do env > /out/env.tmp && mv /out/env.tmp /out/env; cat /etc/cm/k > /out/cm.tmp && mv /out/cm.tmp /out/cm; stat -L -c %a /etc/sec/pw > /out/secmode; cat /shared/x > /out/shared 2>/dev/null; wc -c < /var/run/tok/token > /out/token; cat /etc/resolv.conf > /out/resolv; cat /etc/hosts > /out/hosts; sleep 0.5; done"]
+    command: ["sh", "-c", "while true; do env > /out/env.tmp && mv /out/env.tmp /out/env; cat /etc/cm/k > /out/cm.tmp && mv /out/cm.tmp /out/cm; stat -L -c %a /etc/sec/pw > /out/secmode; cat /shared/x > /out/shared 2>/dev/null; wc -c < /var/run/tok/token > /out/token; cat /etc/resolv.conf > /out/resolv; cat /etc/hosts > /out/hosts; echo on-claim > /claim/marker; sleep 0.5; done"]
     volumeMounts:
     - {{name: out, mountPath: /out}}
     - {{name: cm, mountPath: /etc/cm}}
     - {{name: sec, mountPath: /etc/sec}}
     - {{name: shared, mountPath: /shared}}
     - {{name: tok, mountPath: /var/run/tok}}
+    - {{name: claim, mountPath: /claim}}
   - name: writer
     image: busybox
     imagePullPolicy: Never
@@ -116,6 +120,30 @@ spec:
     - {{name: shared, mountPath: /shared}}
 "#
     );
+    // A claim bound to a hostPath PersistentVolume.
+    let pv_dir = tempfile::tempdir().unwrap();
+    let pv = format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: vols-pv}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: "{}"}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 1Gi}}}}
+  volumeName: vols-pv
+  storageClassName: ""
+"#,
+        pv_dir.path().display()
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &pv);
     s.ok_stdin(&["apply", "-f", "-"], &manifest);
     let o = out.path();
     let env = eventually(60, "the container's env", || read(&o.join("env")));
@@ -146,6 +174,14 @@ spec:
         .parse()
         .unwrap();
     assert!(token_len > 20, "token of {token_len} bytes");
+
+    assert_eq!(
+        eventually(30, "file on the claim", || read(
+            &pv_dir.path().join("marker")
+        ))
+        .trim(),
+        "on-claim"
+    );
 
     // DNS: ClusterFirst, and the kubelet-managed hosts file.
     let resolv = eventually(30, "resolv.conf", || read(&o.join("resolv")));
