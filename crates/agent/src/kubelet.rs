@@ -266,7 +266,7 @@ impl Agent {
             Api::<Pod>::all(client.clone()),
             watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
         );
-        let syncer = PodSyncer::new(
+        let mut syncer = PodSyncer::new(
             Arc::new(cri),
             &version.runtime_name,
             agent_dir.join("pods"),
@@ -302,6 +302,25 @@ impl Agent {
             Some((l, _)) => Some(l.local_addr()?.port()),
             None => None,
         };
+        syncer.objects = Arc::new(client.clone());
+        syncer.dns = crate::dns::NodeDns {
+            cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            cluster_domain: config.cluster_domain.clone(),
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        syncer.allocatable = node::node_status(
+            &host,
+            &config.node_name,
+            host_ip,
+            "",
+            None,
+            Timestamp::now(),
+        )
+        .allocatable
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
         let shared = Arc::new(Shared {
             kubelet_port,
             client: client.clone(),

@@ -5,16 +5,21 @@
 //! imports image archives, [`cri`] is the runtime behind a trait (the gRPC
 //! client and a recording fake), [`node`] registers the Node and renews its
 //! Lease, [`pods`] syncs pods with the runtime and reports their status,
-//! [`probes`] runs liveness, readiness and startup probes,
-//! [`server`] serves logs, exec, attach and port-forward on the kubelet port.
+//! [`env`] builds containers' environments, [`volumes`] sets up pod volumes,
+//! [`dns`] makes pods' resolv.conf and /etc/hosts, [`probes`] runs liveness,
+//! readiness and startup probes, [`server`] serves logs, exec, attach and
+//! port-forward on the kubelet port.
 
 pub mod containerd;
 pub mod cri;
+pub mod dns;
+pub mod env;
 pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod server;
 pub mod simulated;
+pub mod volumes;
 
 pub use kubelet::{run, Agent, Config};

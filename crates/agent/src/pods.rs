@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
+use crate::{dns, env, volumes};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -69,38 +70,17 @@ pub struct PodSyncer {
     backoff: Mutex<HashMap<String, Backoff>>,
     /// Liveness, readiness and startup probes of the running containers.
     pub prober: crate::probes::Prober,
+    /// Where ConfigMaps and Secrets are read (the API in the real agent).
+    pub objects: Arc<dyn env::Objects>,
+    /// The node's allocatable resources, for `resourceFieldRef` limits.
+    pub allocatable: BTreeMap<String, String>,
+    /// Service account tokens of projected volumes.
+    pub tokens: volumes::Tokens,
+    /// Cluster DNS, domain and the host's resolv.conf for pods' DNS.
+    pub dns: dns::NodeDns,
 }
 
-/// `$(VAR)` expansion as Kubernetes does it: defined variables are
-/// replaced, `$$` is an escaped `$`, anything else stays as written.
-pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'$' && i + 1 < b.len() {
-            if b[i + 1] == b'$' {
-                out.push('$');
-                i += 2;
-                continue;
-            }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    if let Some(v) = env.get(name) {
-                        out.push_str(v);
-                        i += 3 + end;
-                        continue;
-                    }
-                }
-            }
-        }
-        let ch = s[i..].chars().next().unwrap();
-        out.push(ch);
-        i += ch.len_utf8();
-    }
-    out
-}
+pub use crate::env::expand;
 
 fn ts(nanos: i64) -> Option<Time> {
     (nanos > 0)
@@ -133,6 +113,8 @@ struct Plan {
     waiting: HashMap<String, (String, Option<String>)>,
     wake: Option<Duration>,
     acted: bool,
+    /// The pod's volumes, set up for this sync.
+    volumes: BTreeMap<String, volumes::Prepared>,
 }
 
 impl Plan {
@@ -155,6 +137,13 @@ impl PodSyncer {
             log_root,
             host_ip,
             backoff: Mutex::new(HashMap::new()),
+            objects: Arc::new(env::StaticObjects::default()),
+            allocatable: BTreeMap::new(),
+            tokens: volumes::Tokens::default(),
+            dns: dns::NodeDns {
+                cluster_domain: "cluster.local".to_owned(),
+                ..dns::NodeDns::default()
+            },
         }
     }
 
@@ -204,46 +193,8 @@ impl PodSyncer {
             uid,
             attempt,
             cgroup_parent: String::new(),
+            dns: Some(dns::pod_dns(pod, &self.dns)),
         }
-    }
-
-    fn env(&self, pod: &Pod, c: &Container, pod_ip: &str) -> Vec<(String, String)> {
-        let mut map: HashMap<String, String> = HashMap::new();
-        let mut out = Vec::new();
-        for e in c.env.iter().flatten() {
-            let value = if let Some(v) = &e.value {
-                Some(expand(v, &map))
-            } else if let Some(f) = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()) {
-                let m = &pod.metadata;
-                let spec = pod.spec.as_ref();
-                match f.field_path.as_str() {
-                    "metadata.name" => m.name.clone(),
-                    "metadata.namespace" => m.namespace.clone(),
-                    "metadata.uid" => m.uid.clone(),
-                    "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
-                    "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-                    "status.hostIP" => Some(self.host_ip.clone()),
-                    "status.podIP" => Some(pod_ip.to_owned()),
-                    p => p
-                        .strip_prefix("metadata.labels['")
-                        .and_then(|k| k.strip_suffix("']"))
-                        .and_then(|k| m.labels.as_ref()?.get(k).cloned())
-                        .or_else(|| {
-                            p.strip_prefix("metadata.annotations['")
-                                .and_then(|k| k.strip_suffix("']"))
-                                .and_then(|k| m.annotations.as_ref()?.get(k).cloned())
-                        }),
-                }
-            } else {
-                // configMapKeyRef, secretKeyRef, resourceFieldRef: not yet.
-                None
-            };
-            if let Some(v) = value {
-                map.insert(e.name.clone(), v.clone());
-                out.push((e.name.clone(), v));
-            }
-        }
-        out
     }
 
     fn container_config(
@@ -252,9 +203,8 @@ impl PodSyncer {
         c: &Container,
         image: &str,
         attempt: u32,
-        pod_ip: &str,
+        envs: Vec<(String, String)>,
     ) -> cri::ContainerConfig {
-        let envs = self.env(pod, c, pod_ip);
         let map: HashMap<String, String> = envs.iter().cloned().collect();
         let mut labels = Self::labels(pod);
         labels.insert(LABEL_CONTAINER_NAME.to_owned(), c.name.clone());
@@ -291,7 +241,21 @@ impl PodSyncer {
             tty: c.tty == Some(true),
             stdin: c.stdin == Some(true),
             host_network: pod.spec.as_ref().and_then(|s| s.host_network) == Some(true),
+            mounts: Vec::new(),
         }
+    }
+
+    fn pod_context(&self, pod_ip: &str) -> env::PodContext {
+        env::PodContext {
+            host_ip: self.host_ip.clone(),
+            pod_ip: pod_ip.to_owned(),
+            allocatable: self.allocatable.clone(),
+        }
+    }
+
+    /// `<log_root>/<uid>`: the pod's volumes and files.
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.log_root.join(uid)
     }
 
     fn backoff_key(pod: &Pod, what: &str, name: &str) -> String {
@@ -408,8 +372,35 @@ impl PodSyncer {
             }
         };
         plan.acted = true;
+        let ctx = self.pod_context(pod_ip);
+        let built = env::container_env(pod, c, &ctx, self.objects.as_ref())
+            .await
+            .and_then(|e| {
+                let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
+                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                mounts.extend(dns::hosts_mount(
+                    pod,
+                    &self.pod_dir(uid),
+                    pod_ip,
+                    &self.dns.cluster_domain,
+                    &mounts,
+                )?);
+                Ok((mounts, e))
+            });
+        let (mounts, envs) = match built {
+            Ok(e) => e,
+            Err(message) => {
+                plan.waiting.insert(
+                    c.name.clone(),
+                    ("CreateContainerConfigError".into(), Some(message)),
+                );
+                plan.wake_in(Duration::from_secs(2));
+                return;
+            }
+        };
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
-        let config = self.container_config(pod, c, &image, attempt, pod_ip);
+        let mut config = self.container_config(pod, c, &image, attempt, envs);
+        config.mounts = mounts;
         let id = match self
             .cri
             .create_container(sandbox_id, &config, sandbox)
@@ -539,6 +530,25 @@ impl PodSyncer {
         };
         let ip = pod_ip.clone().unwrap_or_default();
         let by_name = self.containers(pod, &sandbox_id).await?;
+        match volumes::setup(
+            pod,
+            &self.pod_context(&ip),
+            self.objects.as_ref(),
+            &self.tokens,
+            &self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()),
+        )
+        .await
+        {
+            Ok(v) => plan.volumes = v,
+            Err(message) => {
+                tracing::warn!(pod = ?pod.metadata.name, reason = "FailedMount", message);
+                let status = self.status(pod, pod_ip.as_deref(), &by_name, &plan, false);
+                return Ok(Synced {
+                    status,
+                    requeue_after: Some(Duration::from_secs(2)),
+                });
+            }
+        }
         let latest = |name: &str| by_name.get(name).and_then(|v| v.first());
 
         // Init containers, one at a time.
@@ -948,6 +958,10 @@ impl PodSyncer {
                 }
             }
             self.forget(&s.uid);
+            self.tokens.forget(&s.uid);
+            if !s.uid.is_empty() {
+                volumes::teardown(&self.pod_dir(&s.uid));
+            }
             let dir = self
                 .log_root
                 .join(format!("{}_{}_{}", s.namespace, s.name, s.uid));

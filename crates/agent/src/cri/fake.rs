@@ -17,6 +17,8 @@ struct State {
     sandbox_of: BTreeMap<String, String>,
     images: BTreeSet<String>,
     fail_pull: bool,
+    /// Every container config created, by container id.
+    configs: BTreeMap<String, ContainerConfig>,
 }
 
 /// See the module docs.
@@ -78,6 +80,17 @@ impl FakeRuntime {
 
     pub fn sandbox_count(&self) -> usize {
         self.state.lock().unwrap().sandboxes.len()
+    }
+
+    /// The config container `id` was created with.
+    pub fn container_config(&self, id: &str) -> Option<ContainerConfig> {
+        self.state.lock().unwrap().configs.get(id).cloned()
+    }
+
+    /// The configs of the sandboxes run so far.
+    pub fn sandbox_configs(&self) -> Vec<SandboxConfig> {
+        let s = self.state.lock().unwrap();
+        s.sandboxes.values().map(|(c, _, _)| c.clone()).collect()
     }
 
     fn log(&self, call: String) -> std::sync::MutexGuard<'_, State> {
@@ -200,6 +213,7 @@ impl RuntimeService for FakeRuntime {
         let id = format!("c{}", s.next);
         let now = s.now;
         s.sandbox_of.insert(id.clone(), sandbox_id.to_owned());
+        s.configs.insert(id.clone(), config.clone());
         s.containers.insert(
             id.clone(),
             ContainerStatus {

@@ -127,6 +127,11 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
             }),
             ..Default::default()
         }),
+        dns_config: c.dns.as_ref().map(|d| pb::DnsConfig {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        }),
         ..Default::default()
     }
 }
@@ -315,6 +320,16 @@ impl RuntimeService for CriClient {
             log_path: config.log_path.clone(),
             stdin: config.stdin,
             tty: config.tty,
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| pb::Mount {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                    ..Default::default()
+                })
+                .collect(),
             linux: Some(pb::LinuxContainerConfig {
                 security_context: Some(pb::LinuxContainerSecurityContext {
                     namespace_options: Some(namespace_options(config.host_network)),

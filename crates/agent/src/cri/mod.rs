@@ -82,6 +82,16 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub cgroup_parent: String,
+    /// The sandbox's resolv.conf; `None`: the runtime's default.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A sandbox's resolver settings (`DNSConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 /// A container to create in a sandbox (`ContainerConfig`).
@@ -102,6 +112,16 @@ pub struct ContainerConfig {
     pub tty: bool,
     pub stdin: bool,
     pub host_network: bool,
+    /// Bind mounts into the container.
+    pub mounts: Vec<Mount>,
+}
+
+/// A bind mount of a host path into a container (`Mount`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mount {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -339,3 +339,114 @@ async fn kill_stops_with_the_grace_period_and_removes_the_sandbox() {
     assert_eq!(n, 0);
     assert_eq!(fake.sandbox_count(), 1);
 }
+
+#[tokio::test]
+async fn env_from_config_map_waits_for_it() {
+    let (fake, mut s) = setup(&["busybox"]);
+    let objects = Arc::new(crate::env::StaticObjects::default());
+    s.objects = objects.clone();
+    let mut c = container("c", "busybox");
+    c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "K".into(),
+        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+            config_map_key_ref: Some(k8s_openapi::api::core::v1::ConfigMapKeySelector {
+                name: "cm".into(),
+                key: "k".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    let mut p = pod("Always", vec![c], vec![]);
+    let r = sync(&s, &mut p).await;
+    let w = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(w.message.as_deref(), Some("configmap \"cm\" not found"));
+    assert_eq!(phase(&p), "Pending");
+    assert!(r.requeue_after.is_some());
+    assert!(fake.containers().is_empty());
+
+    objects.put_config_map("default", "cm", &[("k", "v")]);
+    sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Running");
+    let (id, _, _) = fake.containers().remove(0);
+    let cfg = fake.container_config(&id).unwrap();
+    assert_eq!(cfg.envs, [("K".to_owned(), "v".to_owned())]);
+}
+
+#[tokio::test]
+async fn volumes_are_set_up_before_containers_and_mounted() {
+    use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, Volume, VolumeMount};
+    let (fake, mut s) = setup(&["busybox"]);
+    let objects = Arc::new(crate::env::StaticObjects::default());
+    s.objects = objects.clone();
+    s.dns.cluster_dns = vec!["10.43.0.10".into()];
+    let mut c = container("c", "busybox");
+    c.volume_mounts = Some(vec![VolumeMount {
+        name: "cfg".into(),
+        mount_path: "/etc/cfg".into(),
+        ..Default::default()
+    }]);
+    let mut p = pod("Always", vec![c], vec![]);
+    p.metadata.uid = Some(format!("vol-{}", std::process::id()));
+    p.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+        name: "cfg".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: "cm".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    // The ConfigMap is missing: nothing runs, the container is still being created.
+    sync(&s, &mut p).await;
+    let w = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
+    assert!(fake.containers().is_empty());
+
+    objects.put_config_map("default", "cm", &[("k", "v")]);
+    sync(&s, &mut p).await;
+    assert_eq!(phase(&p), "Running");
+    let (id, _, _) = fake.containers().remove(0);
+    let cfg = fake.container_config(&id).unwrap();
+    let pod_dir = s.pod_dir(p.metadata.uid.as_deref().unwrap());
+    let vol = pod_dir.join("volumes/kubernetes.io~configmap/cfg");
+    assert_eq!(
+        cfg.mounts,
+        [
+            cri::Mount {
+                container_path: "/etc/cfg".into(),
+                host_path: vol.display().to_string(),
+                readonly: true,
+            },
+            cri::Mount {
+                container_path: "/etc/hosts".into(),
+                host_path: pod_dir.join("etc-hosts").display().to_string(),
+                readonly: false,
+            },
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(vol.join("k")).unwrap(), "v");
+    // The sandbox got the ClusterFirst resolver.
+    let dns = fake.sandbox_configs()[0].dns.clone().unwrap();
+    assert_eq!(dns.servers, ["10.43.0.10"]);
+    assert_eq!(
+        dns.searches[..3],
+        [
+            "default.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local"
+        ]
+    );
+    assert_eq!(dns.options, ["ndots:5"]);
+
+    // Killing the pod removes its volumes.
+    s.kill(
+        &PodSyncer::uid_labels(p.metadata.uid.as_deref().unwrap()),
+        0,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(!pod_dir.exists());
+}
