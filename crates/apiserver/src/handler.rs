@@ -94,6 +94,11 @@ pub async fn create_with_allocations(
         crate::defaults::apply(scope.res, &mut obj);
         held = crate::alloc::allocate(&state.store, cidr, &mut obj).await?;
     }
+    if scope.res.group.is_empty() && scope.res.kind == "Pod" {
+        if let Some(ns) = scope.namespace {
+            crate::serviceaccount_admission::admit(&state.store, ns, &mut obj).await;
+        }
+    }
     match rest::create(&state.store, scope, obj, params).await {
         Ok(created) => Ok(created),
         Err(e) => {

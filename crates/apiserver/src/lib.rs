@@ -23,6 +23,7 @@ pub mod request;
 mod rest;
 mod reviews;
 pub mod sa_token;
+mod serviceaccount_admission;
 mod smp;
 mod ssa;
 pub mod status;

@@ -35,6 +35,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
 
@@ -139,6 +140,9 @@ pub struct Config {
     pub terminated_pod_gc_threshold: usize,
     /// Where local-path volumes live on the nodes.
     pub storage_dir: String,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every
+    /// namespace (None: not published).
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             node_monitor_grace_period: std::time::Duration::from_secs(40),
             terminated_pod_gc_threshold: 12_500,
             storage_dir: "/var/lib/rkube/storage".into(),
+            root_ca: None,
         }
     }
 }
@@ -169,6 +174,9 @@ pub fn run(
         deployment::start(&ctx, &mut set);
         endpoints::start(&ctx, &mut set);
         serviceaccount::start(&ctx, &mut set);
+        if let Some(ca) = config.root_ca.clone() {
+            rootcacertpublisher::start(&ctx, ca, &mut set);
+        }
         namespace::start(&ctx, &mut set);
         garbagecollector::start(&ctx, &mut set);
         job::start(&ctx, &mut set);

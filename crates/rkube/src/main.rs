@@ -377,6 +377,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             node_monitor_grace_period: args.node_monitor_grace_period,
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             storage_dir: args.data_dir.join("storage").display().to_string(),
+            root_ca: Some(pki.ca_cert.clone()),
             ..Default::default()
         };
         components.spawn(async move {

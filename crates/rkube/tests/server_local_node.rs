@@ -58,6 +58,26 @@ fn the_local_node_runs_pods_as_containers() {
             .starts_with("containerd://"),
         "{pod}"
     );
+    // The ServiceAccount admission mounted a token, the cluster CA and the
+    // namespace; the token authenticates against the API server.
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let namespace = s.ok(&["exec", "hello", "--", "cat", &format!("{sa}/namespace")]);
+    assert_eq!(namespace, "default");
+    let ca = s.ok(&["exec", "hello", "--", "cat", &format!("{sa}/ca.crt")]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let token = s.ok(&["exec", "hello", "--", "cat", &format!("{sa}/token")]);
+    let who = Command::new(support::kubectl_binary())
+        .args(["--kubeconfig=/dev/null", "--insecure-skip-tls-verify"])
+        .arg(format!("--server=https://127.0.0.1:{}", s.port))
+        .args(["--token", token.trim(), "auth", "whoami", "-o", "json"])
+        .output()
+        .unwrap();
+    let who =
+        String::from_utf8_lossy(&who.stdout).to_string() + &String::from_utf8_lossy(&who.stderr);
+    assert!(
+        who.contains("system:serviceaccount:default:default"),
+        "{who}"
+    );
     s.ok(&["delete", "pod", "hello", "--timeout=60s"]);
     // A graceful stop takes the node's containerd down with it.
     s.stop(false);
