@@ -4,10 +4,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
-use support::{eventually, missing_node_prerequisite, repo_root, Server};
+use support::eventually;
 
 fn condition(p: &Value, kind: &str) -> Option<String> {
     p["status"]["conditions"]
@@ -67,26 +65,9 @@ spec:
 
 #[test]
 fn probes_drive_readiness_and_restarts() {
-    if let Some(why) = missing_node_prerequisite() {
-        eprintln!("skipping: {why}");
+    let Some(s) = support::local_node("probe-node", &[]) else {
         return;
-    }
-    let images = tempfile::tempdir().unwrap();
-    let built = Command::new(repo_root().join("scripts/build-test-images"))
-        .arg(images.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let s = Server::start_with_local_node(&["--node-name=probe-node"], images.path());
-    eventually(90, "the local node Ready", || {
-        let out = s.kubectl(&["get", "node", "probe-node", "-o", "json"]);
-        let n: Value = serde_json::from_slice(&out.stdout).ok()?;
-        (condition(&n, "Ready").as_deref() == Some("True")).then_some(())
-    });
+    };
     s.ok_stdin(&["apply", "-f", "-"], PODS);
 
     // Readiness: ready once httpd serves /ready, unready when it stops.
@@ -148,6 +129,4 @@ fn probes_drive_readiness_and_restarts() {
         p["status"]["containerStatuses"][0]["restartCount"], 0,
         "{p}"
     );
-
-    s.ok(&["delete", "pod", "--all", "--wait=false"]);
 }

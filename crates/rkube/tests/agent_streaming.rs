@@ -9,53 +9,10 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{eventually, missing_node_prerequisite, repo_root, Server};
+use support::{eventually, Server};
 
-/// A server with its local node. Dropping it (also when a test fails)
-/// deletes the pods, so their containers stop, then stops the server
-/// gracefully, which takes its containerd down: nothing outlives a test.
-struct Node {
-    s: Server,
-    _images: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Node {
-    type Target = Server;
-    fn deref(&self) -> &Server {
-        &self.s
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.s.kubectl(&[
-            "delete",
-            "pods",
-            "--all",
-            "--grace-period=1",
-            "--timeout=60s",
-        ]);
-        self.s.stop(false);
-    }
-}
-
-fn start() -> Option<Node> {
-    if let Some(why) = missing_node_prerequisite() {
-        eprintln!("skipping: {why}");
-        return None;
-    }
-    let images = tempfile::tempdir().unwrap();
-    let built = Command::new(repo_root().join("scripts/build-test-images"))
-        .arg(images.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let s = Server::start_with_local_node(&["--node-name=stream-node"], images.path());
-    Some(Node { s, _images: images })
+fn start() -> Option<support::LocalNode> {
+    support::local_node("stream-node", &[])
 }
 
 fn running(s: &Server, pod: &str) -> serde_json::Value {

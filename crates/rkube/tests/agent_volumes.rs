@@ -11,9 +11,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use support::{eventually, missing_node_prerequisite, repo_root, Server};
+use support::eventually;
 
 fn read(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok().filter(|s| !s.is_empty())
@@ -21,35 +20,11 @@ fn read(p: &Path) -> Option<String> {
 
 #[test]
 fn env_and_volumes_reach_the_containers() {
-    if let Some(why) = missing_node_prerequisite() {
-        eprintln!("skipping: {why}");
-        return;
-    }
-    let images = tempfile::tempdir().unwrap();
-    let built = Command::new(repo_root().join("scripts/build-test-images"))
-        .arg(images.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().display().to_string();
-    let s = Server::start_with_local_node(
-        &["--node-name=vol-node", "--cluster-dns=10.99.0.10"],
-        images.path(),
-    );
-    eventually(90, "the node Ready", || {
-        let out = s.kubectl(&["get", "node", "vol-node", "-o", "json"]);
-        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            .then_some(())
-    });
+    let Some(s) = support::local_node("vol-node", &["--cluster-dns=10.99.0.10"]) else {
+        return;
+    };
     s.ok(&[
         "create",
         "configmap",

@@ -6,34 +6,13 @@ mod support;
 
 use std::process::Command;
 
-use support::{eventually, missing_node_prerequisite, repo_root, Server};
+use support::eventually;
 
 #[test]
 fn the_local_node_runs_pods_as_containers() {
-    if let Some(why) = missing_node_prerequisite() {
-        eprintln!("skipping: {why}");
+    let Some(mut s) = support::local_node("local-node", &[]) else {
         return;
-    }
-    let images = tempfile::tempdir().unwrap();
-    let built = Command::new(repo_root().join("scripts/build-test-images"))
-        .arg(images.path())
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let mut s = Server::start_with_local_node(&["--node-name=local-node"], images.path());
-    eventually(90, "the local node Ready", || {
-        let out = s.kubectl(&["get", "node", "local-node", "-o", "json"]);
-        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        let ready = n["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        ready.then_some(())
-    });
+    };
     // The scheduler places it; the agent runs it.
     s.ok(&[
         "run",

@@ -34,6 +34,80 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
+/// A server whose local node (real containerd) is Ready, with the test
+/// images (busybox, pause) imported. Dropping it deletes the pods, so their
+/// containers stop, then stops the server gracefully.
+pub struct LocalNode {
+    pub server: Server,
+    _images: tempfile::TempDir,
+}
+
+impl std::ops::Deref for LocalNode {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for LocalNode {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        if self.server.child.is_some() {
+            let _ = self.server.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--all-namespaces",
+                "--grace-period=1",
+                "--timeout=60s",
+            ]);
+        }
+        self.server.stop(false);
+    }
+}
+
+/// `rkube server` with a local node named `node` (and `extra` flags), once
+/// the node is Ready; None, after printing why, where containerd cannot run.
+pub fn local_node(node: &str, extra: &[&str]) -> Option<LocalNode> {
+    if let Some(why) = missing_node_prerequisite() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let images = tempfile::tempdir().unwrap();
+    let built = Command::new(repo_root().join("scripts/build-test-images"))
+        .arg(images.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "build-test-images failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let name = format!("--node-name={node}");
+    let args: Vec<&str> = std::iter::once(name.as_str())
+        .chain(extra.iter().copied())
+        .collect();
+    let server = Server::start_with_local_node(&args, images.path());
+    eventually(90, &format!("node {node} Ready"), || {
+        let out = server.kubectl(&["get", "node", node, "-o", "json"]);
+        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(())
+    });
+    Some(LocalNode {
+        server,
+        _images: images,
+    })
+}
+
 /// Why a real node (containerd, runc, CNI) cannot run here, if it cannot.
 pub fn missing_node_prerequisite() -> Option<String> {
     let uid = Command::new("id").arg("-u").output().ok()?;
