@@ -254,14 +254,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// mimalloc's `mi_option_arena_eager_commit`.
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-
 fn main() -> anyhow::Result<()> {
-    // Arena memory is committed as it is used rather than up front: the
-    // idle API server stays near 27 MiB instead of 39.
-    // SAFETY: sets a plain integer option; mimalloc allows it at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
