@@ -3,6 +3,7 @@
 //! Ingresses, Services and EndpointSlices (the proxy, TLS, status and
 //! informer wiring are not written yet).
 
+pub mod proxy;
 pub mod routes;
 
 pub use routes::{
