@@ -136,6 +136,20 @@ fn ingress_routes_http_through_kubectl_objects() {
     expect("nowhere.test", "/", (404, ""));
     expect("blue.test", "/", (200, "blue"));
 
+    // The controller created its IngressClass, the default one.
+    let class = server.json(&["get", "ingressclass", "rkube", "-o", "json"]);
+    assert_eq!(class["spec"]["controller"], "rkube.io/ingress");
+    assert_eq!(
+        class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    // So an Ingress naming no class is served too.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: noclass}\nspec:\n  rules:\n  - host: noclass.test\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: green, port: {number: 80}}}}]}\n",
+    );
+    expect("noclass.test", "/", (200, "green"));
+
     // An Ingress of another class is not served.
     server.ok_stdin(
         &["apply", "-f", "-"],

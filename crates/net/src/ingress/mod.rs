@@ -3,8 +3,9 @@
 //! IngressClasses, Services and EndpointSlices; [`proxy`], the HTTP/1.1
 //! reverse proxy over it; [`serve`], which keeps the table current with
 //! informers (rebuilt once per burst of changes) and serves plain HTTP.
-//! Not built yet: HTTPS with SNI certificates, `status.loadBalancer`, and
-//! creating the IngressClass `rkube`.
+//! [`serve`] also creates the IngressClass `rkube` (the default class) when
+//! missing. Not built yet: HTTPS with SNI certificates,
+//! `status.loadBalancer`.
 
 pub mod proxy;
 pub mod routes;
@@ -47,6 +48,7 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("ingress: bind {}: {e}", config.http_listen))?;
     let shared = Arc::new(proxy::Shared::default());
+    ensure_class(&client).await;
 
     let ingresses: Arc<Informer<Ingress>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());
@@ -121,4 +123,42 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         t.abort();
     }
     Ok(())
+}
+
+/// The IngressClass `rkube` this controller creates when missing: the
+/// cluster's default class.
+pub fn default_class() -> IngressClass {
+    IngressClass {
+        metadata: kube::api::ObjectMeta {
+            name: Some(CLASS_NAME.into()),
+            annotations: Some([(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::networking::v1::IngressClassSpec {
+            controller: Some(CONTROLLER_NAME.into()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Creates the IngressClass `rkube` unless it exists (an existing one is
+/// left as the administrator has it). Retries a few times while the API
+/// server is starting; failures are logged, not fatal.
+async fn ensure_class(client: &kube::Client) {
+    let api: Api<IngressClass> = Api::all(client.clone());
+    for _ in 0..10 {
+        match api.get_opt(CLASS_NAME).await {
+            Ok(Some(_)) => return,
+            Ok(None) => match api.create(&Default::default(), &default_class()).await {
+                Ok(_) => {
+                    tracing::info!("ingress: created IngressClass {CLASS_NAME}");
+                    return;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => return,
+                Err(e) => tracing::warn!("ingress: create IngressClass: {e}"),
+            },
+            Err(e) => tracing::warn!("ingress: get IngressClass: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
