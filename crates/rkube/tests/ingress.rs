@@ -150,6 +150,23 @@ fn ingress_routes_http_through_kubectl_objects() {
     );
     expect("noclass.test", "/", (200, "green"));
 
+    // Status: the nodes' InternalIPs, shown by kubectl as ADDRESS.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: edge}\n",
+    );
+    server.ok(&[
+        "patch", "node", "edge", "--subresource=status", "--type=merge", "-p",
+        r#"{"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.10"},{"type":"Hostname","address":"edge"}]}}"#,
+    ]);
+    eventually(20, "ingress ADDRESS", || {
+        let out = server.ok(&["get", "ingress", "web"]);
+        out.lines()
+            .nth(1)
+            .filter(|l| l.split_whitespace().any(|w| w == "192.0.2.10"))
+            .map(|_| ())
+    });
+
     // An Ingress of another class is not served.
     server.ok_stdin(
         &["apply", "-f", "-"],

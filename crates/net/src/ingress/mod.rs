@@ -4,8 +4,9 @@
 //! reverse proxy over it; [`serve`], which keeps the table current with
 //! informers (rebuilt once per burst of changes) and serves plain HTTP.
 //! [`serve`] also creates the IngressClass `rkube` (the default class) when
-//! missing. Not built yet: HTTPS with SNI certificates,
-//! `status.loadBalancer`.
+//! missing and sets each served Ingress's `status.loadBalancer.ingress` to the
+//! nodes' InternalIP addresses. Not built yet: HTTPS with SNI
+//! certificates.
 
 pub mod proxy;
 pub mod routes;
@@ -13,7 +14,7 @@ pub mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::watcher;
@@ -56,8 +57,10 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         Informer::new(Api::all(client.clone()), watcher::Config::default());
     let services: Arc<Informer<Service>> =
         Informer::new(Api::all(client.clone()), watcher::Config::default());
+    let nodes: Arc<Informer<Node>> =
+        Informer::new(Api::all(client.clone()), watcher::Config::default());
     let slices: Arc<Informer<EndpointSlice>> = Informer::new(
-        Api::all(client),
+        Api::all(client.clone()),
         watcher::Config::default().labels(crate::dns::SERVICE_NAME_LABEL),
     );
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -70,12 +73,15 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         services.on_change(move |_| n.notify_one());
         let n = changed.clone();
         slices.on_change(move |_| n.notify_one());
+        let n = changed.clone();
+        nodes.on_change(move |_| n.notify_one());
     }
     let tasks = [
         ingresses.start(),
         classes.start(),
         services.start(),
         slices.start(),
+        nodes.start(),
     ];
 
     let rebuild = {
@@ -85,6 +91,7 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
             classes.wait_synced().await;
             services.wait_synced().await;
             slices.wait_synced().await;
+            nodes.wait_synced().await;
             loop {
                 let ings: Vec<Ingress> = ingresses
                     .store()
@@ -111,6 +118,13 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
                     .map(|i| (**i).clone())
                     .collect();
                 shared.set_table(RouteTable::build(&ings, &cls, &svcs, &eps));
+                let ns: Vec<Node> = nodes
+                    .store()
+                    .state()
+                    .iter()
+                    .map(|i| (**i).clone())
+                    .collect();
+                update_status(&client, &ings, &cls, &node_ips(&ns)).await;
                 changed.notified().await;
             }
         })
@@ -160,5 +174,64 @@ async fn ensure_class(client: &kube::Client) {
             Err(e) => tracing::warn!("ingress: get IngressClass: {e}"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The InternalIP addresses of the nodes, sorted and without duplicates:
+/// what every served Ingress's `status.loadBalancer.ingress` lists.
+pub fn node_ips(nodes: &[Node]) -> Vec<String> {
+    let mut ips: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// The IPs `ing`'s status lists now.
+fn status_ips(ing: &Ingress) -> Vec<String> {
+    ing.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone())
+        .collect()
+}
+
+/// Patches the status of every served Ingress whose addresses differ.
+async fn update_status(
+    client: &kube::Client,
+    ings: &[Ingress],
+    classes: &[IngressClass],
+    ips: &[String],
+) {
+    let rkube_default = rkube_is_default(classes);
+    for ing in ings.iter().filter(|i| is_served(i, rkube_default)) {
+        if status_ips(ing) == ips {
+            continue;
+        }
+        let (Some(ns), Some(name)) = (&ing.metadata.namespace, &ing.metadata.name) else {
+            continue;
+        };
+        let entries: Vec<serde_json::Value> =
+            ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
+        let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": entries}}});
+        let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
+        if let Err(e) = api
+            .patch_status(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            tracing::warn!(ingress = %format!("{ns}/{name}"), "ingress: status: {e}");
+        }
     }
 }
