@@ -235,3 +235,6 @@ async fn update_status(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
