@@ -101,6 +101,12 @@ struct ServerArgs {
     /// cluster DNS service IP 10.43.0.10:53 where it is routed here).
     #[arg(long)]
     dns_listen: Option<std::net::SocketAddr>,
+    /// Do not run the ingress controller (Ingresses of class rkube).
+    #[arg(long)]
+    disable_ingress: bool,
+    /// The ingress controller's plain HTTP address.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    ingress_http_listen: std::net::SocketAddr,
     /// A KubeSchedulerConfiguration file (profiles, plugins, weights,
     /// percentageOfNodesToScore).
     #[arg(long)]
@@ -422,6 +428,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             net::dns::serve(client, config).await
+        });
+    }
+    if !args.disable_ingress {
+        let admin = admin.clone();
+        let config = net::ingress::Config {
+            http_listen: args.ingress_http_listen,
+        };
+        components.spawn(async move {
+            let client = runtime::client::from_kubeconfig(&admin).await?;
+            // A taken port 80 must not take the control plane down with it.
+            if let Err(e) = net::ingress::serve(client, config).await {
+                tracing::error!(error = %format!("{e:#}"), "the ingress controller stopped; the rest of the server keeps running");
+            }
+            std::future::pending::<anyhow::Result<()>>().await
         });
     }
     if !args.disable_agent {

@@ -243,6 +243,12 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("server")
             .args((!self.local_node).then_some("--disable-agent"))
+            // Tests that want the ingress controller give it loopback
+            // addresses; the rest must not all bind port 80.
+            .args(
+                (!self.extra.iter().any(|a| a.starts_with("--ingress-")))
+                    .then_some("--disable-ingress"),
+            )
             .args(self.local_node_args())
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--https-listen-port={}", self.port))
