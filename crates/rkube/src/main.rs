@@ -283,6 +283,10 @@ fn main() -> anyhow::Result<()> {
 fn tokio_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Store reads run on the blocking pool; a burst of them (every
+        // watch cache listing at start) would otherwise spawn a thread, and
+        // a thread's stack and allocator heap, per read.
+        .max_blocking_threads(16)
         .build()?
         .block_on(fut)
 }
