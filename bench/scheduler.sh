@@ -46,7 +46,7 @@ trap cleanup EXIT
 start_server() {
   local dir=$WORK/$1
   PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  RKUBE_LOG=warn "$RKUBE" server --disable-agent --disable-controller-manager \
+  RKUBE_LOG=warn "$RKUBE" server --disable-agent --disable-controller-manager --disable-ingress \
     --bind-address=127.0.0.1 --https-listen-port="$PORT" --data-dir="$dir" 2>"$dir.log" &
   SERVER_PID=$!
   KUBECONFIG_FILE=$dir/kubeconfig.yaml

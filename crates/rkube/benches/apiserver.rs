@@ -97,6 +97,7 @@ async fn start() -> (Server, Client) {
             "--disable-agent",
             "--disable-controller-manager",
             "--disable-scheduler",
+            "--disable-ingress",
             "--bind-address=127.0.0.1",
         ])
         .arg(format!("--https-listen-port={port}"))

@@ -105,7 +105,12 @@ async fn main() {
         .port();
     let server = Proc(
         Command::new(&bin)
-            .args(["server", "--disable-agent", "--bind-address=127.0.0.1"])
+            .args([
+                "server",
+                "--disable-agent",
+                "--disable-ingress",
+                "--bind-address=127.0.0.1",
+            ])
             .arg(format!("--https-listen-port={port}"))
             .arg(format!(
                 "--data-dir={}",
