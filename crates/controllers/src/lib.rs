@@ -37,6 +37,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 
 /// Shared informers, one per resource type, created on first use.
@@ -174,6 +175,7 @@ pub fn run(
         deployment::start(&ctx, &mut set);
         endpoints::start(&ctx, &mut set);
         serviceaccount::start(&ctx, &mut set);
+        servicelb::start(&ctx, &mut set);
         if let Some(ca) = config.root_ca.clone() {
             rootcacertpublisher::start(&ctx, ca, &mut set);
         }

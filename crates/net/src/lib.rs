@@ -1,4 +1,7 @@
-//! rkube's cluster networking. So far: [`dns`], the cluster DNS server.
+//! rkube's cluster networking: [`dns`], the cluster DNS server;
+//! [`ingress`], the ingress controller; [`proxy`], the service proxy
+//! (nftables).
 
 pub mod dns;
 pub mod ingress;
+pub mod proxy;

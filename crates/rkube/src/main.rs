@@ -97,10 +97,15 @@ struct ServerArgs {
     /// Cluster domain the DNS server answers for.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// Serve cluster DNS on this address (e.g. 127.0.0.1:5353, or the
-    /// cluster DNS service IP 10.43.0.10:53 where it is routed here).
+    /// Serve cluster DNS on this address (default: the node IP, any free
+    /// port). Unless it is a loopback address, the server publishes itself
+    /// as kube-system/kube-dns at the tenth address of the service range
+    /// (10.43.0.10), which the service proxy forwards to it.
     #[arg(long)]
     dns_listen: Option<std::net::SocketAddr>,
+    /// Do not run the cluster DNS server.
+    #[arg(long)]
+    disable_dns: bool,
     /// Do not run the ingress controller (Ingresses of class rkube).
     #[arg(long)]
     disable_ingress: bool,
@@ -188,6 +193,10 @@ struct NodeArgs {
     /// interface).
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
+    /// Do not run the service proxy (nftables rules for Services) on this
+    /// node.
+    #[arg(long)]
+    disable_proxy: bool,
     /// Port of the node's streaming server (logs, exec, attach,
     /// port-forward), published in the Node's daemonEndpoints; 0: any
     /// free port.
@@ -218,6 +227,17 @@ impl NodeArgs {
         }
         config.kubelet_port = self.kubelet_port;
         config
+    }
+
+    /// The service proxy's settings for this node, unless disabled. Its
+    /// nftables table is named after the pod bridge, so nodes sharing a
+    /// host (tests) keep apart.
+    fn proxy_config(&self, config: &agent::Config) -> Option<net::proxy::Config> {
+        (!self.disable_proxy).then(|| net::proxy::Config {
+            node_name: config.node_name.clone(),
+            table: format!("{}-proxy", self.cni_bridge),
+            bridge: Some(self.cni_bridge.clone()),
+        })
     }
 
     /// The streaming server's TLS: a self-signed serving certificate in
@@ -422,11 +442,26 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             anyhow::Ok(())
         });
     }
-    if let Some(listen) = args.dns_listen {
+    if !args.disable_dns {
         let admin = admin.clone();
+        let node_ip = args.node.node_ip.unwrap_or_else(agent::node::primary_ip);
+        let listen = args
+            .dns_listen
+            .unwrap_or_else(|| std::net::SocketAddr::from((node_ip, 0)));
+        let address = match listen.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_unspecified() => ip,
+            _ => node_ip,
+        };
+        let publish = nth_service_ip(&args.service_cidr, 10)
+            .filter(|_| !address.is_loopback())
+            .map(|service_ip| net::dns::Publish {
+                service_ip,
+                address,
+            });
         let config = net::dns::Config {
             listen,
             cluster_domain: args.cluster_domain.clone(),
+            publish,
             ..Default::default()
         };
         components.spawn(async move {
@@ -457,6 +492,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             &args.service_cidr,
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &pki.ca_cert)?);
+        if let Some(proxy) = args.node.proxy_config(&config) {
+            let admin = admin.clone();
+            components.spawn(async move {
+                let client = runtime::client::from_kubeconfig(&admin).await?;
+                run_proxy(client, proxy).await
+            });
+        }
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -472,6 +514,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// The service proxy until it fails; a failure (no nft, say) is logged and
+/// leaves the rest of the node running.
+async fn run_proxy(client: kube::Client, config: net::proxy::Config) -> anyhow::Result<()> {
+    if let Err(e) = net::proxy::run(client, config).await {
+        tracing::error!(error = %format!("{e:#}"), "the service proxy stopped; Services are not reachable through their ClusterIPs on this node");
+    }
+    std::future::pending::<anyhow::Result<()>>().await
 }
 
 fn hostname() -> String {
@@ -512,6 +563,9 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             DEFAULT_SERVICE_CIDR,
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
+        if let Some(proxy) = args.node.proxy_config(&config) {
+            tokio::spawn(run_proxy(client.clone(), proxy));
+        }
         return tokio::select! {
             r = agent::run(client, config) => r,
             _ = shutdown_signal() => Ok(()),

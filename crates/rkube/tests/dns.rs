@@ -140,6 +140,7 @@ fn cluster_dns_answers_from_the_api() {
                 listen: addr,
                 cluster_domain: "cluster.local".into(),
                 ttl: 5,
+                publish: None,
             },
         )
         .await

@@ -39,7 +39,23 @@ pub struct Config {
     pub cluster_domain: String,
     /// TTL of every answer, in seconds.
     pub ttl: u32,
+    /// Publish the server as the cluster DNS Service (see [`Publish`]).
+    pub publish: Option<Publish>,
 }
+
+/// Where pods find this DNS server: the `kube-dns` Service in kube-system
+/// at `service_ip` (ports 53/UDP "dns" and 53/TCP "dns-tcp", no selector)
+/// and an EndpointSlice pointing at `address` and the ports actually
+/// bound, which the service proxy DNATs to. The listen port may then be
+/// any (0), so several servers can share a host.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    pub service_ip: std::net::IpAddr,
+    pub address: std::net::Ipv4Addr,
+}
+
+/// The label marking the EndpointSlice the DNS server publishes itself in.
+pub const PUBLISHED_BY: &str = "rkube.io/dns";
 
 impl Default for Config {
     fn default() -> Config {
@@ -47,6 +63,7 @@ impl Default for Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 53)),
             cluster_domain: "cluster.local".into(),
             ttl: 5,
+            publish: None,
         }
     }
 }
@@ -73,9 +90,30 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let udp = tokio::net::UdpSocket::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("dns: bind udp {}: {e}", config.listen))?;
-    let tcp = tokio::net::TcpListener::bind(config.listen)
+    // TCP on the port UDP got (the same one when the config says 0).
+    let udp_addr = udp.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind(udp_addr)
         .await
-        .map_err(|e| anyhow::anyhow!("dns: bind tcp {}: {e}", config.listen))?;
+        .map_err(|e| anyhow::anyhow!("dns: bind tcp {udp_addr}: {e}"))?;
+    if let Some(publish) = config.publish.clone() {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match publish_service(&client, &publish, udp_addr.port()).await {
+                    Ok(()) => {
+                        tracing::info!(service_ip = %publish.service_ip, address = %publish.address, port = udp_addr.port(), "dns: published as kube-system/kube-dns");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "dns: publishing kube-dns failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
 
     let state = Arc::new(State {
         current: RwLock::new(Arc::new((
@@ -135,12 +173,60 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let mut server = hickory_server::Server::new(Handler { state });
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
-    tracing::info!(listen = %config.listen, domain = %config.cluster_domain, "dns: listening");
+    tracing::info!(listen = %udp_addr, domain = %config.cluster_domain, "dns: listening");
     let result = server.block_until_done().await;
     svc_task.abort();
     slice_task.abort();
     rebuild.abort();
     result.map_err(|e| anyhow::anyhow!("dns server: {e}"))
+}
+
+/// Applies the `kube-dns` Service and its EndpointSlice (server-side
+/// apply, so a restart with another port only moves the endpoint).
+async fn publish_service(client: &kube::Client, p: &Publish, port: u16) -> anyhow::Result<()> {
+    use kube::api::{Patch, PatchParams};
+    let params = PatchParams::apply("rkube-dns").force();
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "rkube-dns"},
+        },
+        "spec": {
+            "clusterIP": p.service_ip.to_string(),
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    }))?;
+    Api::<Service>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns", &params, &Patch::Apply(&service))
+        .await?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kube-dns-rkube",
+            "namespace": "kube-system",
+            "labels": {
+                SERVICE_NAME_LABEL: "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": PUBLISHED_BY,
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [
+            {"name": "dns", "port": port, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": port, "protocol": "TCP"},
+        ],
+        "endpoints": [{"addresses": [p.address.to_string()], "conditions": {"ready": true}}],
+    }))?;
+    Api::<EndpointSlice>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns-rkube", &params, &Patch::Apply(&slice))
+        .await?;
+    Ok(())
 }
 
 struct Handler {

@@ -222,7 +222,28 @@ impl Server {
                 self.port & 0xff
             ));
         }
+        // The service proxies of all test servers program the same host:
+        // each gets a /27 of 100.64.0.0/10 of its own for ClusterIPs.
+        if !self.extra.iter().any(|a| a.starts_with("--service-cidr")) {
+            args.push(format!("--service-cidr={}", self.service_cidr()));
+        }
         args
+    }
+
+    /// The ClusterIP range of a local-node server (unique per port).
+    pub fn service_cidr(&self) -> String {
+        let p = self.port;
+        format!(
+            "100.{}.{}.{}/27",
+            64 + (p >> 11),
+            (p >> 3) & 0xff,
+            (p & 7) << 5
+        )
+    }
+
+    /// A NodePort no other test server picks (derived from the port).
+    pub fn node_port(&self) -> u16 {
+        30000 + self.port % 2768
     }
 
     /// The pod range the local node's pods get addresses from.
@@ -509,6 +530,11 @@ impl Drop for Server {
             // The pod bridge outlives the server; it is this test's alone.
             let _ = Command::new("ip")
                 .args(["link", "delete", &format!("rk{}", self.port)])
+                .stderr(Stdio::null())
+                .status();
+            // And so is its service proxy's nftables table.
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &format!("rk{}-proxy", self.port)])
                 .stderr(Stdio::null())
                 .status();
         }

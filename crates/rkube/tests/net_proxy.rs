@@ -1,0 +1,207 @@
+//! The service proxy (`net::proxy`, nftables) and cluster DNS on a real
+//! local node: a Deployment of busybox httpd pods behind a Service,
+//! reached from a client pod by DNS name and ClusterIP, from the host by
+//! ClusterIP and NodePort; readiness, session affinity and scaling to zero
+//! change where (and whether) connections go. Skipped, with the reason
+//! printed, where containerd or nft cannot run.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use support::eventually;
+
+/// Two httpd pods answering with their own name; ready while /tmp/ready
+/// exists.
+fn objects(node_port: u16) -> String {
+    format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: busybox
+        command: [sh, -c, "mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && exec httpd -f -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          exec: {{command: [test, -f, /tmp/ready]}}
+          periodSeconds: 1
+          failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http, nodePort: {node_port}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: busybox
+    command: [sleep, "3600"]
+"#
+    )
+}
+
+/// One GET from the host: the body, or None.
+fn get(addr: SocketAddr) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.trim().to_owned())
+}
+
+/// `n` requests from the client pod to `url`: each answer (a pod name), or
+/// the error wget printed.
+fn from_client(s: &support::Server, url: &str, n: usize) -> Vec<String> {
+    let script = format!(
+        "for i in $(seq {n}); do wget -q -T 2 -O - {url} 2>&1 || true; done"
+    );
+    let out = s.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn web_pods(s: &support::Server) -> Vec<String> {
+    let list = s.json(&["get", "pods", "-l", "app=web"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ready_endpoints(s: &support::Server) -> usize {
+    let slices = s.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+    ]);
+    slices["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] != false)
+        .count()
+}
+
+#[test]
+fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
+    let nft_ok = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nft_ok {
+        eprintln!("skipping: nft is not usable here");
+        return;
+    }
+    let Some(s) = support::local_node("proxy-node", &[]) else {
+        return;
+    };
+    let node_port = s.node_port();
+    s.ok_stdin(&["apply", "-f", "-"], &objects(node_port));
+    eventually(90, "two ready endpoints and a running client", || {
+        let client = s.json(&["get", "pod", "client"]);
+        (ready_endpoints(&s) == 2 && client["status"]["phase"] == "Running").then_some(())
+    });
+    let pods: BTreeSet<String> = web_pods(&s).into_iter().collect();
+    assert_eq!(pods.len(), 2);
+
+    // The cluster DNS service exists and the client reaches the
+    // Deployment by name; over many requests, every ready backend.
+    let dns = s.json(&["get", "service", "kube-dns", "-n", "kube-system"]);
+    assert!(dns["spec"]["clusterIP"].as_str().unwrap().starts_with("100."), "{dns}");
+    let mut seen = BTreeSet::new();
+    eventually(60, "both backends through web.default.svc.cluster.local", || {
+        seen.extend(from_client(&s, "http://web.default.svc.cluster.local/", 10));
+        pods.is_subset(&seen).then_some(())
+    });
+    assert!(seen.is_subset(&pods), "unexpected answers: {seen:?}");
+
+    // From the host: the ClusterIP (short name through the search path
+    // already shown above) and the NodePort on the node's address.
+    let svc = s.json(&["get", "service", "web"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let host_seen: BTreeSet<String> = (0..20)
+        .filter_map(|_| get(format!("{cluster_ip}:80").parse().unwrap()))
+        .collect();
+    assert!(
+        !host_seen.is_empty() && host_seen.is_subset(&pods),
+        "{host_seen:?}"
+    );
+    let node = s.json(&["get", "node", "proxy-node"]);
+    let node_ip = node["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap()
+        .to_owned();
+    let via_node_port = eventually(20, "an answer on the NodePort", || {
+        get(format!("{node_ip}:{node_port}").parse().unwrap())
+    });
+    assert!(pods.contains(&via_node_port), "{via_node_port}");
+
+    // An unready pod stops receiving traffic.
+    let (a, b) = {
+        let mut it = pods.iter();
+        (it.next().unwrap().clone(), it.next().unwrap().clone())
+    };
+    s.ok(&["exec", &a, "--", "rm", "/tmp/ready"]);
+    eventually(30, "one ready endpoint", || (ready_endpoints(&s) == 1).then_some(()));
+    eventually(10, "only the ready backend answers", || {
+        let got = from_client(&s, "http://web/", 10);
+        (got.len() == 10 && got.iter().all(|g| *g == b)).then_some(())
+    });
+
+    // Session affinity: with both ready again, one client sticks to one.
+    s.ok(&["exec", &a, "--", "touch", "/tmp/ready"]);
+    s.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
+    ]);
+    eventually(30, "two ready endpoints again", || (ready_endpoints(&s) == 2).then_some(()));
+    eventually(20, "a sticky backend", || {
+        let got = from_client(&s, &format!("http://{cluster_ip}/"), 12);
+        (got.len() == 12 && got.iter().all(|g| *g == got[0]) && pods.contains(&got[0]))
+            .then_some(())
+    });
+
+    // No endpoints: connections are refused, not left to time out.
+    s.ok(&["scale", "deployment", "web", "--replicas=0"]);
+    eventually(60, "refused with no endpoints", || {
+        let got = from_client(&s, &format!("http://{cluster_ip}/"), 1);
+        got.iter()
+            .any(|l| l.contains("Connection refused"))
+            .then_some(())
+    });
+}
