@@ -145,16 +145,14 @@ pub(crate) fn secret(obj: &Value, out: &mut Vec<Cause>) {
         }
         "kubernetes.io/dockercfg" => json_config(".dockercfg", out),
         "kubernetes.io/dockerconfigjson" => json_config(".dockerconfigjson", out),
-        "kubernetes.io/basic-auth" => {
-            if value("username").is_none() && value("password").is_none() {
-                out.push(required(&key_path("username"), ""));
-                out.push(required(&key_path("password"), ""));
-            }
+        "kubernetes.io/basic-auth"
+            if value("username").is_none() && value("password").is_none() =>
+        {
+            out.push(required(&key_path("username"), ""));
+            out.push(required(&key_path("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if value("ssh-privatekey").is_none_or(|v| v.is_empty()) {
-                out.push(required(&key_path("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if value("ssh-privatekey").is_none_or(|v| v.is_empty()) => {
+            out.push(required(&key_path("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {

@@ -126,7 +126,7 @@ pub(crate) fn service(spec: &Value, out: &mut Vec<Cause>) {
         .get("externalTrafficPolicy")
         .is_some_and(|v| !v.is_null())
         && !matches!(ty, "NodePort" | "LoadBalancer")
-        && !(ty == "ClusterIP" && !arr(spec, "externalIPs").is_empty())
+        && (ty != "ClusterIP" || arr(spec, "externalIPs").is_empty())
     {
         out.push(invalid(
             "spec.externalTrafficPolicy",
