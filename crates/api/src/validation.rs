@@ -17,7 +17,7 @@ fn max_len(n: usize) -> String {
 }
 
 /// Kubernetes' RegexError text, including its double space before "or".
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+pub(crate) fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let mut s = format!("{msg} (e.g. ");
     for (i, e) in examples.iter().enumerate() {
         if i > 0 {

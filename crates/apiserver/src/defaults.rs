@@ -94,7 +94,28 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             job_spec(object_at(jt, "spec"));
         }
         ("", "Service") => service_spec(object_at(obj, "spec")),
-        ("", "Secret") => default(obj, "type", json!("Opaque")),
+        ("", "Secret") => {
+            default(obj, "type", json!("Opaque"));
+            merge_string_data(obj);
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            each_in(obj, "subjects", |s| {
+                let group = match s.get("kind").and_then(Value::as_str) {
+                    Some("User" | "Group") => "rbac.authorization.k8s.io",
+                    _ => "",
+                };
+                default(s, "apiGroup", json!(group));
+            });
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            default(obj, "reclaimPolicy", json!("Delete"));
+            default(obj, "volumeBindingMode", json!("Immediate"));
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            default(obj, "preemptionPolicy", json!("PreemptLowerPriority"))
+        }
+        ("networking.k8s.io", "NetworkPolicy") => network_policy(object_at(obj, "spec")),
+        ("", "LimitRange") => each_in(object_at(obj, "spec"), "limits", limit_range_item),
         ("", "PersistentVolumeClaim") => {
             default(object_at(obj, "spec"), "volumeMode", json!("Filesystem"))
         }
@@ -105,6 +126,69 @@ pub fn apply(res: &Resource, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// `stringData` is write-only: its entries go into `data` (base64), as
+/// Kubernetes' conversion does before anything is stored.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(m) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(plain)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    let data = data.as_object_mut().unwrap();
+    for (k, v) in plain {
+        let text = v.as_str().unwrap_or("");
+        data.insert(
+            k,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+    }
+}
+
+fn network_policy(spec: &mut Value) {
+    for dir in ["ingress", "egress"] {
+        each_in(spec, dir, |rule| {
+            each_in(rule, "ports", |p| default(p, "protocol", json!("TCP")))
+        });
+    }
+    if spec.get("policyTypes").is_none_or(Value::is_null) {
+        let mut types = vec![json!("Ingress")];
+        if spec
+            .get("egress")
+            .and_then(Value::as_array)
+            .is_some_and(|e| !e.is_empty())
+        {
+            types.push(json!("Egress"));
+        }
+        spec["policyTypes"] = json!(types);
+    }
+}
+
+/// A Container limit's default is its max, its default request the default
+/// (or else the min).
+fn limit_range_item(item: &mut Value) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let copy_missing = |item: &mut Value, from: &str, to: &str| {
+        let src = item.get(from).and_then(Value::as_object).cloned();
+        if let Some(src) = src {
+            let dst = object_at(item, to);
+            for (k, v) in src {
+                default(dst, &k, v);
+            }
+        }
+    };
+    copy_missing(item, "max", "default");
+    copy_missing(item, "default", "defaultRequest");
+    copy_missing(item, "min", "defaultRequest");
 }
 
 fn job_spec(spec: &mut Value) {
@@ -138,6 +222,11 @@ fn service_spec(spec: &mut Value) {
     }
     if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
         default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP")
+        && spec.get("sessionAffinityConfig").is_none_or(Value::is_null)
+    {
+        spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 10800}});
     }
     each_in(spec, "ports", |p| {
         default(p, "protocol", json!("TCP"));
@@ -266,6 +355,47 @@ mod tests {
         ];
         for (pod, want) in cases {
             assert_eq!(pod_qos_class(&pod), want, "{pod}");
+        }
+    }
+
+    #[test]
+    fn kind_defaults() {
+        let cases = [
+            (
+                "secrets",
+                json!({"stringData": {"a": "hi"}, "data": {"b": "Yg=="}}),
+                json!({"type": "Opaque", "data": {"a": "aGk=", "b": "Yg=="}}),
+            ),
+            (
+                "rolebindings",
+                json!({"subjects": [{"kind": "User", "name": "u"}, {"kind": "ServiceAccount", "name": "s"}]}),
+                json!({"subjects": [{"kind": "User", "name": "u", "apiGroup": "rbac.authorization.k8s.io"},
+                    {"kind": "ServiceAccount", "name": "s", "apiGroup": ""}]}),
+            ),
+            (
+                "storageclasses",
+                json!({"provisioner": "p"}),
+                json!({"provisioner": "p", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}),
+            ),
+            (
+                "networkpolicies",
+                json!({"spec": {"egress": [{"ports": [{"port": 53}]}]}}),
+                json!({"spec": {"egress": [{"ports": [{"port": 53, "protocol": "TCP"}]}], "policyTypes": ["Ingress", "Egress"]}}),
+            ),
+            (
+                "limitranges",
+                json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"}}]}}),
+                json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "1Mi"},
+                    "default": {"cpu": "2"}, "defaultRequest": {"cpu": "2", "memory": "1Mi"}}]}}),
+            ),
+        ];
+        for (plural, mut obj, want) in cases {
+            let res = api::registry::all()
+                .iter()
+                .find(|r| r.plural == plural)
+                .unwrap_or_else(|| panic!("{plural}"));
+            apply(res, &mut obj);
+            assert_eq!(obj, want, "{plural}");
         }
     }
 

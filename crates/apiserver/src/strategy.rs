@@ -279,50 +279,23 @@ fn crd_status(crd: &mut Value) {
         json!({"acceptedNames": names, "conditions": conditions, "storedVersions": stored});
 }
 
-/// Validation: metadata for every kind, plus immutable fields on update.
+/// Validation: metadata and spec for every kind, plus what an update may
+/// not change (`api::spec_validation::validate_update`).
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let rule = api::validation::name_rule(res);
-    let mut causes: Vec<Cause> =
-        api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule)
-            .into_iter()
-            .chain(api::spec_validation::validate(res.group, res.kind, obj))
-            .map(|c| Cause {
-                reason: c.reason.to_owned(),
-                message: c.message,
-                field: c.field,
-            })
-            .collect();
+    let mut causes = api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule);
+    causes.extend(api::spec_validation::validate(res.group, res.kind, obj));
     if let Some(old) = old {
-        for (field, path) in immutable_fields(res) {
-            let (a, b) = (old.pointer(path), obj.pointer(path));
-            if a != b {
-                causes.push(Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!(
-                        "Invalid value: {}: field is immutable",
-                        serde_json::to_string(b.unwrap_or(&Value::Null)).unwrap()
-                    ),
-                    field: (*field).to_owned(),
-                });
-            }
-        }
+        causes.extend(api::spec_validation::validate_update(
+            res.group, res.kind, obj, old,
+        ));
     }
     causes
-}
-
-fn immutable_fields(res: &Resource) -> &'static [(&'static str, &'static str)] {
-    match (res.group, res.kind) {
-        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
-            &[("spec.selector", "/spec/selector")]
-        }
-        ("apps", "StatefulSet") => &[("spec.selector", "/spec/selector")],
-        ("batch", "Job") => &[
-            ("spec.selector", "/spec/selector"),
-            ("spec.completionMode", "/spec/completionMode"),
-        ],
-        ("", "Service") => &[("spec.clusterIP", "/spec/clusterIP")],
-        ("", "Pod") => &[("spec.nodeName", "/spec/nodeName")],
-        ("", "ConfigMap" | "Secret") => &[],
-        _ => &[],
-    }
+        .into_iter()
+        .map(|c| Cause {
+            reason: c.reason.to_owned(),
+            message: c.message,
+            field: c.field,
+        })
+        .collect()
 }

@@ -1,0 +1,610 @@
+//! Pods and pod templates: containers (names, images, ports, quantities,
+//! volume mounts), volumes, policies; and what a pod update may change
+//! (ValidatePodUpdate).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{arr, at, nonnegative, normalized, port_number, str_of};
+use crate::validation::{
+    forbidden, invalid, is_dns1123_label, is_valid_label_value, not_supported, required, Cause,
+};
+
+/// A pod template; `selector` (when given) must select its labels.
+pub(crate) fn template(t: &Value, path: &str, selector: Option<&Value>, out: &mut Vec<Cause>) {
+    if t.is_null() || t.as_object().is_some_and(|m| m.is_empty()) {
+        out.push(required(&format!("{path}.spec.containers"), ""));
+        return;
+    }
+    if let Some(sel) = selector {
+        if let Ok(s) = crate::selector::from_label_selector_json(sel) {
+            let labels = t.pointer("/metadata/labels");
+            if !s.is_empty() && !s.matches_value(labels) {
+                let shown = labels.cloned().unwrap_or(Value::Object(Default::default()));
+                out.push(invalid(
+                    &format!("{path}.metadata.labels"),
+                    &shown,
+                    "`selector` does not match template `labels`",
+                ));
+            }
+        }
+    }
+    super::labels(
+        t.pointer("/metadata/labels"),
+        &format!("{path}.metadata.labels"),
+        out,
+    );
+    pod_spec(at(t, "spec"), &format!("{path}.spec"), out);
+}
+
+pub(crate) fn pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    let containers = arr(spec, "containers");
+    if containers.is_empty() {
+        out.push(required(&format!("{path}.containers"), ""));
+    }
+    let volumes = volumes(spec, path, out);
+    let mut names = HashSet::new();
+    for (key, list) in [
+        ("initContainers", arr(spec, "initContainers")),
+        ("containers", containers),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            container(c, &format!("{path}.{key}[{i}]"), &mut names, &volumes, out);
+        }
+    }
+    if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str) {
+        if !matches!(p, "Always" | "OnFailure" | "Never") {
+            out.push(not_supported(
+                &format!("{path}.restartPolicy"),
+                &Value::from(p),
+                &["Always", "OnFailure", "Never"],
+            ));
+        }
+    }
+    if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str) {
+        if !matches!(
+            p,
+            "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
+        ) {
+            out.push(not_supported(
+                &format!("{path}.dnsPolicy"),
+                &Value::from(p),
+                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+            ));
+        }
+    }
+    if let Some(s) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
+        if s <= 0 {
+            out.push(invalid(
+                &format!("{path}.activeDeadlineSeconds"),
+                &Value::from(s),
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+    }
+    nonnegative(
+        spec.get("terminationGracePeriodSeconds"),
+        &format!("{path}.terminationGracePeriodSeconds"),
+        out,
+    );
+    if let Some(labels) = spec.get("nodeSelector").and_then(Value::as_object) {
+        for (k, v) in labels {
+            for e in is_valid_label_value(v.as_str().unwrap_or("")) {
+                out.push(invalid(
+                    &format!("{path}.nodeSelector"),
+                    v,
+                    &format!("{k}: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+/// Volume names (required, DNS labels, unique); returns them.
+fn volumes(spec: &Value, path: &str, out: &mut Vec<Cause>) -> HashSet<String> {
+    let mut names = HashSet::new();
+    for (i, v) in arr(spec, "volumes").iter().enumerate() {
+        let vp = format!("{path}.volumes[{i}].name");
+        let name = str_of(v, "name");
+        if name.is_empty() {
+            out.push(required(&vp, ""));
+            continue;
+        }
+        for e in is_dns1123_label(name) {
+            out.push(invalid(&vp, &Value::from(name), &e));
+        }
+        if !names.insert(name.to_owned()) {
+            out.push(duplicate(&vp, name));
+        }
+    }
+    names
+}
+
+fn duplicate(field: &str, value: &str) -> Cause {
+    Cause {
+        reason: "FieldValueDuplicate",
+        field: field.into(),
+        message: format!("Duplicate value: {value:?}"),
+    }
+}
+
+fn container(
+    c: &Value,
+    cp: &str,
+    names: &mut HashSet<String>,
+    volumes: &HashSet<String>,
+    out: &mut Vec<Cause>,
+) {
+    let name = str_of(c, "name");
+    if name.is_empty() {
+        out.push(required(&format!("{cp}.name"), ""));
+    } else {
+        for e in is_dns1123_label(name) {
+            out.push(invalid(&format!("{cp}.name"), &Value::from(name), &e));
+        }
+        if !names.insert(name.to_owned()) {
+            out.push(duplicate(&format!("{cp}.name"), name));
+        }
+    }
+    if c.get("image")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.trim().is_empty())
+    {
+        out.push(required(&format!("{cp}.image"), ""));
+    }
+    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
+        if !matches!(p, "Always" | "IfNotPresent" | "Never") {
+            out.push(not_supported(
+                &format!("{cp}.imagePullPolicy"),
+                &Value::from(p),
+                &["Always", "IfNotPresent", "Never"],
+            ));
+        }
+    }
+    for (j, p) in arr(c, "ports").iter().enumerate() {
+        let pp = format!("{cp}.ports[{j}]");
+        port_number(
+            p.get("containerPort"),
+            &format!("{pp}.containerPort"),
+            true,
+            out,
+        );
+        port_number(p.get("hostPort"), &format!("{pp}.hostPort"), false, out);
+        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
+            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+                out.push(not_supported(
+                    &format!("{pp}.protocol"),
+                    &Value::from(proto),
+                    &["SCTP", "TCP", "UDP"],
+                ));
+            }
+        }
+    }
+    for set in ["requests", "limits"] {
+        if let Some(m) = c
+            .pointer(&format!("/resources/{set}"))
+            .and_then(Value::as_object)
+        {
+            for (res, q) in m {
+                if !is_quantity(q) {
+                    out.push(invalid(
+                        &format!("{cp}.resources.{set}[{res}]"),
+                        q,
+                        "must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$",
+                    ));
+                } else if quantity(q).is_some_and(|q| q.milli < 0) {
+                    out.push(invalid(
+                        &format!("{cp}.resources.{set}[{res}]"),
+                        q,
+                        "must be greater than or equal to 0",
+                    ));
+                }
+            }
+        }
+    }
+    // A request above its limit.
+    let (req, lim) = (
+        c.pointer("/resources/requests").and_then(Value::as_object),
+        c.pointer("/resources/limits").and_then(Value::as_object),
+    );
+    if let (Some(req), Some(lim)) = (req, lim) {
+        for (res, r) in req {
+            if let (Some(rq), Some(lq)) = (quantity(r), lim.get(res).and_then(quantity)) {
+                if rq.milli > lq.milli {
+                    out.push(invalid(
+                        &format!("{cp}.resources.requests"),
+                        r,
+                        &format!(
+                            "must be less than or equal to {res} limit of {}",
+                            quantity_str(&lim[res])
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (j, m) in arr(c, "volumeMounts").iter().enumerate() {
+        let mp = format!("{cp}.volumeMounts[{j}]");
+        let vname = str_of(m, "name");
+        if vname.is_empty() {
+            out.push(required(&format!("{mp}.name"), ""));
+        } else if !volumes.contains(vname) {
+            out.push(Cause {
+                reason: "FieldValueNotFound",
+                field: format!("{mp}.name"),
+                message: format!("Not found: {vname:?}"),
+            });
+        }
+        if str_of(m, "mountPath").is_empty() {
+            out.push(required(&format!("{mp}.mountPath"), ""));
+        }
+    }
+    for (j, e) in arr(c, "env").iter().enumerate() {
+        if str_of(e, "name").is_empty() {
+            out.push(required(&format!("{cp}.env[{j}].name"), ""));
+        }
+    }
+}
+
+fn quantity(v: &Value) -> Option<crate::quantity::Quantity> {
+    match v {
+        Value::String(s) => crate::quantity::Quantity::parse(s),
+        Value::Number(n) => crate::quantity::Quantity::parse(&n.to_string()),
+        _ => None,
+    }
+}
+
+fn quantity_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Kubernetes' quantity syntax: a number with an optional SI/binary suffix
+/// or exponent (`100m`, `1.5Gi`, `2e3`).
+pub fn is_quantity(v: &Value) -> bool {
+    let s = match v {
+        Value::String(s) => s.as_str(),
+        Value::Number(_) => return true,
+        _ => return false,
+    };
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+        return false;
+    }
+    match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti"
+        | "Pi" | "Ei" => true,
+        e if e.starts_with(['e', 'E']) => {
+            let rest = e[1..].strip_prefix(['+', '-']).unwrap_or(&e[1..]);
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
+/// Kubernetes' message for a pod spec change outside what may change.
+pub const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// ValidatePodUpdate: images, activeDeadlineSeconds (set, or lowered),
+/// added tolerations (and new tolerationSeconds), a negative grace period
+/// raised to 1, removed scheduling gates. Everything else in the spec is
+/// fixed once the pod exists.
+pub(crate) fn pod_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
+    let (ns, os) = (at(new, "spec"), at(old, "spec"));
+    for key in ["containers", "initContainers"] {
+        let (nc, oc) = (arr(ns, key), arr(os, key));
+        if nc.len() != oc.len() {
+            out.push(forbidden(
+                &format!("spec.{key}"),
+                "pod updates may not add or remove containers",
+            ));
+            return;
+        }
+        for (i, c) in nc.iter().enumerate() {
+            let image = str_of(c, "image");
+            if image.is_empty() {
+                out.push(required(&format!("spec.{key}[{i}].image"), ""));
+            } else if image.trim() != image {
+                out.push(invalid(
+                    &format!("spec.{key}[{i}].image"),
+                    &Value::from(image),
+                    "must not have leading or trailing whitespace",
+                ));
+            }
+        }
+    }
+    // Existing tolerations stay, but for their tolerationSeconds.
+    let without_seconds = |t: &Value| {
+        let mut t = normalized(t);
+        if let Some(m) = t.as_object_mut() {
+            m.remove("tolerationSeconds");
+        }
+        t
+    };
+    let new_tolerations: Vec<Value> = arr(ns, "tolerations").iter().map(without_seconds).collect();
+    if arr(os, "tolerations")
+        .iter()
+        .any(|t| !new_tolerations.contains(&without_seconds(t)))
+    {
+        out.push(forbidden(
+            "spec.tolerations",
+            "existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
+    if normalized(ns) == normalized(os) {
+        return;
+    }
+    match (
+        ns.get("activeDeadlineSeconds").and_then(Value::as_i64),
+        os.get("activeDeadlineSeconds").and_then(Value::as_i64),
+    ) {
+        (Some(n), _) if !(0..=i32::MAX as i64).contains(&n) => {
+            out.push(invalid(
+                "spec.activeDeadlineSeconds",
+                &Value::from(n),
+                "must be between 0 and 2147483647, inclusive",
+            ));
+            return;
+        }
+        (Some(n), Some(o)) if o < n => {
+            out.push(invalid(
+                "spec.activeDeadlineSeconds",
+                &Value::from(n),
+                "must be less than or equal to previous value",
+            ));
+            return;
+        }
+        (None, Some(_)) => out.push(invalid(
+            "spec.activeDeadlineSeconds",
+            &Value::Null,
+            "must not update from a positive integer to nil value",
+        )),
+        _ => {}
+    }
+    // The new spec with what may change taken from the old one must be the
+    // old spec.
+    let mut munged = ns.clone();
+    let Some(m) = munged.as_object_mut() else {
+        return;
+    };
+    for key in ["containers", "initContainers"] {
+        if let Some(list) = m.get_mut(key).and_then(Value::as_array_mut) {
+            for (c, o) in list.iter_mut().zip(arr(os, key)) {
+                if let Some(c) = c.as_object_mut() {
+                    match o.get("image") {
+                        Some(i) => c.insert("image".into(), i.clone()),
+                        None => c.remove("image"),
+                    };
+                }
+            }
+        }
+    }
+    let mut restore = |key: &str| match os.get(key) {
+        Some(v) => {
+            m.insert(key.to_owned(), v.clone());
+        }
+        None => {
+            m.remove(key);
+        }
+    };
+    restore("activeDeadlineSeconds");
+    restore("tolerations");
+    let grace = |s: &Value| {
+        s.get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+    };
+    if grace(os).is_some_and(|g| g < 0) && grace(ns) == Some(1) {
+        restore("terminationGracePeriodSeconds");
+    }
+    let gates = |s: &Value| arr(s, "schedulingGates").to_vec();
+    if gates(ns).iter().all(|g| gates(os).contains(g)) {
+        restore("schedulingGates");
+    }
+    if normalized(&munged) != normalized(os) {
+        out.push(forbidden("spec", POD_UPDATE_FORBIDDEN));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{messages, update, want};
+    use super::super::validate;
+    use super::*;
+    use serde_json::json;
+
+    fn deploy(labels: Value, containers: Value) -> Value {
+        json!({"spec": {"selector": {"matchLabels": {"app": "web"}}, "strategy": {"type": "Recreate"},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}})
+    }
+
+    #[test]
+    fn cases() {
+        let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
+            ("apps", "Deployment", deploy(json!({"app": "web"}), json!([{"name": "c", "image": "i"}])), vec![]),
+            (
+                "apps",
+                "Deployment",
+                deploy(json!({"app": "other"}), json!([{"name": "c", "image": "i"}])),
+                vec![r#"spec.template.metadata.labels: Invalid value: {"app":"other"}: `selector` does not match template `labels`"#],
+            ),
+            (
+                "apps",
+                "Deployment",
+                deploy(json!({"app": "web"}), json!([{"name": "c"}, {"name": "c", "image": "i", "ports": [{"containerPort": 70000}]}])),
+                vec![
+                    "spec.template.spec.containers[0].image: Required value",
+                    r#"spec.template.spec.containers[1].name: Duplicate value: "c""#,
+                    "spec.template.spec.containers[1].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+                ],
+            ),
+            ("", "Pod", json!({"spec": {}}), vec!["spec.containers: Required value"]),
+            (
+                "",
+                "Pod",
+                json!({"spec": {"containers": [{"name": "Bad_Name", "image": "i", "resources": {"limits": {"cpu": "lots"}}}]}}),
+                vec![
+                    "spec.containers[0].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                    "spec.containers[0].resources.limits[cpu]: Invalid value: \"lots\": must match the regex ^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$",
+                ],
+            ),
+            (
+                "",
+                "Pod",
+                json!({"spec": {"volumes": [{"name": "v"}, {"name": "v"}], "containers": [{"name": "c", "image": "i",
+                    "volumeMounts": [{"name": "data", "mountPath": "/d"}],
+                    "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}),
+                vec![
+                    r#"spec.volumes[1].name: Duplicate value: "v""#,
+                    r#"spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
+                    r#"spec.containers[0].volumeMounts[0].name: Not found: "data""#,
+                ],
+            ),
+            (
+                "batch",
+                "Job",
+                json!({"spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"restartPolicy": "Always", "containers": [{"name": "c", "image": "i"}]}}}}),
+                vec![r#"spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never""#],
+            ),
+            ("", "Service", json!({"spec": {"type": "ClusterIP"}}), vec!["spec.ports: Required value"]),
+            ("", "Service", json!({"spec": {"clusterIP": "None"}}), vec![]),
+            (
+                "",
+                "Service",
+                json!({"spec": {"ports": [{"port": 80, "name": "a"}, {"port": 0}]}}),
+                vec![
+                    "spec.ports[1].name: Required value",
+                    "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+                ],
+            ),
+        ];
+        for (group, kind, obj, want) in cases {
+            let got = messages(validate(group, kind, &obj));
+            assert_eq!(got, want, "{kind}: {obj}");
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        for ok in ["1", "100m", "1.5Gi", "2e3", "+1", "0.5", "64Mi", "1E-3"] {
+            assert!(is_quantity(&json!(ok)), "{ok}");
+        }
+        for bad in ["lots", "1.2.3", "", "Gi", "1Gb", "1e"] {
+            assert!(!is_quantity(&json!(bad)), "{bad}");
+        }
+    }
+
+    fn pod(spec: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": spec})
+    }
+
+    #[test]
+    fn pod_updates() {
+        let base = json!({
+            "containers": [{"name": "c", "image": "busybox:1", "ports": [{"containerPort": 80}]}],
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+            "activeDeadlineSeconds": 100,
+            "nodeName": "n1",
+        });
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut s = base.clone();
+            f(&mut s);
+            pod(s)
+        };
+        let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+            ("same", pod(base.clone()), vec![]),
+            (
+                "image",
+                with(&|s| s["containers"][0]["image"] = json!("busybox:2")),
+                vec![],
+            ),
+            (
+                "lower deadline",
+                with(&|s| s["activeDeadlineSeconds"] = json!(50)),
+                vec![],
+            ),
+            (
+                "raise deadline",
+                with(&|s| s["activeDeadlineSeconds"] = json!(500)),
+                vec!["spec.activeDeadlineSeconds Invalid"],
+            ),
+            (
+                "unset deadline",
+                with(&|s| {
+                    s.as_object_mut().unwrap().remove("activeDeadlineSeconds");
+                }),
+                vec!["spec.activeDeadlineSeconds Invalid"],
+            ),
+            (
+                "add toleration",
+                with(&|s| {
+                    s["tolerations"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"key": "x", "operator": "Exists"}))
+                }),
+                vec![],
+            ),
+            (
+                "toleration seconds",
+                with(&|s| s["tolerations"][0]["tolerationSeconds"] = json!(10)),
+                vec![],
+            ),
+            (
+                "remove toleration",
+                with(&|s| s["tolerations"] = json!([])),
+                vec!["spec.tolerations Forbidden"],
+            ),
+            (
+                "port",
+                with(&|s| s["containers"][0]["ports"][0]["containerPort"] = json!(81)),
+                vec!["spec Forbidden"],
+            ),
+            (
+                "node",
+                with(&|s| s["nodeName"] = json!("n2")),
+                vec!["spec Forbidden"],
+            ),
+            (
+                "add container",
+                with(&|s| {
+                    s["containers"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "d", "image": "i"}))
+                }),
+                vec!["spec.containers Forbidden"],
+            ),
+            (
+                "empty image",
+                with(&|s| s["containers"][0]["image"] = json!("")),
+                vec!["spec.containers[0].image Required"],
+            ),
+            (
+                "nulls are unset",
+                with(&|s| s["nodeSelector"] = Value::Null),
+                vec![],
+            ),
+        ];
+        let old = pod(base.clone());
+        for (name, new, w) in cases {
+            assert_eq!(update("", "Pod", &new, &old), want(&w), "{name}");
+        }
+        let msg = messages(super::super::validate_update(
+            "",
+            "Pod",
+            &with(&|s| s["nodeName"] = json!("n2")),
+            &old,
+        ));
+        assert_eq!(
+            msg,
+            vec![format!("spec: Forbidden: {POD_UPDATE_FORBIDDEN}")]
+        );
+    }
+}
