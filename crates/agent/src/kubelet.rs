@@ -280,10 +280,9 @@ impl Agent {
                     use kube::Resource;
                     let mut regarding = pod.object_ref(&());
                     regarding.field_path = Some(format!("spec.containers{{{container}}}"));
-                    let kind = if reason == "Unhealthy" {
-                        "Warning"
-                    } else {
-                        "Normal"
+                    let kind = match reason {
+                        "Unhealthy" | "FailedPostStartHook" | "FailedPreStopHook" => "Warning",
+                        _ => "Normal",
                     };
                     recorder.record(regarding, kind, reason, message);
                 }));
@@ -308,6 +307,8 @@ impl Agent {
             cluster_domain: config.cluster_domain.clone(),
             host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
+        syncer.memory_capacity = i64::try_from(host.memory_bytes).unwrap_or(i64::MAX);
+        syncer.seccomp_root = agent_dir.join("seccomp");
         syncer.allocatable = node::node_status(
             &host,
             &config.node_name,
