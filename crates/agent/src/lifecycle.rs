@@ -207,18 +207,32 @@ pub async fn kill_container(
         message.unwrap_or_else(|| format!("Stopping container {name}")),
     );
     let mut grace = grace.max(0);
-    let pre_stop = t.container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref());
+    let pre_stop = t
+        .container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref());
     if let Some(h) = pre_stop.filter(|_| grace > 0) {
         let start = Instant::now();
         match tokio::time::timeout(Duration::from_secs(grace as u64), run(cri, h, t)).await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
-                tracing::info!(container = name, pod = t.pod, message, "preStop hook failed");
+                tracing::info!(
+                    container = name,
+                    pod = t.pod,
+                    message,
+                    "preStop hook failed"
+                );
                 // The message stays out of the event (it may hold secrets).
                 record("FailedPreStopHook", "PreStopHook failed".to_owned());
             }
             Err(_) => {
-                tracing::info!(container = name, pod = t.pod, grace, "preStop hook not completed in the grace period");
+                tracing::info!(
+                    container = name,
+                    pod = t.pod,
+                    grace,
+                    "preStop hook not completed in the grace period"
+                );
             }
         }
         grace -= start.elapsed().as_secs() as i64;
@@ -287,9 +301,7 @@ mod tests {
         let l = back.lifecycle.unwrap();
         assert_eq!(l.pre_stop, c.lifecycle.unwrap().pre_stop);
         assert!(l.post_start.is_none());
-        assert!(annotations(&container(json!(null)))
-            .get(PRE_STOP_ANNOTATION)
-            .is_none());
+        assert!(!annotations(&container(json!(null))).contains_key(PRE_STOP_ANNOTATION));
         assert!(from_annotations("x", &BTreeMap::new()).lifecycle.is_none());
     }
 
@@ -324,9 +336,13 @@ mod tests {
             container_id: "nope",
             ..t
         };
-        let err = run(&fake, &handler(json!({"exec": {"command": ["true"]}})), &gone)
-            .await
-            .unwrap_err();
+        let err = run(
+            &fake,
+            &handler(json!({"exec": {"command": ["true"]}})),
+            &gone,
+        )
+        .await
+        .unwrap_err();
         assert!(err.starts_with("Exec lifecycle hook ([true])"), "{err}");
     }
 
@@ -381,7 +397,10 @@ mod tests {
             "{err}"
         );
         let h = handler(json!({"httpGet": {"path": "/x", "port": "nope"}}));
-        assert!(run(&fake, &h, &t).await.unwrap_err().contains("invalid port"));
+        assert!(run(&fake, &h, &t)
+            .await
+            .unwrap_err()
+            .contains("invalid port"));
     }
 
     #[tokio::test]
@@ -427,7 +446,9 @@ mod tests {
             let record = |reason: &str, message: String| {
                 got.lock().unwrap().push((reason.to_owned(), message))
             };
-            kill_container(&fake, &record, &t, grace, None).await.unwrap();
+            kill_container(&fake, &record, &t, grace, None)
+                .await
+                .unwrap();
             let calls = fake.calls();
             let stop = format!("stop_container {id} {timeout}");
             assert_eq!(calls.last(), Some(&stop), "{lc}: {calls:?}");

@@ -21,12 +21,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use futures::FutureExt as _;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
@@ -412,17 +412,17 @@ impl PodSyncer {
             Err(e) => Err(e),
         }
         .and_then(|(image, e)| {
-                let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                mounts.extend(dns::hosts_mount(
-                    pod,
-                    &self.pod_dir(uid),
-                    pod_ip,
-                    &self.dns.cluster_domain,
-                    &mounts,
-                )?);
-                Ok((image, mounts, e))
-            });
+            let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            mounts.extend(dns::hosts_mount(
+                pod,
+                &self.pod_dir(uid),
+                pod_ip,
+                &self.dns.cluster_domain,
+                &mounts,
+            )?);
+            Ok((image, mounts, e))
+        });
         let (image, mounts, envs) = match built {
             Ok(e) => e,
             Err(message) => {
@@ -484,9 +484,19 @@ impl PodSyncer {
             lifecycle::run(self.cri.as_ref(), h, &target),
         )
         .await
-        .unwrap_or_else(|_| Err(format!("PostStartHook for Container {:?} in Pod {label:?} timed out", c.name)));
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "PostStartHook for Container {:?} in Pod {label:?} timed out",
+                c.name
+            ))
+        });
         let Err(message) = ran else { return };
-        tracing::info!(container = c.name, pod = label, message, "postStart hook failed");
+        tracing::info!(
+            container = c.name,
+            pod = label,
+            message,
+            "postStart hook failed"
+        );
         let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
         // The message stays out of the event (it may hold secrets).
         record("FailedPostStartHook", "PostStartHook failed".to_owned());

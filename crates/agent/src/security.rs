@@ -93,7 +93,9 @@ pub fn verify_run_as_non_root(
     let who = format!("(pod: {:?}, container: {})", pod_label(pod), c.name);
     if let Some(uid) = eff.run_as_user {
         if uid == 0 {
-            return Err(format!("container's runAsUser breaks non-root policy {who}"));
+            return Err(format!(
+                "container's runAsUser breaks non-root policy {who}"
+            ));
         }
         return Ok(());
     }
@@ -223,9 +225,27 @@ mod tests {
     fn users_and_seccomp() {
         // (pod sc, container sc, image uid, image user) -> (user, name, seccomp)
         let cases = [
-            (json!(null), json!(null), None, "", (None, "", CriSeccomp::Unconfined)),
-            (json!(null), json!(null), Some(5), "", (Some(5), "", CriSeccomp::Unconfined)),
-            (json!(null), json!(null), None, "nginx", (None, "nginx", CriSeccomp::Unconfined)),
+            (
+                json!(null),
+                json!(null),
+                None,
+                "",
+                (None, "", CriSeccomp::Unconfined),
+            ),
+            (
+                json!(null),
+                json!(null),
+                Some(5),
+                "",
+                (Some(5), "", CriSeccomp::Unconfined),
+            ),
+            (
+                json!(null),
+                json!(null),
+                None,
+                "nginx",
+                (None, "nginx", CriSeccomp::Unconfined),
+            ),
             (
                 json!({"runAsUser": 7}),
                 json!({"seccompProfile": {"type": "Unconfined"}}),

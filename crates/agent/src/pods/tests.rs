@@ -457,11 +457,12 @@ type Events = Arc<Mutex<Vec<(String, String, String)>>>;
 fn capture_events(s: &PodSyncer) -> Events {
     let events: Events = Arc::default();
     let e = events.clone();
-    s.prober.set_event_sink(Arc::new(move |_pod, c, reason, message| {
-        e.lock()
-            .unwrap()
-            .push((c.to_owned(), reason.to_owned(), message))
-    }));
+    s.prober
+        .set_event_sink(Arc::new(move |_pod, c, reason, message| {
+            e.lock()
+                .unwrap()
+                .push((c.to_owned(), reason.to_owned(), message))
+        }));
     events
 }
 
@@ -563,7 +564,10 @@ async fn kill_runs_pre_stop_hooks_from_the_container_annotations() {
     let hook = calls.iter().position(|c| c == "exec_sync c2 sh -c true");
     let stop = calls.iter().position(|c| c == "stop_container c2 7");
     assert!(hook.is_some() && hook < stop, "{calls:?}");
-    assert!(calls.contains(&"stop_container c3 7".to_owned()), "{calls:?}");
+    assert!(
+        calls.contains(&"stop_container c3 7".to_owned()),
+        "{calls:?}"
+    );
     assert!(!calls.iter().any(|c| c.starts_with("exec_sync c3")));
     let mut killing: Vec<String> = events
         .lock()
@@ -580,7 +584,8 @@ async fn kill_runs_pre_stop_hooks_from_the_container_annotations() {
 async fn run_as_non_root_is_checked_against_the_image_user() {
     let (fake, s) = setup(&["busybox"]);
     let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
-    p.spec.as_mut().unwrap().security_context = Some(serde_json::from_value(serde_json::json!({"runAsNonRoot": true})).unwrap());
+    p.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(serde_json::json!({"runAsNonRoot": true})).unwrap());
     sync(&s, &mut p).await;
     let w = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
     assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
@@ -588,7 +593,10 @@ async fn run_as_non_root_is_checked_against_the_image_user() {
         w.message.as_deref(),
         Some("container has runAsNonRoot and image will run as root (pod: \"p_default(u1)\", container: c)")
     );
-    assert!(!fake.calls().iter().any(|c| c.starts_with("create_container")));
+    assert!(!fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("create_container")));
     // An image running as 1000 passes, and runs as its user.
     fake.set_image_user("busybox", Some(1000), "");
     sync(&s, &mut p).await;
