@@ -1,8 +1,8 @@
 //! Lifecycle hooks, resource limits and securityContext on a real local
 //! node (containerd + runc), observed through kubectl and a hostPath
 //! directory the containers write into: a postStart hook's file printed
-//! by the main container; a preStop hook that runs on delete before
-//! SIGTERM; a failing postStart (`FailedPostStartHook`); a container over
+//! by the main container; preStop hooks (exec, and httpGet to a named
+//! port) that run on delete before SIGTERM; a failing postStart (`FailedPostStartHook`); a container over
 //! its 20Mi memory limit ending `OOMKilled`; runAsUser/runAsGroup/
 //! supplementalGroups; readOnlyRootFilesystem; dropped capabilities,
 //! no_new_privs and RuntimeDefault seccomp against a plain container;
@@ -54,6 +54,31 @@ spec:
         exec: {{command: [sh, -c, "echo poststart-ran > /tmp/started"]}}
       preStop:
         exec: {{command: [sh, -c, "sleep 1; echo prestop-ran > /out/prestop"]}}
+  - name: web
+    image: busybox
+    imagePullPolicy: Never
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    ports: [{{name: http, containerPort: 8080}}]
+    command:
+    - sh
+    - -c
+    - |
+      mkdir -p /www/cgi-bin
+      cat > /www/cgi-bin/stop <<'EOF'
+      #!/bin/sh
+      echo "$REQUEST_METHOD $HTTP_USER_AGENT" > /out/http-prestop
+      printf 'Content-Type: text/plain\r\n\r\nok\n'
+      EOF
+      chmod +x /www/cgi-bin/stop
+      trap 'exit 0' TERM
+      httpd -f -p 8080 -h /www &
+      wait
+    readinessProbe:
+      tcpSocket: {{port: http}}
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        httpGet: {{path: /cgi-bin/stop, port: http}}
 ---
 apiVersion: v1
 kind: Pod
@@ -151,7 +176,7 @@ fn hooks_limits_and_security_contexts() {
 
     // postStart: the file it wrote is what the container prints.
     eventually(60, "hooks logs the postStart file", || {
-        let logs = s.kubectl(&["logs", "hooks"]);
+        let logs = s.kubectl(&["logs", "hooks", "-c", "main"]);
         String::from_utf8_lossy(&logs.stdout)
             .contains("poststart-ran")
             .then_some(())
@@ -243,6 +268,14 @@ fn hooks_limits_and_security_contexts() {
 
     // preStop on delete: it runs (in the still running container) before
     // SIGTERM, and the delete waits for both.
+    eventually(60, "hooks Ready", || {
+        let p = s.json(&["get", "pod", "hooks"]);
+        let ready = p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(())
+    });
     s.ok(&["delete", "pod", "hooks", "--timeout=60s"]);
     assert_eq!(
         read(&out.path().join("prestop")).as_deref(),
@@ -251,6 +284,11 @@ fn hooks_limits_and_security_contexts() {
     assert_eq!(
         read(&out.path().join("term")).as_deref(),
         Some("after-prestop\n")
+    );
+    // An httpGet preStop, to the pod IP and the named port.
+    assert_eq!(
+        read(&out.path().join("http-prestop")).as_deref(),
+        Some("GET kube-lifecycle/1.33\n")
     );
     let ev = s.ok(&[
         "get",
