@@ -1089,6 +1089,26 @@ impl PodSyncer {
         Ok(sandboxes.len())
     }
 
+    /// Stops the running containers selected by `labels` again with a
+    /// shorter grace period (a second deletion shortened it while
+    /// [`PodSyncer::kill`] waits): SIGTERM, SIGKILL after `grace` (at
+    /// least 2) seconds; hooks do not run again.
+    pub async fn shorten_grace(&self, labels: &BTreeMap<String, String>, grace: i64) {
+        let Ok(containers) = self.cri.list_containers(labels).await else {
+            return;
+        };
+        let timeout = lifecycle::remaining_grace(grace, 0);
+        let stops = containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::Running)
+            .map(|c| self.cri.stop_container(&c.id, timeout));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "stopping with a shorter grace period");
+            }
+        }
+    }
+
     /// Stops running container `c` of sandbox `s` (its preStop hook from
     /// its annotations first), with `grace` seconds in all.
     async fn kill_container(

@@ -6,7 +6,8 @@
 //! its 20Mi memory limit ending `OOMKilled`; runAsUser/runAsGroup/
 //! supplementalGroups; readOnlyRootFilesystem; dropped capabilities,
 //! no_new_privs and RuntimeDefault seccomp against a plain container;
-//! runAsNonRoot on a root image (`CreateContainerConfigError`). Skipped,
+//! runAsNonRoot on a root image (`CreateContainerConfigError`); a second
+//! deletion shortening the grace period. Skipped,
 //! with the reason printed, where containerd cannot run.
 
 mod support;
@@ -79,6 +80,17 @@ spec:
     lifecycle:
       preStop:
         httpGet: {{path: /cgi-bin/stop, port: http}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: stubborn}}
+spec:
+  terminationGracePeriodSeconds: 600
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
 ---
 apiVersion: v1
 kind: Pod
@@ -265,6 +277,29 @@ fn hooks_limits_and_security_contexts() {
         ),
         "{p}"
     );
+
+    // A second deletion shortens the grace period: `sleep` (pid 1)
+    // ignores SIGTERM, and the first deletion's 600 s do not hold.
+    eventually(60, "stubborn Running", || {
+        let p = s.json(&["get", "pod", "stubborn"]);
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    s.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    let p = s.json(&["get", "pod", "stubborn"]);
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 600, "{p}");
+    s.ok(&[
+        "delete",
+        "pod",
+        "stubborn",
+        "--grace-period=1",
+        "--wait=false",
+    ]);
+    eventually(60, "stubborn gone after the shorter grace period", || {
+        let out = s.kubectl(&["get", "pod", "stubborn"]);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("NotFound")
+            .then_some(())
+    });
 
     // preStop on delete: it runs (in the still running container) before
     // SIGTERM, and the delete waits for both.
