@@ -280,10 +280,9 @@ impl Agent {
                     use kube::Resource;
                     let mut regarding = pod.object_ref(&());
                     regarding.field_path = Some(format!("spec.containers{{{container}}}"));
-                    let kind = if reason == "Unhealthy" {
-                        "Warning"
-                    } else {
-                        "Normal"
+                    let kind = match reason {
+                        "Unhealthy" | "FailedPostStartHook" | "FailedPreStopHook" => "Warning",
+                        _ => "Normal",
                     };
                     recorder.record(regarding, kind, reason, message);
                 }));
@@ -308,6 +307,8 @@ impl Agent {
             cluster_domain: config.cluster_domain.clone(),
             host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
+        syncer.memory_capacity = i64::try_from(host.memory_bytes).unwrap_or(i64::MAX);
+        syncer.seccomp_root = agent_dir.join("seccomp");
         syncer.allocatable = node::node_status(
             &host,
             &config.node_name,
@@ -627,11 +628,37 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
     let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
 
     if pod.metadata.deletion_timestamp.is_some() {
-        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+        let mut grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
         tracing::info!(pod = key, grace, "stopping pod");
-        syncer
-            .kill(&PodSyncer::uid_labels(&uid), grace, None)
-            .await?;
+        let labels = PodSyncer::uid_labels(&uid);
+        let kill = syncer.kill(&labels, grace, None);
+        tokio::pin!(kill);
+        // A later deletion may shorten the grace period (`kubectl delete
+        // --grace-period=N`, or `--force`, which removes the pod): the
+        // containers are stopped again with the shorter one.
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                r = &mut kill => {
+                    r?;
+                    break;
+                }
+                _ = tick.tick() => {
+                    let now = shared
+                        .pods
+                        .get(&ObjectRef::new(name).within(ns))
+                        .filter(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+                    let g = now.map_or(0, |p| p.metadata.deletion_grace_period_seconds.unwrap_or(grace));
+                    if crate::lifecycle::remaining_grace(g, 0) < crate::lifecycle::remaining_grace(grace, 0) {
+                        tracing::info!(pod = key, grace = g, "grace period shortened");
+                        grace = g;
+                        syncer.shorten_grace(&labels, grace).await;
+                    } else {
+                        grace = grace.min(g);
+                    }
+                }
+            }
+        }
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {

@@ -7,17 +7,22 @@
 //! Lease, [`pods`] syncs pods with the runtime and reports their status,
 //! [`env`] builds containers' environments, [`volumes`] sets up pod volumes,
 //! [`dns`] makes pods' resolv.conf and /etc/hosts, [`probes`] runs liveness,
-//! readiness and startup probes, [`server`] serves logs, exec, attach and
-//! port-forward on the kubelet port.
+//! readiness and startup probes, [`lifecycle`] runs postStart and preStop
+//! hooks, [`resources`] and [`security`] turn resources and securityContext
+//! into the runtime's cgroup and security settings, [`server`] serves logs,
+//! exec, attach and port-forward on the kubelet port.
 
 pub mod containerd;
 pub mod cri;
 pub mod dns;
 pub mod env;
 pub mod kubelet;
+pub mod lifecycle;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod resources;
+pub mod security;
 pub mod server;
 pub mod simulated;
 pub mod volumes;

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
@@ -29,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, RuntimeService, SandboxConfig, SandboxState};
-use crate::{dns, env, volumes};
+use crate::{dns, env, lifecycle, resources, security, volumes};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -78,6 +79,10 @@ pub struct PodSyncer {
     pub tokens: volumes::Tokens,
     /// Cluster DNS, domain and the host's resolv.conf for pods' DNS.
     pub dns: dns::NodeDns,
+    /// The node's memory in bytes (Burstable containers' OOM scores).
+    pub memory_capacity: i64,
+    /// Where `Localhost` seccomp profiles are.
+    pub seccomp_root: PathBuf,
 }
 
 pub use crate::env::expand;
@@ -134,7 +139,6 @@ impl PodSyncer {
             prober: crate::probes::Prober::new(cri.clone()),
             cri,
             runtime_name: runtime_name.to_owned(),
-            log_root,
             host_ip,
             backoff: Mutex::new(HashMap::new()),
             objects: Arc::new(env::StaticObjects::default()),
@@ -144,6 +148,9 @@ impl PodSyncer {
                 cluster_domain: "cluster.local".to_owned(),
                 ..dns::NodeDns::default()
             },
+            memory_capacity: 0,
+            seccomp_root: log_root.join("../seccomp"),
+            log_root,
         }
     }
 
@@ -193,6 +200,7 @@ impl PodSyncer {
             uid,
             attempt,
             cgroup_parent: String::new(),
+            privileged: security::has_privileged_container(pod),
             dns: Some(dns::pod_dns(pod, &self.dns)),
         }
     }
@@ -201,7 +209,7 @@ impl PodSyncer {
         &self,
         pod: &Pod,
         c: &Container,
-        image: &str,
+        image: &cri::Image,
         attempt: u32,
         envs: Vec<(String, String)>,
     ) -> cri::ContainerConfig {
@@ -213,10 +221,22 @@ impl PodSyncer {
             .as_ref()
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30);
+        let mut annotations = BTreeMap::from([
+            (
+                "io.kubernetes.container.restartCount".to_owned(),
+                attempt.to_string(),
+            ),
+            (
+                "io.kubernetes.pod.terminationGracePeriod".to_owned(),
+                grace.to_string(),
+            ),
+        ]);
+        annotations.extend(lifecycle::annotations(c));
+        let spec = pod.spec.clone().unwrap_or_default();
         cri::ContainerConfig {
             name: c.name.clone(),
             attempt,
-            image: image.to_owned(),
+            image: image.id.clone(),
             command: c
                 .command
                 .iter()
@@ -227,21 +247,20 @@ impl PodSyncer {
             working_dir: c.working_dir.clone().unwrap_or_default(),
             envs,
             labels,
-            annotations: BTreeMap::from([
-                (
-                    "io.kubernetes.container.restartCount".to_owned(),
-                    attempt.to_string(),
-                ),
-                (
-                    "io.kubernetes.pod.terminationGracePeriod".to_owned(),
-                    grace.to_string(),
-                ),
-            ]),
+            annotations,
             log_path: format!("{}/{attempt}.log", c.name),
             tty: c.tty == Some(true),
             stdin: c.stdin == Some(true),
-            host_network: pod.spec.as_ref().and_then(|s| s.host_network) == Some(true),
+            host_network: spec.host_network == Some(true),
             mounts: Vec::new(),
+            resources: Some(resources::linux_resources(&spec, c, self.memory_capacity)),
+            security: security::container_security(
+                pod,
+                c,
+                image.uid,
+                &image.username,
+                &self.seccomp_root,
+            ),
         }
     }
 
@@ -372,22 +391,39 @@ impl PodSyncer {
             }
         };
         plan.acted = true;
+        // The image's user (for runAsNonRoot and to run as).
+        let image = match self.cri.image_status(&image).await {
+            Ok(Some(i)) => Ok(i),
+            Ok(None) => Ok(cri::Image {
+                id: image,
+                ..cri::Image::default()
+            }),
+            Err(e) => Err(e.message),
+        };
         let ctx = self.pod_context(pod_ip);
-        let built = env::container_env(pod, c, &ctx, self.objects.as_ref())
-            .await
-            .and_then(|e| {
-                let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
-                let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-                mounts.extend(dns::hosts_mount(
-                    pod,
-                    &self.pod_dir(uid),
-                    pod_ip,
-                    &self.dns.cluster_domain,
-                    &mounts,
-                )?);
-                Ok((mounts, e))
-            });
-        let (mounts, envs) = match built {
+        let built = match image {
+            Ok(i) => security::verify_run_as_non_root(pod, c, i.uid, &i.username).map(|()| i),
+            Err(e) => Err(e),
+        };
+        let built = match built {
+            Ok(i) => env::container_env(pod, c, &ctx, self.objects.as_ref())
+                .await
+                .map(|e| (i, e)),
+            Err(e) => Err(e),
+        }
+        .and_then(|(image, e)| {
+            let mut mounts = volumes::container_mounts(c, &plan.volumes, &e)?;
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            mounts.extend(dns::hosts_mount(
+                pod,
+                &self.pod_dir(uid),
+                pod_ip,
+                &self.dns.cluster_domain,
+                &mounts,
+            )?);
+            Ok((image, mounts, e))
+        });
+        let (image, mounts, envs) = match built {
             Ok(e) => e,
             Err(message) => {
                 plan.waiting.insert(
@@ -418,7 +454,71 @@ impl PodSyncer {
         };
         if let Err(e) = self.cri.start_container(&id).await {
             tracing::info!(container = c.name, error = %e, "starting container failed");
+            return;
         }
+        if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            self.post_start(pod, c, &id, h, pod_ip, plan).await;
+        }
+    }
+
+    /// Runs container `id`'s postStart hook; kills the container when it
+    /// fails.
+    async fn post_start(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        id: &str,
+        h: &k8s_openapi::api::core::v1::LifecycleHandler,
+        pod_ip: &str,
+        plan: &mut Plan,
+    ) {
+        let label = security::pod_label(pod);
+        let target = lifecycle::Target {
+            container_id: id,
+            container: c,
+            pod: &label,
+            pod_ip,
+        };
+        let ran = tokio::time::timeout(
+            lifecycle::POST_START_TIMEOUT,
+            lifecycle::run(self.cri.as_ref(), h, &target),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "PostStartHook for Container {:?} in Pod {label:?} timed out",
+                c.name
+            ))
+        });
+        let Err(message) = ran else { return };
+        tracing::info!(
+            container = c.name,
+            pod = label,
+            message,
+            "postStart hook failed"
+        );
+        let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
+        // The message stays out of the event (it may hold secrets).
+        record("FailedPostStartHook", "PostStartHook failed".to_owned());
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
+        if let Err(e) = lifecycle::kill_container(
+            self.cri.as_ref(),
+            &record,
+            &target,
+            grace,
+            Some("FailedPostStartHook".to_owned()),
+        )
+        .await
+        {
+            tracing::info!(container = c.name, error = %e, "killing a container whose postStart hook failed");
+        }
+        plan.waiting
+            .insert(c.name.clone(), ("PostStartHookError".into(), Some(message)));
+        plan.wake_in(Duration::from_secs(1));
     }
 
     /// Runs (or restarts, with back-off) an exited container.
@@ -669,7 +769,6 @@ impl PodSyncer {
                     continue;
                 };
                 stale.push(run.id.clone());
-                self.prober.record(pod, &c.name, "Killing", why);
                 let probe_grace = [&c.liveness_probe, &c.startup_probe]
                     .into_iter()
                     .flatten()
@@ -677,7 +776,18 @@ impl PodSyncer {
                 let grace = probe_grace
                     .or(spec.termination_grace_period_seconds)
                     .unwrap_or(30);
-                if let Err(e) = self.cri.stop_container(&run.id, grace.max(0)).await {
+                let label = security::pod_label(pod);
+                let target = lifecycle::Target {
+                    container_id: &run.id,
+                    container: c,
+                    pod: &label,
+                    pod_ip,
+                };
+                let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
+                if let Err(e) =
+                    lifecycle::kill_container(self.cri.as_ref(), &record, &target, grace, Some(why))
+                        .await
+                {
                     tracing::info!(container = c.name, error = %e, "killing an unhealthy container failed");
                 }
                 killed = true;
@@ -863,7 +973,7 @@ impl PodSyncer {
             ));
         }
         if st.qos_class.is_none() {
-            st.qos_class = Some(crate::simulated::qos_class(&spec).to_owned());
+            st.qos_class = Some(resources::qos_class(&spec).to_owned());
         }
         let unready: Vec<&str> = statuses
             .iter()
@@ -929,16 +1039,25 @@ impl PodSyncer {
             .map(|c| c.id.clone())
             .collect();
         self.prober.forget(&ids);
-        let stops = containers
-            .iter()
-            .filter(|c| {
-                sandboxes.iter().any(|s| s.id == c.sandbox_id)
-                    && matches!(
-                        c.state,
-                        cri::ContainerState::Running | cri::ContainerState::Created
-                    )
-            })
-            .map(|c| self.cri.stop_container(&c.id, grace.max(0)));
+        let mut ips = HashMap::new();
+        for s in &sandboxes {
+            let ip = match self.cri.pod_sandbox_status(&s.id).await {
+                Ok(st) => st.ip.unwrap_or_else(|| self.host_ip.clone()),
+                Err(_) => String::new(),
+            };
+            ips.insert(s.id.clone(), ip);
+        }
+        let stops = containers.iter().filter_map(|c| {
+            let s = sandboxes.iter().find(|s| s.id == c.sandbox_id)?;
+            let ip = ips.get(&s.id).cloned().unwrap_or_default();
+            match c.state {
+                cri::ContainerState::Running => Some(self.kill_container(s, c, ip, grace).boxed()),
+                cri::ContainerState::Created => {
+                    Some(self.cri.stop_container(&c.id, grace.max(0)).boxed())
+                }
+                _ => None,
+            }
+        });
         for r in futures::future::join_all(stops).await {
             match r {
                 Ok(()) => {}
@@ -968,6 +1087,56 @@ impl PodSyncer {
             let _ = std::fs::remove_dir_all(dir);
         }
         Ok(sandboxes.len())
+    }
+
+    /// Stops the running containers selected by `labels` again with a
+    /// shorter grace period (a second deletion shortened it while
+    /// [`PodSyncer::kill`] waits): SIGTERM, SIGKILL after `grace` (at
+    /// least 2) seconds; hooks do not run again.
+    pub async fn shorten_grace(&self, labels: &BTreeMap<String, String>, grace: i64) {
+        let Ok(containers) = self.cri.list_containers(labels).await else {
+            return;
+        };
+        let timeout = lifecycle::remaining_grace(grace, 0);
+        let stops = containers
+            .iter()
+            .filter(|c| c.state == cri::ContainerState::Running)
+            .map(|c| self.cri.stop_container(&c.id, timeout));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "stopping with a shorter grace period");
+            }
+        }
+    }
+
+    /// Stops running container `c` of sandbox `s` (its preStop hook from
+    /// its annotations first), with `grace` seconds in all.
+    async fn kill_container(
+        &self,
+        s: &cri::Sandbox,
+        c: &cri::Container,
+        pod_ip: String,
+        grace: i64,
+    ) -> cri::Result<()> {
+        let spec = lifecycle::from_annotations(&c.name, &c.annotations);
+        let pod = Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(s.name.clone()),
+                namespace: Some(s.namespace.clone()),
+                uid: Some(s.uid.clone()),
+                ..Default::default()
+            },
+            ..Pod::default()
+        };
+        let label = security::pod_label(&pod);
+        let target = lifecycle::Target {
+            container_id: &c.id,
+            container: &spec,
+            pod: &label,
+            pod_ip: &pod_ip,
+        };
+        let record = |reason: &str, m: String| self.prober.record(&pod, &c.name, reason, m);
+        lifecycle::kill_container(self.cri.as_ref(), &record, &target, grace, None).await
     }
 
     /// A finished pod: its sandboxes are stopped (containers and logs stay

@@ -374,6 +374,23 @@ async fn http_get(
     headers: &[(String, String)],
     https: bool,
 ) -> Verdict {
+    match http_status(host, port, path, headers, https, "kube-probe/1.33").await {
+        Ok(code) if (200..400).contains(&code) => Verdict::Success,
+        Ok(code) => Verdict::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        Err(e) => Verdict::Failure(e),
+    }
+}
+
+/// Sends a `GET` (HTTPS without verifying the server, as the kubelet
+/// does) and returns the response's status code.
+pub(crate) async fn http_status(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    https: bool,
+    user_agent: &str,
+) -> Result<u16, String> {
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -382,13 +399,13 @@ async fn http_get(
     let tcp = match tokio::net::TcpStream::connect(&target).await {
         Ok(t) => t,
         Err(e) => {
-            return Verdict::Failure(format!(
+            return Err(format!(
                 "Get \"http://{target}{path}\": dial tcp {target}: {e}"
             ))
         }
     };
     let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\nConnection: close\r\n"
     );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -405,7 +422,7 @@ async fn http_get(
                 .with_no_client_auth()
         });
         let Ok(config) = config else {
-            return Verdict::Failure("TLS setup failed".to_owned());
+            return Err("TLS setup failed".to_owned());
         };
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("localhost").unwrap());
@@ -420,12 +437,8 @@ async fn http_get(
         exchange(tcp, &req).await
     };
     match head {
-        Ok(head) => match status_code(&head) {
-            Some(code) if (200..400).contains(&code) => Verdict::Success,
-            Some(code) => Verdict::Failure(format!("HTTP probe failed with statuscode: {code}")),
-            None => Verdict::Failure("malformed HTTP response".to_owned()),
-        },
-        Err(e) => Verdict::Failure(format!("Get \"{target}{path}\": {e}")),
+        Ok(head) => status_code(&head).ok_or_else(|| "malformed HTTP response".to_owned()),
+        Err(e) => Err(format!("Get \"{target}{path}\": {e}")),
     }
 }
 

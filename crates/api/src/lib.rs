@@ -10,6 +10,7 @@ pub mod convert;
 pub mod fields;
 pub mod kinds;
 pub mod openapi;
+pub mod qos;
 pub mod quantity;
 pub mod registry;
 pub mod schema;

@@ -288,42 +288,10 @@ fn image_tag(image: &str) -> &str {
     }
 }
 
-/// The pod's QoS class from its containers' requests and limits.
+/// The pod's QoS class from its containers' requests and limits
+/// (Kubernetes' GetPodQOS: [`api::qos`]).
 pub fn pod_qos_class(pod: &Value) -> &'static str {
-    let mut containers: Vec<&Value> = Vec::new();
-    for key in ["containers", "initContainers"] {
-        if let Some(cs) = pod
-            .pointer(&format!("/spec/{key}"))
-            .and_then(Value::as_array)
-        {
-            containers.extend(cs);
-        }
-    }
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-        for set in [requests, limits].into_iter().flatten() {
-            if set.keys().any(|k| k == "cpu" || k == "memory") {
-                any = true;
-            }
-        }
-        for r in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(r));
-            let request = requests.and_then(|q| q.get(r)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if guaranteed {
-        "Guaranteed"
-    } else if any {
-        "Burstable"
-    } else {
-        "BestEffort"
-    }
+    api::qos::pod_qos_class(pod)
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ struct State {
     containers: BTreeMap<String, ContainerStatus>,
     sandbox_of: BTreeMap<String, String>,
     images: BTreeSet<String>,
+    /// Image users (uid, name) set by tests.
+    image_users: BTreeMap<String, (Option<i64>, String)>,
     fail_pull: bool,
     /// Every container config created, by container id.
     configs: BTreeMap<String, ContainerConfig>,
@@ -76,6 +78,15 @@ impl FakeRuntime {
             .collect();
         v.sort();
         v.into_iter().map(|(_, id, n, st)| (id, n, st)).collect()
+    }
+
+    /// Gives `image` a user (numeric, or a name).
+    pub fn set_image_user(&self, image: &str, uid: Option<i64>, username: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .image_users
+            .insert(image.to_owned(), (uid, username.to_owned()));
     }
 
     pub fn sandbox_count(&self) -> usize {
@@ -300,9 +311,14 @@ impl RuntimeService for FakeRuntime {
 
     async fn image_status(&self, image: &str) -> Result<Option<Image>> {
         let s = self.state.lock().unwrap();
-        Ok(s.images.contains(image).then(|| Image {
-            id: format!("sha256:{image}"),
-            repo_tags: vec![image.to_owned()],
+        // By name, or by the id this fake gives it.
+        let name = image.strip_prefix("sha256:").unwrap_or(image);
+        let (uid, username) = s.image_users.get(name).cloned().unwrap_or_default();
+        Ok(s.images.contains(name).then(|| Image {
+            id: format!("sha256:{name}"),
+            repo_tags: vec![name.to_owned()],
+            uid,
+            username,
             ..Image::default()
         }))
     }

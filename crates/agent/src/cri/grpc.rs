@@ -123,6 +123,7 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
             cgroup_parent: c.cgroup_parent.clone(),
             security_context: Some(pb::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(c.host_network)),
+                privileged: c.privileged,
                 ..Default::default()
             }),
             ..Default::default()
@@ -131,6 +132,50 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
             servers: d.servers.clone(),
             searches: d.searches.clone(),
             options: d.options.clone(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn linux_resources(r: &LinuxResources) -> pb::LinuxContainerResources {
+    pb::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        ..Default::default()
+    }
+}
+
+const PROFILE_RUNTIME_DEFAULT: i32 = 0;
+const PROFILE_UNCONFINED: i32 = 1;
+const PROFILE_LOCALHOST: i32 = 2;
+
+fn security_context(config: &ContainerConfig) -> pb::LinuxContainerSecurityContext {
+    let s = &config.security;
+    let (profile_type, localhost_ref) = match &s.seccomp {
+        SeccompProfile::RuntimeDefault => (PROFILE_RUNTIME_DEFAULT, String::new()),
+        SeccompProfile::Unconfined => (PROFILE_UNCONFINED, String::new()),
+        SeccompProfile::Localhost(p) => (PROFILE_LOCALHOST, p.clone()),
+    };
+    pb::LinuxContainerSecurityContext {
+        namespace_options: Some(namespace_options(config.host_network)),
+        capabilities: Some(pb::Capability {
+            add_capabilities: s.add_capabilities.clone(),
+            drop_capabilities: s.drop_capabilities.clone(),
+            ..Default::default()
+        }),
+        privileged: s.privileged,
+        run_as_user: s.run_as_user.map(|value| pb::Int64Value { value }),
+        run_as_group: s.run_as_group.map(|value| pb::Int64Value { value }),
+        run_as_username: s.run_as_username.clone(),
+        readonly_rootfs: s.readonly_rootfs,
+        supplemental_groups: s.supplemental_groups.clone(),
+        no_new_privs: s.no_new_privs,
+        seccomp: Some(pb::SecurityProfile {
+            profile_type,
+            localhost_ref,
         }),
         ..Default::default()
     }
@@ -331,11 +376,8 @@ impl RuntimeService for CriClient {
                 })
                 .collect(),
             linux: Some(pb::LinuxContainerConfig {
-                security_context: Some(pb::LinuxContainerSecurityContext {
-                    namespace_options: Some(namespace_options(config.host_network)),
-                    ..Default::default()
-                }),
-                ..Default::default()
+                resources: config.resources.as_ref().map(linux_resources),
+                security_context: Some(security_context(config)),
             }),
             ..Default::default()
         };
@@ -472,6 +514,8 @@ impl RuntimeService for CriClient {
             repo_tags: i.repo_tags,
             repo_digests: i.repo_digests,
             size: i.size,
+            uid: i.uid.map(|u| u.value),
+            username: i.username,
         }))
     }
 

@@ -82,6 +82,9 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub cgroup_parent: String,
+    /// Some container of the pod is privileged (the runtime refuses
+    /// privileged containers in unprivileged sandboxes).
+    pub privileged: bool,
     /// The sandbox's resolv.conf; `None`: the runtime's default.
     pub dns: Option<DnsConfig>,
 }
@@ -114,6 +117,51 @@ pub struct ContainerConfig {
     pub host_network: bool,
     /// Bind mounts into the container.
     pub mounts: Vec<Mount>,
+    /// Cgroup limits; `None`: the runtime's defaults.
+    pub resources: Option<LinuxResources>,
+    /// Users, capabilities, seccomp, read-only root.
+    pub security: SecurityContext,
+}
+
+/// A container's cgroup settings (`LinuxContainerResources`); zero
+/// fields are left to the runtime.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinuxResources {
+    /// CFS period in microseconds (with `cpu_quota`).
+    pub cpu_period: i64,
+    /// CFS quota in microseconds per period.
+    pub cpu_quota: i64,
+    /// Relative CPU weight (cgroup v1 shares).
+    pub cpu_shares: i64,
+    pub memory_limit_in_bytes: i64,
+    pub oom_score_adj: i64,
+}
+
+/// A seccomp profile (`SecurityProfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SeccompProfile {
+    RuntimeDefault,
+    #[default]
+    Unconfined,
+    /// A profile file on the node.
+    Localhost(String),
+}
+
+/// A container's security settings (`LinuxContainerSecurityContext`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityContext {
+    pub run_as_user: Option<i64>,
+    /// A user name to look up in the image (when `run_as_user` is unset).
+    pub run_as_username: String,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+    pub readonly_rootfs: bool,
+    pub privileged: bool,
+    /// `no_new_privs`: allowPrivilegeEscalation false.
+    pub no_new_privs: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub seccomp: SeccompProfile,
 }
 
 /// A bind mount of a host path into a container (`Mount`).
@@ -205,6 +253,10 @@ pub struct Image {
     pub repo_tags: Vec<String>,
     pub repo_digests: Vec<String>,
     pub size: u64,
+    /// The image's numeric user, when it names one.
+    pub uid: Option<i64>,
+    /// The image's user name, when it is not numeric.
+    pub username: String,
 }
 
 /// The CRI runtime and image services, as much as the agent uses.

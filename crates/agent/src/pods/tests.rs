@@ -450,3 +450,193 @@ async fn volumes_are_set_up_before_containers_and_mounted() {
     .unwrap();
     assert!(!pod_dir.exists());
 }
+
+type Events = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// Records the syncer's events as (container, reason, message).
+fn capture_events(s: &PodSyncer) -> Events {
+    let events: Events = Arc::default();
+    let e = events.clone();
+    s.prober
+        .set_event_sink(Arc::new(move |_pod, c, reason, message| {
+            e.lock()
+                .unwrap()
+                .push((c.to_owned(), reason.to_owned(), message))
+        }));
+    events
+}
+
+fn with(c: Container, v: serde_json::Value) -> Container {
+    let mut j = serde_json::to_value(&c).unwrap();
+    j.as_object_mut()
+        .unwrap()
+        .extend(v.as_object().unwrap().clone());
+    serde_json::from_value(j).unwrap()
+}
+
+#[tokio::test]
+async fn post_start_runs_after_start() {
+    let (fake, s) = setup(&["busybox"]);
+    let c = with(
+        container("c", "busybox"),
+        serde_json::json!({"lifecycle": {"postStart": {"exec": {"command": ["true"]}}}}),
+    );
+    let mut p = pod("Always", vec![c], vec![]);
+    sync(&s, &mut p).await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "run_pod_sandbox p",
+            "create_container c",
+            "start_container c2",
+            "exec_sync c2 true"
+        ]
+    );
+    assert!(cs(&p, 0).state.as_ref().unwrap().running.is_some());
+}
+
+#[tokio::test]
+async fn a_failed_post_start_kills_the_container() {
+    let (fake, s) = setup(&["busybox"]);
+    let events = capture_events(&s);
+    let c = with(
+        container("c", "busybox"),
+        serde_json::json!({"lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 1"]}}}}),
+    );
+    let mut p = pod("Always", vec![c], vec![]);
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(5);
+    sync(&s, &mut p).await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "run_pod_sandbox p",
+            "create_container c",
+            "start_container c2",
+            "exec_sync c2 sh -c exit 1",
+            "stop_container c2 5"
+        ]
+    );
+    let st = cs(&p, 0);
+    let w = st.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("PostStartHookError"));
+    assert_eq!(
+        w.message.as_deref(),
+        Some("Exec lifecycle hook ([sh -c exit 1]) for Container \"c\" in Pod \"p_default(u1)\" failed - error: command 'sh -c exit 1' exited with 1: , message: \"\"")
+    );
+    assert!(st.last_state.as_ref().unwrap().terminated.is_some());
+    let got: Vec<(String, String)> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r, m)| (r.clone(), m.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("FailedPostStartHook".into(), "PostStartHook failed".into()),
+            ("Killing".into(), "FailedPostStartHook".into())
+        ]
+    );
+    // Restarted by its policy on the next sync.
+    fake.clear_calls();
+    sync(&s, &mut p).await;
+    assert!(
+        fake.calls().contains(&"create_container c".to_owned()),
+        "{:?}",
+        fake.calls()
+    );
+}
+
+#[tokio::test]
+async fn kill_runs_pre_stop_hooks_from_the_container_annotations() {
+    let (fake, s) = setup(&["busybox"]);
+    let events = capture_events(&s);
+    let c = with(
+        container("c", "busybox"),
+        serde_json::json!({"lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "true"]}}}}),
+    );
+    let mut p = pod("Always", vec![c, container("d", "busybox")], vec![]);
+    sync(&s, &mut p).await;
+    fake.clear_calls();
+    // Only the uid: the pod spec is not needed.
+    s.kill(&PodSyncer::uid_labels("u1"), 7, None).await.unwrap();
+    let calls = fake.calls();
+    let hook = calls.iter().position(|c| c == "exec_sync c2 sh -c true");
+    let stop = calls.iter().position(|c| c == "stop_container c2 7");
+    assert!(hook.is_some() && hook < stop, "{calls:?}");
+    assert!(
+        calls.contains(&"stop_container c3 7".to_owned()),
+        "{calls:?}"
+    );
+    assert!(!calls.iter().any(|c| c.starts_with("exec_sync c3")));
+    let mut killing: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, r, _)| r == "Killing")
+        .map(|(_, _, m)| m.clone())
+        .collect();
+    killing.sort();
+    assert_eq!(killing, ["Stopping container c", "Stopping container d"]);
+}
+
+#[tokio::test]
+async fn run_as_non_root_is_checked_against_the_image_user() {
+    let (fake, s) = setup(&["busybox"]);
+    let mut p = pod("Always", vec![container("c", "busybox")], vec![]);
+    p.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(serde_json::json!({"runAsNonRoot": true})).unwrap());
+    sync(&s, &mut p).await;
+    let w = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(
+        w.message.as_deref(),
+        Some("container has runAsNonRoot and image will run as root (pod: \"p_default(u1)\", container: c)")
+    );
+    assert!(!fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("create_container")));
+    // An image running as 1000 passes, and runs as its user.
+    fake.set_image_user("busybox", Some(1000), "");
+    sync(&s, &mut p).await;
+    assert!(cs(&p, 0).state.as_ref().unwrap().running.is_some());
+    let id = fake.containers()[0].0.clone();
+    let config = fake.container_config(&id).unwrap();
+    assert_eq!(config.security.run_as_user, Some(1000));
+}
+
+#[tokio::test]
+async fn resources_and_security_reach_the_runtime() {
+    let (fake, mut s) = setup(&["busybox"]);
+    s.memory_capacity = 1 << 30;
+    let c = with(
+        container("c", "busybox"),
+        serde_json::json!({
+            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "20Mi", "cpu": "250m"}},
+            "securityContext": {"runAsUser": 1000, "readOnlyRootFilesystem": true,
+                                "privileged": true},
+        }),
+    );
+    let mut p = pod("Always", vec![c], vec![]);
+    sync(&s, &mut p).await;
+    let id = fake.containers()[0].0.clone();
+    let config = fake.container_config(&id).unwrap();
+    assert_eq!(
+        config.resources,
+        Some(cri::LinuxResources {
+            cpu_period: 100_000,
+            cpu_quota: 25_000,
+            cpu_shares: 102,
+            memory_limit_in_bytes: 20 << 20,
+            oom_score_adj: 1000 - 1000 * (20 << 20) / (1 << 30),
+        })
+    );
+    assert_eq!(config.security.run_as_user, Some(1000));
+    assert!(config.security.readonly_rootfs && config.security.privileged);
+    assert!(fake.sandbox_configs()[0].privileged);
+    assert_eq!(
+        p.status.as_ref().unwrap().qos_class.as_deref(),
+        Some("Burstable")
+    );
+}
