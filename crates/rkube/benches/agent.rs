@@ -6,13 +6,16 @@
 //! controllers, scheduler) and a separate `rkube agent` process with its own
 //! containerd, the test images imported from its image folder, then
 //!   - times `ctr run -d` of busybox `sleep 3600` against the agent's
-//!     containerd socket (namespace k8s.io), 20 times, one after another;
+//!     containerd socket (namespace k8s.io), 20 times one after another,
+//!     then 50 at once;
 //!   - times 50 pods (the same image and command) from the create call to
 //!     the watch event showing phase Running, created one after another
-//!     (each once the previous one runs), then 50 created at once;
+//!     (each once the previous one runs), then 50 created at once, and
+//!     prints the ratios of the medians (pod / ctr): rkube's overhead over
+//!     containerd alone (a pod also gets a sandbox and its network);
 //!   - prints the agent process's RSS with the node idle, with 50 pods
 //!     running, and after they are deleted (its containerd and the shims
-//!     are other processes, printed on their own lines).
+//!     are other processes, printed in their own columns).
 //!
 //! Needs root, containerd, runc, ctr, busybox-static and the CNI plugins;
 //! prints "skipping: ..." and exits 0 without them. Everything it starts is
@@ -116,9 +119,20 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
-/// Total RSS (MiB) and count of the processes whose command line contains
-/// `needle` and whose program is `program`.
-fn rss_of(needle: &str, program: &str) -> (f64, usize) {
+/// Proportional set size of a process, MiB: its share of pages it
+/// shares with others (the shims share their binary), 0 when it is gone.
+fn pss_mib(pid: u32) -> f64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Total RSS and PSS (MiB) and count of the processes whose command line
+/// contains `needle` and whose program is `program`.
+fn memory_of(needle: &str, program: &str) -> (f64, f64, usize) {
     let ps: Vec<u32> = processes_with(needle)
         .into_iter()
         .filter(|(_, cmd)| {
@@ -128,7 +142,11 @@ fn rss_of(needle: &str, program: &str) -> (f64, usize) {
         })
         .map(|(pid, _)| pid)
         .collect();
-    (ps.iter().map(|&p| rss_mib(p)).sum(), ps.len())
+    (
+        ps.iter().fold(0.0, |sum, &p| sum + rss_mib(p)),
+        ps.iter().fold(0.0, |sum, &p| sum + pss_mib(p)),
+        ps.len(),
+    )
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -298,20 +316,46 @@ async fn ctr(sock: &Path, args: &[&str]) -> std::io::Result<std::process::Output
         .unwrap_or_else(|_| Err(std::io::Error::other(format!("ctr {args:?} timed out"))))
 }
 
-/// Times `ctr run -d` of busybox `sleep 3600`, `n` times one after
-/// another, then removes the containers.
-async fn ctr_round(sock: &Path, snapshotter: &str, n: usize) -> Vec<Duration> {
+/// Times `ctr run -d` of busybox `sleep 3600`, `n` times, one after
+/// another or all at once; then removes the containers. The latencies and
+/// the time until the last one returned.
+async fn ctr_round(
+    sock: &Path,
+    snapshotter: &str,
+    prefix: &str,
+    n: usize,
+    at_once: bool,
+) -> (Vec<Duration>, Duration) {
     let snap = format!("--snapshotter={snapshotter}");
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let run = |id: &str| {
+        let (snap, id) = (snap.clone(), id.to_owned());
+        async move {
+            let t0 = Instant::now();
+            let out = ctr(sock, &["run", "-d", &snap, BUSYBOX, &id, "sleep", "3600"]).await;
+            (t0.elapsed(), out)
+        }
+    };
+    let start = Instant::now();
+    let results = if at_once {
+        futures::future::join_all(ids.iter().map(|id| run(id))).await
+    } else {
+        let mut results = Vec::new();
+        for id in &ids {
+            results.push(run(id).await);
+        }
+        results
+    };
+    let total = start.elapsed();
+    futures::future::join_all(ids.iter().map(|id| async move {
+        let _ = ctr(sock, &["tasks", "kill", "--signal", "SIGKILL", id]).await;
+        let _ = ctr(sock, &["tasks", "delete", "--force", id]).await;
+        let _ = ctr(sock, &["containers", "delete", id]).await;
+    }))
+    .await;
     let mut times = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("bench-ctr-{i}");
-        let t0 = Instant::now();
-        let out = ctr(sock, &["run", "-d", &snap, BUSYBOX, &id, "sleep", "3600"])
-            .await
-            .expect("run ctr");
-        let took = t0.elapsed();
-        ids.push(id);
+    for (took, out) in results {
+        let out = out.expect("run ctr");
         assert!(
             out.status.success(),
             "ctr run failed: {}",
@@ -319,12 +363,7 @@ async fn ctr_round(sock: &Path, snapshotter: &str, n: usize) -> Vec<Duration> {
         );
         times.push(took);
     }
-    for id in &ids {
-        let _ = ctr(sock, &["tasks", "kill", "--signal", "SIGKILL", id]).await;
-        let _ = ctr(sock, &["tasks", "delete", "--force", id]).await;
-        let _ = ctr(sock, &["containers", "delete", id]).await;
-    }
-    times
+    (times, total)
 }
 
 fn pod(name: &str) -> Pod {
@@ -659,15 +698,18 @@ async fn measure(setup: &Setup) {
     let memory = |pid: u32| {
         (
             rss_mib(pid),
-            rss_of(&containerd_dir, "containerd").0,
-            rss_of(&containerd_dir, "containerd-shim-runc-v2"),
+            memory_of(&containerd_dir, "containerd").0,
+            memory_of(&containerd_dir, "containerd-shim-runc-v2"),
         )
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = memory(*agent_pid);
 
-    // containerd alone.
-    let ctr_times = ctr_round(sock, &snapshotter, ctr_runs).await;
+    // containerd alone, one after another, then as many as the pod burst
+    // at once.
+    let (ctr_seq, _) = ctr_round(sock, &snapshotter, "bench-ctr", ctr_runs, false).await;
+    let (ctr_burst, ctr_burst_all) =
+        ctr_round(sock, &snapshotter, "bench-ctr-burst", pods, true).await;
 
     // Through rkube: create -> Running.
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -689,60 +731,79 @@ async fn measure(setup: &Setup) {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("node agent benchmark: 1 node, {cores} cores, {version}, snapshotter {snapshotter}");
-    println!(
-        "node Ready (and untainted) {:.1} s after the agent started",
-        node_ready.as_secs_f64()
-    );
-    println!("busybox `sleep 3600`, image present; latencies from the client's side");
-    println!(
-        "{:<44} {}",
-        format!("ctr run -d, {ctr_runs} one after another"),
-        summary(&ctr_times)
-    );
-    println!(
-        "{:<44} {}",
-        format!("pods created one after another ({pods})"),
-        summary(&sequential)
-    );
-    println!(
-        "{:<44} {}",
-        format!("pods created at once ({pods})"),
-        summary(&burst)
-    );
-    if let Some(all) = burst_all {
-        println!(
-            "{:<44} {:.1} s",
-            format!("  all {pods} of the burst Running after"),
-            all.as_secs_f64()
-        );
-    }
-    let ctr_p50 = median(&ctr_times).as_secs_f64();
-    if ctr_p50 > 0.0 && !sequential.is_empty() {
-        println!(
-            "overhead: pod p50 / ctr p50 = {:.1}x (one after another), {:.1}x (at once)",
-            median(&sequential).as_secs_f64() / ctr_p50,
-            median(&burst).as_secs_f64() / ctr_p50,
-        );
-    }
+    let ratio = |ours: Duration, theirs: Duration| {
+        if theirs.is_zero() || ours.is_zero() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}x", ours.as_secs_f64() / theirs.as_secs_f64())
+        }
+    };
     let secs = |d: Option<Duration>| {
         d.map_or("did not finish in 180 s".to_owned(), |d| {
             format!("{:.1} s", d.as_secs_f64())
         })
     };
+    println!("node agent benchmark: 1 node, {cores} cores, {version}, snapshotter {snapshotter}");
+    println!(
+        "node Ready (and untainted) {:.1} s after the agent started",
+        node_ready.as_secs_f64()
+    );
+    println!(
+        "busybox `sleep 3600`, image present; client-side latency of `ctr run -d` \
+         (until it returns) and of a pod (create call -> watch event with phase Running)"
+    );
+    println!("one after another:");
+    println!(
+        "  {:<30} {}",
+        format!("ctr run -d ({ctr_runs})"),
+        summary(&ctr_seq)
+    );
+    println!(
+        "  {:<30} {}",
+        format!("pods ({pods})"),
+        summary(&sequential)
+    );
+    println!(
+        "  {:<30} {}",
+        "overhead, pod p50 / ctr p50",
+        ratio(median(&sequential), median(&ctr_seq))
+    );
+    println!("all at once:");
+    println!(
+        "  {:<30} {}",
+        format!("ctr run -d ({pods})"),
+        summary(&ctr_burst)
+    );
+    println!("  {:<30} {}", format!("pods ({pods})"), summary(&burst));
+    println!(
+        "  {:<30} {} (ctr: {:.1} s)",
+        "last one running after",
+        secs(burst_all),
+        ctr_burst_all.as_secs_f64()
+    );
+    println!(
+        "  {:<30} {} (p50), {} (last one)",
+        "overhead, pods / ctr",
+        ratio(median(&burst), median(&ctr_burst)),
+        ratio(burst_all.unwrap_or_default(), ctr_burst_all)
+    );
     println!(
         "deleting {pods} pods (grace 1 s) until gone: {} (one-by-one round), {} (burst round)",
         secs(deleted_seq),
         secs(deleted_burst)
     );
-    println!("memory (RSS, MiB)               agent   containerd   shims (count)");
-    for (what, (a, c, (s, n))) in [
+    println!(
+        "{:<32} {:>9} {:>14} {:>24}",
+        "memory, MiB", "agent RSS", "containerd RSS", "shims RSS / PSS (count)"
+    );
+    for (what, (a, c, (rss, pss, n))) in [
         ("node Ready, no pods", idle),
         ("50 pods (one after another)", loaded),
         ("50 pods (created at once)", loaded_burst),
         ("all pods deleted", after),
     ] {
         let what = what.replace("50", &pods.to_string());
-        println!("{what:<30} {a:>7.1} {c:>12.1} {s:>8.1} ({n})");
+        let shims = format!("{rss:.1} / {pss:.1} ({n})");
+        println!("{what:<32} {a:>9.1} {c:>14.1} {shims:>24}");
     }
 }
