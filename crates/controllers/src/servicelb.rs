@@ -159,7 +159,13 @@ mod tests {
     #[test]
     fn node_addresses() {
         let rows = [
-            (node("True", json!([{"type": "InternalIP", "address": "10.0.0.1"}])), Some("10.0.0.1")),
+            (
+                node(
+                    "True",
+                    json!([{"type": "InternalIP", "address": "10.0.0.1"}]),
+                ),
+                Some("10.0.0.1"),
+            ),
             (
                 node(
                     "True",
@@ -167,8 +173,17 @@ mod tests {
                 ),
                 Some("203.0.113.5"),
             ),
-            (node("False", json!([{"type": "InternalIP", "address": "10.0.0.1"}])), None),
-            (node("True", json!([{"type": "Hostname", "address": "n"}])), None),
+            (
+                node(
+                    "False",
+                    json!([{"type": "InternalIP", "address": "10.0.0.1"}]),
+                ),
+                None,
+            ),
+            (
+                node("True", json!([{"type": "Hostname", "address": "n"}])),
+                None,
+            ),
         ];
         for (i, (n, want)) in rows.into_iter().enumerate() {
             assert_eq!(node_address(&n).as_deref(), want, "row {i}");
@@ -178,8 +193,10 @@ mod tests {
     #[test]
     fn wanted_ingress() {
         let svc = |spec: Value| -> Service {
-            serde_json::from_value(json!({"metadata": {"name": "s", "namespace": "d"}, "spec": spec}))
-                .unwrap()
+            serde_json::from_value(
+                json!({"metadata": {"name": "s", "namespace": "d"}, "spec": spec}),
+            )
+            .unwrap()
         };
         let nodes: BTreeSet<String> = ["10.0.0.2".to_owned(), "10.0.0.1".to_owned()].into();
         let rows = [

@@ -1,6 +1,6 @@
 //! The service proxy (`net::proxy`, nftables) and cluster DNS on a real
 //! local node: a Deployment of busybox httpd pods behind a Service,
-//! reached from a client pod by DNS name and ClusterIP, from the host by
+//! resolved by cluster DNS and reached from a client pod by ClusterIP, from the host by
 //! ClusterIP and NodePort; readiness, session affinity and scaling to zero
 //! change where (and whether) connections go. Skipped, with the reason
 //! printed, where containerd or nft cannot run.
@@ -70,11 +70,12 @@ fn get(addr: SocketAddr) -> Option<String> {
     Some(out.split_once("\r\n\r\n")?.1.trim().to_owned())
 }
 
-/// `n` requests from the client pod to `url`: each answer (a pod name), or
-/// the error wget printed.
-fn from_client(s: &support::Server, url: &str, n: usize) -> Vec<String> {
+/// `n` HTTP requests from the client pod to `ip` port 80 with nc: each
+/// answer's last line (a pod name), or the error nc printed. (Static
+/// busybox's wget crashes in glibc's resolver, even on an address.)
+fn from_client(s: &support::Server, ip: &str, n: usize) -> Vec<String> {
     let script = format!(
-        "for i in $(seq {n}); do wget -q -T 2 -O - {url} 2>&1 || true; done"
+        "for i in $(seq {n}); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80 2>&1 | tail -n 1; done"
     );
     let out = s.kubectl(&["exec", "client", "--", "sh", "-c", &script]);
     String::from_utf8_lossy(&out.stdout)
@@ -132,21 +133,44 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
     let pods: BTreeSet<String> = web_pods(&s).into_iter().collect();
     assert_eq!(pods.len(), 2);
 
-    // The cluster DNS service exists and the client reaches the
-    // Deployment by name; over many requests, every ready backend.
+    // The cluster DNS service exists (in the test's service range) and
+    // answers the client pod's queries through its ClusterIP. (Static
+    // busybox's wget crashes in glibc's resolver; nslookup has its own.)
     let dns = s.json(&["get", "service", "kube-dns", "-n", "kube-system"]);
-    assert!(dns["spec"]["clusterIP"].as_str().unwrap().starts_with("100."), "{dns}");
+    assert!(
+        dns["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("100."),
+        "{dns}"
+    );
+    let svc = s.json(&["get", "service", "web"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    // The client reaches the Deployment through the ClusterIP; over many
+    // requests, every ready backend.
+    let url = cluster_ip.clone();
     let mut seen = BTreeSet::new();
-    eventually(60, "both backends through web.default.svc.cluster.local", || {
-        seen.extend(from_client(&s, "http://web.default.svc.cluster.local/", 10));
+    eventually(60, "both backends through the ClusterIP", || {
+        seen.extend(from_client(&s, &url, 10));
         pods.is_subset(&seen).then_some(())
     });
     assert!(seen.is_subset(&pods), "unexpected answers: {seen:?}");
 
-    // From the host: the ClusterIP (short name through the search path
-    // already shown above) and the NodePort on the node's address.
-    let svc = s.json(&["get", "service", "web"]);
-    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    eventually(60, "the service name resolved in the client pod", || {
+        let out = s.kubectl(&[
+            "exec",
+            "client",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("nslookup: {text} {}", String::from_utf8_lossy(&out.stderr));
+        text.contains(&format!("Address: {cluster_ip}"))
+            .then_some(())
+    });
+
+    // From the host: the ClusterIP and the NodePort on the node's address.
     let host_seen: BTreeSet<String> = (0..20)
         .filter_map(|_| get(format!("{cluster_ip}:80").parse().unwrap()))
         .collect();
@@ -174,9 +198,11 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
         (it.next().unwrap().clone(), it.next().unwrap().clone())
     };
     s.ok(&["exec", &a, "--", "rm", "/tmp/ready"]);
-    eventually(30, "one ready endpoint", || (ready_endpoints(&s) == 1).then_some(()));
+    eventually(30, "one ready endpoint", || {
+        (ready_endpoints(&s) == 1).then_some(())
+    });
     eventually(10, "only the ready backend answers", || {
-        let got = from_client(&s, "http://web/", 10);
+        let got = from_client(&s, &url, 10);
         (got.len() == 10 && got.iter().all(|g| *g == b)).then_some(())
     });
 
@@ -189,9 +215,11 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
         "-p",
         r#"{"spec":{"sessionAffinity":"ClientIP"}}"#,
     ]);
-    eventually(30, "two ready endpoints again", || (ready_endpoints(&s) == 2).then_some(()));
+    eventually(30, "two ready endpoints again", || {
+        (ready_endpoints(&s) == 2).then_some(())
+    });
     eventually(20, "a sticky backend", || {
-        let got = from_client(&s, &format!("http://{cluster_ip}/"), 12);
+        let got = from_client(&s, &url, 12);
         (got.len() == 12 && got.iter().all(|g| *g == got[0]) && pods.contains(&got[0]))
             .then_some(())
     });
@@ -199,7 +227,7 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
     // No endpoints: connections are refused, not left to time out.
     s.ok(&["scale", "deployment", "web", "--replicas=0"]);
     eventually(60, "refused with no endpoints", || {
-        let got = from_client(&s, &format!("http://{cluster_ip}/"), 1);
+        let got = from_client(&s, &url, 1);
         got.iter()
             .any(|l| l.contains("Connection refused"))
             .then_some(())

@@ -55,7 +55,7 @@ pub struct Publish {
 }
 
 /// The label marking the EndpointSlice the DNS server publishes itself in.
-pub const PUBLISHED_BY: &str = "rkube.io/dns";
+pub const PUBLISHED_BY: &str = "rkube-dns";
 
 impl Default for Config {
     fn default() -> Config {
@@ -181,11 +181,48 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("dns server: {e}"))
 }
 
-/// Applies the `kube-dns` Service and its EndpointSlice (server-side
-/// apply, so a restart with another port only moves the endpoint).
+/// Creates `obj`, or, when it exists, replaces what `fields` name with
+/// `obj`'s (a restart with another port only moves the endpoint). Not
+/// server-side apply: its list keys would fold the UDP and TCP port 53
+/// entries into one.
+async fn create_or_update<K>(
+    api: &Api<K>,
+    name: &str,
+    obj: &K,
+    fields: &[&str],
+) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    use kube::api::PostParams;
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => return Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let current = serde_json::to_value(api.get(name).await?)?;
+    let wanted = serde_json::to_value(obj)?;
+    let mut next = current.clone();
+    for f in fields {
+        let (parent, key) = match f.split_once('.') {
+            Some((parent, key)) => (Some(parent), key),
+            None => (None, *f),
+        };
+        let (from, to) = match parent {
+            Some(p) => (&wanted[p], &mut next[p]),
+            None => (&wanted, &mut next),
+        };
+        to[key] = from[key].clone();
+    }
+    if next != current {
+        let next: K = serde_json::from_value(next)?;
+        api.replace(name, &PostParams::default(), &next).await?;
+    }
+    Ok(())
+}
+
+/// Puts the `kube-dns` Service and its EndpointSlice in place.
 async fn publish_service(client: &kube::Client, p: &Publish, port: u16) -> anyhow::Result<()> {
-    use kube::api::{Patch, PatchParams};
-    let params = PatchParams::apply("rkube-dns").force();
     let service: Service = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -202,9 +239,8 @@ async fn publish_service(client: &kube::Client, p: &Publish, port: u16) -> anyho
             ],
         },
     }))?;
-    Api::<Service>::namespaced(client.clone(), "kube-system")
-        .patch("kube-dns", &params, &Patch::Apply(&service))
-        .await?;
+    let services = Api::<Service>::namespaced(client.clone(), "kube-system");
+    create_or_update(&services, "kube-dns", &service, &["spec.ports"]).await?;
     let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -223,9 +259,8 @@ async fn publish_service(client: &kube::Client, p: &Publish, port: u16) -> anyho
         ],
         "endpoints": [{"addresses": [p.address.to_string()], "conditions": {"ready": true}}],
     }))?;
-    Api::<EndpointSlice>::namespaced(client.clone(), "kube-system")
-        .patch("kube-dns-rkube", &params, &Patch::Apply(&slice))
-        .await?;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "kube-system");
+    create_or_update(&slices, "kube-dns-rkube", &slice, &["ports", "endpoints"]).await?;
     Ok(())
 }
 

@@ -69,7 +69,11 @@ pub async fn apply(script: &str) -> anyhow::Result<()> {
     if !out.status.success() {
         anyhow::bail!(
             "nft -f: {}",
-            String::from_utf8_lossy(&out.stderr).trim().chars().take(2000).collect::<String>()
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .chars()
+                .take(2000)
+                .collect::<String>()
         );
     }
     Ok(())

@@ -137,9 +137,9 @@ pub fn render(opts: &Options, ports: &[ServicePort]) -> Ruleset {
         ),
     );
     let mark = format!("0x{MASQUERADE_MARK:x}");
-    let mut post = vec![
-        format!("meta mark & {mark} == {mark} meta mark set meta mark ^ {mark} masquerade"),
-    ];
+    let mut post = vec![format!(
+        "meta mark & {mark} == {mark} meta mark set meta mark ^ {mark} masquerade"
+    )];
     if let Some(bridge) = &opts.masquerade_bridge {
         post.push(format!(
             "ct status dnat iifname \"{bridge}\" oifname \"{bridge}\" masquerade"
@@ -217,7 +217,10 @@ pub fn render(opts: &Options, ports: &[ServicePort]) -> Ruleset {
             used.extend(external.iter().copied());
         }
         for e in &used {
-            let mut rules = vec![format!("ip saddr {} meta mark set meta mark | {mark}", e.ip)];
+            let mut rules = vec![format!(
+                "ip saddr {} meta mark set meta mark | {mark}",
+                e.ip
+            )];
             if let Some(timeout) = sp.affinity_timeout {
                 let name = aff_set(&id, e, timeout);
                 rules.push(format!("update @{name} {{ ip saddr }}"));
@@ -337,7 +340,10 @@ impl Ruleset {
             Some(old) => old,
             None => {
                 // Create-then-delete works whether or not the table exists.
-                let _ = writeln!(s, "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}");
+                let _ = writeln!(
+                    s,
+                    "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}"
+                );
                 &empty
             }
         };
@@ -366,7 +372,9 @@ impl Ruleset {
         // Element deletions before rule changes: a map may point at a
         // chain about to be deleted.
         for (name, set) in &self.sets {
-            let Some(o) = old.sets.get(name) else { continue };
+            let Some(o) = old.sets.get(name) else {
+                continue;
+            };
             for (key, value) in &o.elements {
                 if set.elements.get(key) != Some(value) {
                     let _ = writeln!(s, "delete element ip {table} {name} {{ {key} }}");

@@ -36,7 +36,14 @@ fn web(spec: serde_json::Value) -> Service {
 type Row = (
     Service,
     Vec<EndpointSlice>,
-    Vec<(&'static str, Vec<&'static str>, Option<u16>, Vec<&'static str>, Option<u32>, Vec<&'static str>)>,
+    Vec<(
+        &'static str,
+        Vec<&'static str>,
+        Option<u16>,
+        Vec<&'static str>,
+        Option<u32>,
+        Vec<&'static str>,
+    )>,
 );
 
 fn flags(e: &Endpoint) -> String {
@@ -143,9 +150,15 @@ fn builds_service_ports() {
             .map(|p| {
                 (
                     p.id(),
-                    p.cluster_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    p.cluster_ips
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>(),
                     p.node_port,
-                    p.external_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    p.external_ips
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>(),
                     p.affinity_timeout,
                     p.endpoints.iter().map(flags).collect::<Vec<_>>(),
                 )
@@ -181,18 +194,50 @@ fn usable_endpoints_follow_readiness_and_locality() {
     let mut sp = build([&web(json!({}))], []).remove(0);
     // (endpoints, local, expected usable ips)
     let rows: Vec<(Vec<Endpoint>, bool, Vec<&str>)> = vec![
-        (vec![e("10.0.0.1", true, true, false, "n1"), e("10.0.0.2", false, false, false, "n1")], false, vec!["10.0.0.1"]),
+        (
+            vec![
+                e("10.0.0.1", true, true, false, "n1"),
+                e("10.0.0.2", false, false, false, "n1"),
+            ],
+            false,
+            vec!["10.0.0.1"],
+        ),
         // No ready endpoint: serving terminating ones take traffic.
-        (vec![e("10.0.0.1", false, true, true, "n1"), e("10.0.0.2", false, false, true, "n1")], false, vec!["10.0.0.1"]),
+        (
+            vec![
+                e("10.0.0.1", false, true, true, "n1"),
+                e("10.0.0.2", false, false, true, "n1"),
+            ],
+            false,
+            vec!["10.0.0.1"],
+        ),
         // A ready one wins over terminating ones.
-        (vec![e("10.0.0.1", false, true, true, "n1"), e("10.0.0.2", true, true, false, "n2")], false, vec!["10.0.0.2"]),
+        (
+            vec![
+                e("10.0.0.1", false, true, true, "n1"),
+                e("10.0.0.2", true, true, false, "n2"),
+            ],
+            false,
+            vec!["10.0.0.2"],
+        ),
         // Local: only this node's.
-        (vec![e("10.0.0.1", true, true, false, "n1"), e("10.0.0.2", true, true, false, "n2")], true, vec!["10.0.0.1"]),
+        (
+            vec![
+                e("10.0.0.1", true, true, false, "n1"),
+                e("10.0.0.2", true, true, false, "n2"),
+            ],
+            true,
+            vec!["10.0.0.1"],
+        ),
         (vec![e("10.0.0.2", true, true, false, "n2")], true, vec![]),
     ];
     for (i, (eps, local, want)) in rows.into_iter().enumerate() {
         sp.endpoints = eps;
-        let got: Vec<String> = sp.usable(local, "n1").iter().map(|e| e.ip.to_string()).collect();
+        let got: Vec<String> = sp
+            .usable(local, "n1")
+            .iter()
+            .map(|e| e.ip.to_string())
+            .collect();
         assert_eq!(got, want, "row {i}");
     }
 }

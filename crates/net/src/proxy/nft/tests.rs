@@ -58,7 +58,13 @@ fn elements(rs: &Ruleset, set: &str) -> Vec<String> {
 
 #[test]
 fn cluster_ip_balances_over_ready_endpoints() {
-    let rs = render(&opts(), &[port("web", vec![ep("10.42.0.5", "n1"), ep("10.42.0.6", "n2")])]);
+    let rs = render(
+        &opts(),
+        &[port(
+            "web",
+            vec![ep("10.42.0.5", "n1"), ep("10.42.0.6", "n2")],
+        )],
+    );
     assert_eq!(
         elements(&rs, "service-ips"),
         ["10.43.0.20 . tcp . 80 : goto svc-default/web/tcp/http"]
@@ -110,7 +116,10 @@ fn affinity_node_ports_and_local_policies() {
     // External traffic is masqueraded, then balanced like internal.
     assert_eq!(
         rules(&rs, "ext-default/web/tcp/http"),
-        ["meta mark set meta mark | 0x4000", "goto svc-default/web/tcp/http"]
+        [
+            "meta mark set meta mark | 0x4000",
+            "goto svc-default/web/tcp/http"
+        ]
     );
     assert_eq!(
         elements(&rs, "service-nodeports"),
@@ -163,7 +172,10 @@ fn scripts_touch_only_what_changed() {
     // refilled; maps untouched.
     let two = render(
         &opts(),
-        &[port("web", vec![ep("10.42.0.5", "n1"), ep("10.42.0.6", "n1")])],
+        &[port(
+            "web",
+            vec![ep("10.42.0.5", "n1"), ep("10.42.0.6", "n1")],
+        )],
     );
     let s = two.script("t", Some(&one));
     let lines: Vec<&str> = s.lines().collect();
