@@ -466,7 +466,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         };
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
-            net::dns::serve(client, config).await
+            // Like ingress: DNS failing (a taken port) leaves the control
+            // plane running.
+            if let Err(e) = net::dns::serve(client, config).await {
+                tracing::error!(error = %format!("{e:#}"), "the cluster DNS server stopped; the rest of the server keeps running");
+            }
+            std::future::pending::<anyhow::Result<()>>().await
         });
     }
     if !args.disable_ingress {

@@ -292,11 +292,7 @@ fn cluster_dns_answers_from_the_api() {
 /// process.
 #[test]
 fn the_server_serves_cluster_dns_when_asked() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("--dns-listen=127.0.0.1:{port}");
     let s = Server::start_with(&[
         "--disable-scheduler",
