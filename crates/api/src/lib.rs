@@ -7,6 +7,7 @@
 //! This crate does no I/O: no HTTP, no store, no clock (callers pass `now`).
 
 pub mod convert;
+pub mod cron;
 pub mod fields;
 pub mod kinds;
 pub mod openapi;

@@ -147,7 +147,7 @@ pub(crate) fn cron_job(obj: &Value, out: &mut Vec<Cause>) {
                     "cannot use both timeZone field and TZ or CRON_TZ in schedule"
                 };
                 out.push(invalid("spec.schedule", &Value::from(schedule), detail));
-            } else if let Err(e) = super::cron::parse(schedule) {
+            } else if let Err(e) = crate::cron::parse(schedule) {
                 out.push(invalid("spec.schedule", &Value::from(schedule), &e));
             }
         }

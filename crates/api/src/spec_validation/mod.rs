@@ -14,7 +14,6 @@ use crate::validation::{
 mod apps;
 mod batch;
 mod config;
-mod cron;
 mod networking;
 mod pod;
 mod policy;
