@@ -8,34 +8,17 @@
 //!
 //! BENCH_SERVICES=N changes the number of Services.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use net::proxy::model::{Endpoint, Protocol, ServicePort};
 use net::proxy::nft::{render, Options};
 
-fn nft(script: &str) -> Duration {
+/// One `nft -f` transaction through the proxy's own apply.
+fn nft(rt: &tokio::runtime::Runtime, script: &str) -> Duration {
     let started = Instant::now();
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nft");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rt.block_on(net::proxy::apply(script)).expect("nft -f");
     started.elapsed()
 }
 
@@ -89,6 +72,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let table = format!("rkube-bench-{}", std::process::id());
     let opts = Options {
         node: "n1".into(),
@@ -110,7 +97,7 @@ fn main() {
         "  model -> ruleset render       {:>8.1} ms",
         render_took.as_secs_f64() * 1e3
     );
-    let took = nft(&script);
+    let took = nft(&rt, &script);
     println!(
         "  first program (nft -f)        {:>8.1} ms",
         took.as_secs_f64() * 1e3
@@ -124,7 +111,7 @@ fn main() {
         let next = render(&opts, &ports(services, 10, Some(round * 7 % services)));
         let s = next.script(&table, Some(&current));
         let diff = t.elapsed();
-        let apply = nft(&s);
+        let apply = nft(&rt, &s);
         times.push((diff, apply, s.lines().count()));
         current = next;
     }
@@ -142,14 +129,12 @@ fn main() {
     fewer.remove(services / 2);
     let next = render(&opts, &fewer);
     let s = next.script(&table, Some(&current));
-    let took = nft(&s);
+    let took = nft(&rt, &s);
     println!(
         "  one service removed            {:>8.1} ms ({} script lines)",
         took.as_secs_f64() * 1e3,
         s.lines().count()
     );
 
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", &table])
-        .status();
+    let _ = rt.block_on(net::proxy::remove(&table));
 }

@@ -150,6 +150,19 @@ pub(crate) fn port_number(
 }
 
 /// IsValidPortName: an IANA service name.
+/// `protocol` of a port, when set: one of TCP, UDP, SCTP.
+pub(crate) fn protocol(port: &Value, path: &str, out: &mut Vec<Cause>) {
+    if let Some(proto) = port.get("protocol").and_then(Value::as_str) {
+        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
+            out.push(crate::validation::not_supported(
+                &format!("{path}.protocol"),
+                &Value::from(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
+        }
+    }
+}
+
 pub(crate) fn port_name_errors(name: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if name.len() > 15 {

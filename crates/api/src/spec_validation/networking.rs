@@ -265,15 +265,7 @@ fn ip_block(b: &Value, path: &str, out: &mut Vec<Cause>) {
 }
 
 fn np_port(p: &Value, path: &str, out: &mut Vec<Cause>) {
-    if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            out.push(not_supported(
-                &format!("{path}.protocol"),
-                &Value::from(proto),
-                &["TCP", "UDP", "SCTP"],
-            ));
-        }
-    }
+    super::protocol(p, path, out);
     let end = p.get("endPort").filter(|v| !v.is_null());
     match p.get("port").filter(|v| !v.is_null()) {
         Some(Value::String(s)) => {
@@ -425,15 +417,7 @@ pub(crate) fn endpoint_slice(obj: &Value, out: &mut Vec<Cause>) {
         if let Some(n) = p.get("port").filter(|v| !v.is_null()) {
             super::port_number(Some(n), &format!("{pp}.port"), true, out);
         }
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                out.push(not_supported(
-                    &format!("{pp}.protocol"),
-                    &Value::from(proto),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
-        }
+        super::protocol(p, &pp, out);
     }
 }
 

@@ -171,15 +171,7 @@ fn container(
             out,
         );
         port_number(p.get("hostPort"), &format!("{pp}.hostPort"), false, out);
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                out.push(not_supported(
-                    &format!("{pp}.protocol"),
-                    &Value::from(proto),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
-        }
+        super::protocol(p, &pp, out);
     }
     for set in ["requests", "limits"] {
         if let Some(m) = c

@@ -54,15 +54,7 @@ pub(crate) fn service(spec: &Value, out: &mut Vec<Cause>) {
             }
         }
         port_number(p.get("port"), &format!("{pp}.port"), true, out);
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                out.push(not_supported(
-                    &format!("{pp}.protocol"),
-                    &Value::from(proto),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
-        }
+        super::protocol(p, &pp, out);
         match p.get("targetPort") {
             Some(Value::String(s)) => {
                 for e in port_name_errors(s) {
