@@ -14,6 +14,129 @@ use serde_json::{json, Map, Value};
 
 use crate::smp::{list_strategy_for, ListStrategy};
 
+/// How apply treats a list: Kubernetes' `x-kubernetes-list-type`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ListType {
+    /// Replaced and owned as a whole.
+    Atomic,
+    /// Items merged and owned by these key fields (`listMapKeys`).
+    Map(Vec<&'static str>),
+    /// A set of primitives.
+    Set,
+}
+
+/// The list type of the list `name` holding `items` (`top_level`: a field
+/// of the object itself). Mostly the strategic-merge key, except where
+/// the apply schema keys by more fields: ports by number and protocol,
+/// topology spread constraints by key and action; EndpointSlice `ports`
+/// (the only top-level `ports`) are atomic.
+fn list_type(top_level: bool, name: &str, items: &[Value]) -> ListType {
+    match name {
+        "ports" if items.iter().any(|p| p.get("containerPort").is_some()) => {
+            ListType::Map(vec!["containerPort", "protocol"])
+        }
+        "ports" if top_level => ListType::Atomic,
+        "ports" => ListType::Map(vec!["port", "protocol"]),
+        "topologySpreadConstraints" => ListType::Map(vec!["topologyKey", "whenUnsatisfiable"]),
+        _ => match list_strategy_for(name, items) {
+            ListStrategy::MergeKey(k) => ListType::Map(vec![k]),
+            ListStrategy::MergePrimitives => ListType::Set,
+            ListStrategy::Replace => ListType::Atomic,
+        },
+    }
+}
+
+/// The value a list-map key field has when an item leaves it out (the
+/// schema default): only ports' protocol has one.
+fn key_default(field: &str) -> Option<Value> {
+    (field == "protocol").then(|| json!("TCP"))
+}
+
+/// An item's key (its key fields, defaults filled in), or None when it
+/// lacks a key field that has no default.
+fn item_key(keys: &[&str], item: &Value) -> Option<Map<String, Value>> {
+    keys.iter()
+        .map(|k| {
+            let v = item.get(*k).cloned().or_else(|| key_default(k))?;
+            Some((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// Whether `item` is the one `key` names.
+fn key_matches(key: &Map<String, Value>, item: &Value) -> bool {
+    key.iter()
+        .all(|(k, v)| item.get(k).cloned().or_else(|| key_default(k)).as_ref() == Some(v))
+}
+
+/// The keys of every item, when every item has one.
+fn keyed<'a>(keys: &[&str], items: &'a [Value]) -> Option<Vec<(Map<String, Value>, &'a Value)>> {
+    items
+        .iter()
+        .map(|i| Some((item_key(keys, i)?, i)))
+        .collect()
+}
+
+/// Merges an apply configuration into the live object: maps field by
+/// field, list-maps item by key, sets by union, everything else replaced;
+/// a null in the configuration removes the field.
+fn merge(base: &Value, config: &Value, name: &str, path: &mut Path) -> Value {
+    match (base, config) {
+        (Value::Object(b), Value::Object(c)) => {
+            let mut out = b.clone();
+            for (k, cv) in c {
+                if cv.is_null() {
+                    out.remove(k);
+                    continue;
+                }
+                let merged = match out.get(k) {
+                    Some(bv) => {
+                        path.push(El::Field(k.clone()));
+                        let m = merge(bv, cv, k, path);
+                        path.pop();
+                        m
+                    }
+                    None => cv.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(b), Value::Array(c)) => match list_type(path.len() == 1, name, c) {
+            ListType::Map(keys) => match (keyed(&keys, b), keyed(&keys, c)) {
+                (Some(bk), Some(ck)) => {
+                    let mut out: Vec<Value> = bk
+                        .iter()
+                        .map(|(key, bi)| match ck.iter().find(|(k, _)| k == key) {
+                            Some((k, ci)) => {
+                                path.push(El::Key(Value::Object(k.clone()).to_string()));
+                                let m = merge(bi, ci, "", path);
+                                path.pop();
+                                m
+                            }
+                            None => (*bi).clone(),
+                        })
+                        .collect();
+                    out.extend(
+                        ck.iter()
+                            .filter(|(k, _)| !bk.iter().any(|(bkey, _)| bkey == k))
+                            .map(|(_, ci)| (*ci).clone()),
+                    );
+                    Value::Array(out)
+                }
+                _ => config.clone(),
+            },
+            ListType::Set => {
+                let mut out = b.clone();
+                out.extend(c.iter().filter(|v| !b.contains(v)).cloned());
+                Value::Array(out)
+            }
+            ListType::Atomic => config.clone(),
+        },
+        _ => config.clone(),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum El {
     Field(String),
@@ -80,11 +203,11 @@ fn walk(name: &str, v: &Value, path: Path, out: &mut FieldSet) {
                 walk(k, child, p, out);
             }
         }
-        Value::Array(items) => match list_strategy_for(name, items) {
-            ListStrategy::MergeKey(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
-                for item in items {
+        Value::Array(items) => match list_type(path.len() == 1, name, items) {
+            ListType::Map(keys) if keyed(&keys, items).is_some() => {
+                for (key, item) in keyed(&keys, items).into_iter().flatten() {
                     let mut p = path.clone();
-                    p.push(El::Key(json!({mk: item[mk]}).to_string()));
+                    p.push(El::Key(Value::Object(key).to_string()));
                     out.insert(p.clone());
                     if let Some(m) = item.as_object() {
                         for (k, child) in m {
@@ -95,7 +218,7 @@ fn walk(name: &str, v: &Value, path: Path, out: &mut FieldSet) {
                     }
                 }
             }
-            ListStrategy::MergePrimitives => {
+            ListType::Set => {
                 for item in items {
                     let mut p = path.clone();
                     p.push(El::Val(item.to_string()));
@@ -121,24 +244,24 @@ pub fn fields_v1_of(obj: &Value) -> Value {
             .as_object_mut()
             .expect("fieldsV1 nodes are objects")
     }
-    fn walk_v1(name: &str, v: &Value, node: &mut Map<String, Value>) {
+    fn walk_v1(name: &str, v: &Value, top: bool, node: &mut Map<String, Value>) {
         match v {
             Value::Object(m) if !m.is_empty() => {
                 for (k, c) in m {
-                    walk_v1(k, c, child(node, format!("f:{k}")));
+                    walk_v1(k, c, false, child(node, format!("f:{k}")));
                 }
             }
-            Value::Array(items) => match list_strategy_for(name, items) {
-                ListStrategy::MergeKey(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
-                    for item in items {
-                        let n = child(node, format!("k:{}", json!({mk: item[mk]})));
+            Value::Array(items) => match list_type(top, name, items) {
+                ListType::Map(keys) if keyed(&keys, items).is_some() => {
+                    for (key, item) in keyed(&keys, items).into_iter().flatten() {
+                        let n = child(node, format!("k:{}", Value::Object(key)));
                         n.insert(".".into(), Value::Object(Map::new()));
                         for (k, c) in item.as_object().into_iter().flatten() {
-                            walk_v1(k, c, child(n, format!("f:{k}")));
+                            walk_v1(k, c, false, child(n, format!("f:{k}")));
                         }
                     }
                 }
-                ListStrategy::MergePrimitives => {
+                ListType::Set => {
                     for item in items {
                         child(node, format!("v:{item}"));
                     }
@@ -161,14 +284,14 @@ pub fn fields_v1_of(obj: &Value) -> Value {
                 .flatten()
                 .filter(|(mk, _)| !UNTRACKED_META.contains(&mk.as_str()))
             {
-                walk_v1(mk, mv, child(&mut meta, format!("f:{mk}")));
+                walk_v1(mk, mv, false, child(&mut meta, format!("f:{mk}")));
             }
             if !meta.is_empty() {
                 root.insert("f:metadata".into(), Value::Object(meta));
             }
             continue;
         }
-        walk_v1(k, v, child(&mut root, format!("f:{k}")));
+        walk_v1(k, v, true, child(&mut root, format!("f:{k}")));
     }
     Value::Object(root)
 }
@@ -236,7 +359,7 @@ pub fn get<'a>(obj: &'a Value, path: &[El]) -> Option<&'a Value> {
                 let key: Map<String, Value> = serde_json::from_str(k).ok()?;
                 cur.as_array()?
                     .iter()
-                    .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?
+                    .find(|item| key_matches(&key, item))?
             }
             El::Val(v) => {
                 let want: Value = serde_json::from_str(v).ok()?;
@@ -245,6 +368,16 @@ pub fn get<'a>(obj: &'a Value, path: &[El]) -> Option<&'a Value> {
         };
     }
     Some(cur)
+}
+
+/// Whether `a` and `b` agree at `path`: a list item's key node only says
+/// the item exists (its fields are paths of their own); anything else
+/// compares by value.
+fn same_at(a: &Value, b: &Value, path: &[El]) -> bool {
+    match path.last() {
+        Some(El::Key(_)) => get(a, path).is_some() == get(b, path).is_some(),
+        _ => get(a, path) == get(b, path),
+    }
 }
 
 /// Removes the value at a path (a field, a keyed item, a set item).
@@ -260,10 +393,8 @@ pub fn remove(obj: &mut Value, path: &[El]) {
                 let Ok(key) = serde_json::from_str::<Map<String, Value>>(k) else {
                     return;
                 };
-                cur.as_array_mut().and_then(|a| {
-                    a.iter_mut()
-                        .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))
-                })
+                cur.as_array_mut()
+                    .and_then(|a| a.iter_mut().find(|item| key_matches(&key, item)))
             }
             El::Val(_) => None,
         };
@@ -283,7 +414,7 @@ pub fn remove(obj: &mut Value, path: &[El]) {
                 serde_json::from_str::<Map<String, Value>>(k),
                 cur.as_array_mut(),
             ) {
-                a.retain(|item| !key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)));
+                a.retain(|item| !key_matches(&key, item));
             }
         }
         El::Val(v) => {
@@ -433,7 +564,7 @@ pub fn record_update(
     let now = fields_of(new);
     let changed: FieldSet = now
         .iter()
-        .filter(|p| old.is_none_or(|o| get(o, p) != get(new, p)))
+        .filter(|p| old.is_none_or(|o| !same_at(o, new, p)))
         .cloned()
         .collect();
     for e in entries.iter_mut() {
@@ -472,7 +603,7 @@ pub fn apply(
         .filter(|e| !(e.manager == manager && e.operation == "Apply"))
     {
         for p in applied.intersection(&e.fields) {
-            if get(&base, p) != get(config, p) {
+            if !same_at(&base, config, p) {
                 conflicts.push(Conflict {
                     manager: e.manager.clone(),
                     api_version: e.api_version.clone(),
@@ -484,7 +615,7 @@ pub fn apply(
     if !conflicts.is_empty() && !force {
         return Err(conflicts);
     }
-    let mut merged = crate::smp::apply(&base, config).map_err(|_| Vec::new())?;
+    let mut merged = merge(&base, config, "", &mut Vec::new());
     // Fields this manager applied before and no longer applies go, unless
     // another manager owns them too.
     let previous: FieldSet = entries
@@ -508,7 +639,7 @@ pub fn apply(
             let taken: Vec<Path> = e
                 .fields
                 .intersection(&applied)
-                .filter(|p| get(&base, p) != get(config, p))
+                .filter(|p| !same_at(&base, config, p))
                 .cloned()
                 .collect();
             for p in taken {
@@ -623,5 +754,95 @@ mod tests {
             .map(|e| e.manager)
             .collect();
         assert_eq!(owners, ["a"]);
+    }
+
+    #[test]
+    fn ports_are_keyed_by_number_and_protocol() {
+        let svc = |ports: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"},
+                   "spec": {"ports": ports}})
+        };
+        // 53/UDP and 53/TCP are two items, the protocol defaulting to TCP.
+        let applied = apply(
+            None,
+            &svc(json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53}])),
+            "a",
+            "v1",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            applied["spec"]["ports"].as_array().unwrap().len(),
+            2,
+            "{applied}"
+        );
+        let owned = &read_managed(&applied)[0].fields;
+        for key in [
+            r#"{"port":53,"protocol":"UDP"}"#,
+            r#"{"port":53,"protocol":"TCP"}"#,
+        ] {
+            let path = vec![
+                El::Field("spec".into()),
+                El::Field("ports".into()),
+                El::Key(key.into()),
+            ];
+            assert!(owned.contains(&path), "{key} not in {owned:?}");
+        }
+        // The live object has the default filled in; re-applying without it
+        // matches the same item (no duplicate, no conflict with the defaulter).
+        let mut live = applied.clone();
+        live["spec"]["ports"][1]["protocol"] = json!("TCP");
+        record_update(Some(&applied), &mut live, "defaulter", "v1", "");
+        let again = apply(
+            Some(&live),
+            &svc(json!([{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "targetPort": 5353}])),
+            "a",
+            "v1",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            again["spec"]["ports"],
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353}])
+        );
+        // Dropping the UDP port (and targetPort) from the config removes
+        // them; the protocol the defaulter owns stays.
+        let dropped = apply(
+            Some(&again),
+            &svc(json!([{"name": "dns-tcp", "port": 53}])),
+            "a",
+            "v1",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            dropped["spec"]["ports"],
+            json!([{"name": "dns-tcp", "port": 53, "protocol": "TCP"}])
+        );
+
+        // Container ports by containerPort+protocol; EndpointSlice ports atomic.
+        let pod = json!({"spec": {"containers": [{"name": "c", "ports": [
+            {"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53, "protocol": "TCP"}]}]}});
+        let v1 = fields_v1_of(&pod);
+        let ports = &v1["f:spec"]["f:containers"][r#"k:{"name":"c"}"#]["f:ports"];
+        assert!(
+            ports
+                .get(r#"k:{"containerPort":53,"protocol":"UDP"}"#)
+                .is_some(),
+            "{v1}"
+        );
+        assert!(
+            ports
+                .get(r#"k:{"containerPort":53,"protocol":"TCP"}"#)
+                .is_some(),
+            "{v1}"
+        );
+        let slice = json!({"addressType": "IPv4", "ports": [{"port": 53, "protocol": "UDP"}]});
+        assert_eq!(
+            fields_v1_of(&slice),
+            json!({"f:addressType": {}, "f:ports": {}})
+        );
+        assert_eq!(fields_v1_of(&slice), encode(&fields_of(&slice)));
     }
 }

@@ -1446,3 +1446,51 @@ fn watches_from_a_quiet_resource_or_the_future() {
     ]);
     assert!(err.contains("Too large resource version"), "{err}");
 }
+
+#[test]
+fn server_side_apply_keys_service_ports_by_port_and_protocol() {
+    let s = Server::start();
+    let svc = |extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\nspec:\n  selector:\n    app: dns\n  ports:\n  - name: dns\n    port: 53\n    protocol: UDP\n  - name: dns-tcp\n    port: 53\n{extra}"
+        )
+    };
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &svc(""));
+    let ports = |s: &Server| -> Vec<(String, i64, String)> {
+        s.json(&["get", "svc", "dns"])["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["port"].as_i64().unwrap(),
+                    p["protocol"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let both = vec![
+        ("dns".to_owned(), 53, "UDP".to_owned()),
+        ("dns-tcp".to_owned(), 53, "TCP".to_owned()),
+    ];
+    assert_eq!(ports(&s), both);
+    let svc_json = s.json(&["get", "svc", "dns", "--show-managed-fields"]);
+    let fields = &svc_json["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:ports"];
+    for key in [
+        r#"k:{"port":53,"protocol":"UDP"}"#,
+        r#"k:{"port":53,"protocol":"TCP"}"#,
+    ] {
+        assert!(fields.get(key).is_some(), "{key} missing in {fields}");
+    }
+    // Re-applying (protocol still left to its default) changes nothing and
+    // a new field lands on the right item.
+    s.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &svc("    targetPort: 5353\n"),
+    );
+    assert_eq!(ports(&s), both);
+    let svc_json = s.json(&["get", "svc", "dns"]);
+    assert_eq!(svc_json["spec"]["ports"][1]["targetPort"], 5353);
+    assert_eq!(svc_json["spec"]["ports"][0]["targetPort"], 53);
+}
