@@ -1,7 +1,8 @@
 //! rkube's cluster networking: [`dns`], the cluster DNS server;
 //! [`ingress`], the ingress controller; [`proxy`], the service proxy
-//! (nftables).
+//! (nftables); [`routes`], host-gw routes to other nodes' pod ranges.
 
 pub mod dns;
 pub mod ingress;
 pub mod proxy;
+pub mod routes;

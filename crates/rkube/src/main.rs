@@ -197,6 +197,10 @@ struct NodeArgs {
     /// node.
     #[arg(long)]
     disable_proxy: bool,
+    /// Do not install routes to the other nodes' pod ranges (host-gw:
+    /// via each node's InternalIP, which must share a link with this node).
+    #[arg(long)]
+    disable_pod_routes: bool,
     /// Port of the node's streaming server (logs, exec, attach,
     /// port-forward), published in the Node's daemonEndpoints; 0: any
     /// free port.
@@ -504,6 +508,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 run_proxy(client, proxy).await
             });
         }
+        if !args.node.disable_pod_routes {
+            let (admin, node) = (admin.clone(), config.node_name.clone());
+            components.spawn(async move {
+                let client = runtime::client::from_kubeconfig(&admin).await?;
+                run_pod_routes(client, node).await
+            });
+        }
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -526,6 +537,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
 async fn run_proxy(client: kube::Client, config: net::proxy::Config) -> anyhow::Result<()> {
     if let Err(e) = net::proxy::run(client, config).await {
         tracing::error!(error = %format!("{e:#}"), "the service proxy stopped; Services are not reachable through their ClusterIPs on this node");
+    }
+    std::future::pending::<anyhow::Result<()>>().await
+}
+
+/// The pod routes until they fail; a failure is logged and leaves the
+/// rest of the node running (pods on other nodes are then unreachable).
+async fn run_pod_routes(client: kube::Client, node: String) -> anyhow::Result<()> {
+    if let Err(e) = net::routes::run(client, node).await {
+        tracing::error!(error = %format!("{e:#}"), "pod routes stopped; other nodes' pods may be unreachable from this one");
     }
     std::future::pending::<anyhow::Result<()>>().await
 }
@@ -570,6 +590,9 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
         if let Some(proxy) = args.node.proxy_config(&config) {
             tokio::spawn(run_proxy(client.clone(), proxy));
+        }
+        if !args.node.disable_pod_routes {
+            tokio::spawn(run_pod_routes(client.clone(), config.node_name.clone()));
         }
         return tokio::select! {
             r = agent::run(client, config) => r,

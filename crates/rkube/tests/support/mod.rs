@@ -42,6 +42,13 @@ pub struct LocalNode {
     _images: tempfile::TempDir,
 }
 
+impl LocalNode {
+    /// The test images (OCI archives) the node imported: for more nodes.
+    pub fn images(&self) -> &Path {
+        self._images.path()
+    }
+}
+
 impl std::ops::Deref for LocalNode {
     type Target = Server;
     fn deref(&self) -> &Server {
@@ -271,7 +278,10 @@ impl Server {
                     .then_some("--disable-ingress"),
             )
             .args(self.local_node_args())
-            .arg("--bind-address=127.0.0.1")
+            .args(
+                (!self.extra.iter().any(|a| a.starts_with("--bind-address")))
+                    .then_some("--bind-address=127.0.0.1"),
+            )
             .arg(format!("--https-listen-port={}", self.port))
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .args(&self.extra)
@@ -481,7 +491,7 @@ impl Drop for Agent {
 /// containers (through the node's own containerd), then every process
 /// started with the test's data dir on its command line (containerd, the
 /// runc shims).
-fn reap_local_node(data_dir: &Path) {
+pub fn reap_local_node(data_dir: &Path) {
     let sock = data_dir.join("agent/containerd/containerd.sock");
     if sock.exists() {
         let ctr = |args: &[&str]| {
