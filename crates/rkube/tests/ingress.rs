@@ -360,6 +360,11 @@ fn ingress_terminates_tls_with_sni_certificates_from_secrets() {
         assert!(!curl(https, host, "/", Some(&blue_ca)).ok, "{host}");
     }
 
+    // The missing Secret is reported (once) in the server's log.
+    let warning = "ingress TLS: ingress default/secure: secret default/red-tls-missing: not found";
+    let log = server.log();
+    assert_eq!(log.matches(warning).count(), 1, "{log}");
+
     // Plain HTTP for a host with a certificate: 308 to https (path and
     // query kept); hosts without one are served as before.
     let (status, head, _) = get_full(http, "blue.test", "/a/b?c=d").unwrap();

@@ -70,13 +70,9 @@ impl Shared {
         if path_and_query.starts_with(ACME_CHALLENGE_PREFIX) {
             return None;
         }
-        let name = strip_port(host);
-        certs.table().lookup(name)?;
-        let name = if name.contains(':') {
-            format!("[{name}]")
-        } else {
-            name.to_string()
-        };
+        let name = strip_port(host).to_ascii_lowercase();
+        certs.table().lookup(&name)?;
+        // TLS hosts are DNS names (never IP literals): no brackets needed.
         Some(match port {
             443 => format!("https://{name}{path_and_query}"),
             p => format!("https://{name}:{p}{path_and_query}"),
