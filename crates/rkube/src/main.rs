@@ -112,6 +112,10 @@ struct ServerArgs {
     /// The ingress controller's plain HTTP address.
     #[arg(long, default_value = "0.0.0.0:80")]
     ingress_http_listen: std::net::SocketAddr,
+    /// The ingress controller's HTTPS address (certificates from the
+    /// Ingresses' spec.tls Secrets, chosen by SNI).
+    #[arg(long, default_value = "0.0.0.0:443")]
+    ingress_https_listen: std::net::SocketAddr,
     /// A KubeSchedulerConfiguration file (profiles, plugins, weights,
     /// percentageOfNodesToScore).
     #[arg(long)]
@@ -482,10 +486,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let admin = admin.clone();
         let config = net::ingress::Config {
             http_listen: args.ingress_http_listen,
+            https_listen: args.ingress_https_listen,
         };
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
-            // A taken port 80 must not take the control plane down with it.
+            // A taken port 80 or 443 must not take the control plane down
+            // with it.
             if let Err(e) = net::ingress::serve(client, config).await {
                 tracing::error!(error = %format!("{e:#}"), "the ingress controller stopped; the rest of the server keeps running");
             }

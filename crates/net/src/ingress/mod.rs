@@ -1,20 +1,25 @@
 //! The ingress controller for `networking.k8s.io/v1` Ingresses of class
 //! `rkube`: [`routes`], the pure routing table built from Ingresses,
-//! IngressClasses, Services and EndpointSlices; [`proxy`], the HTTP/1.1
-//! reverse proxy over it; [`serve`], which keeps the table current with
-//! informers (rebuilt once per burst of changes) and serves plain HTTP.
+//! IngressClasses, Services and EndpointSlices; [`tls`], the pure SNI
+//! certificate table built from the Ingresses' `spec.tls` and their
+//! `kubernetes.io/tls` Secrets, with the rustls resolver over it; [`proxy`],
+//! the HTTP/1.1 reverse proxy over both; [`serve`], which keeps the tables
+//! current with informers (rebuilt once per burst of changes, swapped
+//! whole) and serves plain HTTP and HTTPS (TLS terminated here, SNI picks
+//! the certificate, a self-signed default one otherwise). Plain-HTTP
+//! requests for hosts with a certificate are redirected to https (308).
 //! [`serve`] also creates the IngressClass `rkube` (the default class) when
 //! missing and sets each served Ingress's `status.loadBalancer.ingress` to the
-//! nodes' InternalIP addresses. Not built yet: HTTPS with SNI
-//! certificates.
+//! nodes' InternalIP addresses.
 
 pub mod proxy;
 pub mod routes;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::watcher;
@@ -31,24 +36,35 @@ pub use routes::{
 pub struct Config {
     /// Plain HTTP address.
     pub http_listen: SocketAddr,
+    /// HTTPS address.
+    pub https_listen: SocketAddr,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 80)),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 443)),
         }
     }
 }
 
-/// Serves Ingresses of class `rkube` on `config.http_listen` until an
-/// error. Until the first lists are in, every request gets 404 (an empty
-/// table).
+/// Serves Ingresses of class `rkube` on `config.http_listen` and
+/// `config.https_listen` until an error. Until the first lists are in,
+/// every request gets 404 (an empty table) and every TLS handshake the
+/// default certificate.
 pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| anyhow::anyhow!("ingress: bind {}: {e}", config.http_listen))?;
+    let tls_listener = tokio::net::TcpListener::bind(config.https_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("ingress: bind {}: {e}", config.https_listen))?;
+    let https_port = tls_listener.local_addr()?.port();
+    let certs = Arc::new(tls::Certs::new()?);
+    let tls_config = certs.server_config()?;
     let shared = Arc::new(proxy::Shared::default());
+    shared.redirect_to_https(certs.clone(), https_port);
     ensure_class(&client).await;
 
     let ingresses: Arc<Informer<Ingress>> =
@@ -63,6 +79,11 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         Api::all(client.clone()),
         watcher::Config::default().labels(crate::dns::SERVICE_NAME_LABEL),
     );
+    // Only TLS Secrets: the API server supports this field selector.
+    let secrets: Arc<Informer<Secret>> = Informer::new(
+        Api::all(client.clone()),
+        watcher::Config::default().fields(&format!("type={}", tls::TLS_SECRET_TYPE)),
+    );
     let changed = Arc::new(tokio::sync::Notify::new());
     {
         let n = changed.clone();
@@ -75,6 +96,8 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         slices.on_change(move |_| n.notify_one());
         let n = changed.clone();
         nodes.on_change(move |_| n.notify_one());
+        let n = changed.clone();
+        secrets.on_change(move |_| n.notify_one());
     }
     let tasks = [
         ingresses.start(),
@@ -82,16 +105,21 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         services.start(),
         slices.start(),
         nodes.start(),
+        secrets.start(),
     ];
 
     let rebuild = {
         let shared = shared.clone();
+        let certs = certs.clone();
         tokio::spawn(async move {
             ingresses.wait_synced().await;
             classes.wait_synced().await;
             services.wait_synced().await;
             slices.wait_synced().await;
             nodes.wait_synced().await;
+            secrets.wait_synced().await;
+            let mut cache = tls::KeyCache::default();
+            let mut reported: Vec<String> = Vec::new();
             loop {
                 let ings: Vec<Ingress> = ingresses
                     .store()
@@ -118,6 +146,19 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
                     .map(|i| (**i).clone())
                     .collect();
                 shared.set_table(RouteTable::build(&ings, &cls, &svcs, &eps));
+                let secs: Vec<Secret> = secrets
+                    .store()
+                    .state()
+                    .iter()
+                    .map(|i| (**i).clone())
+                    .collect();
+                let (table, problems) = tls::CertTable::build(&ings, &cls, &secs, &mut cache);
+                certs.set_table(table);
+                // Each problem once while it lasts, not on every rebuild.
+                for p in problems.iter().filter(|p| !reported.contains(p)) {
+                    tracing::warn!("ingress TLS: {p}");
+                }
+                reported = problems;
                 let ns: Vec<Node> = nodes
                     .store()
                     .state()
@@ -130,8 +171,11 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         })
     };
 
-    tracing::info!(listen = %config.http_listen, "ingress: listening");
-    proxy::serve_http(listener, shared).await;
+    tracing::info!(http = %config.http_listen, https = %tls_listener.local_addr()?, "ingress: listening");
+    tokio::join!(
+        proxy::serve_http(listener, shared.clone()),
+        proxy::serve_https(tls_listener, tls_config, shared),
+    );
     rebuild.abort();
     for t in tasks {
         t.abort();

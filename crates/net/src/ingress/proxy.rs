@@ -1,12 +1,17 @@
-//! The HTTP/1.1 reverse proxy: each request is routed through the current
-//! [`RouteTable`], balanced round-robin over the backend's ready endpoints
-//! and forwarded with `X-Forwarded-For`, `-Proto` and `-Host`; 404 when no
+//! The HTTP/1.1 reverse proxy: each request, plain or decrypted by the
+//! HTTPS listener, is routed through the current [`RouteTable`], balanced
+//! round-robin over the backend's ready endpoints and forwarded with
+//! `X-Forwarded-For`, `-Proto` (`http` or `https`) and `-Host`; 404 when no
 //! rule matches, 503 when the backend has no ready endpoint, 502 when the
-//! chosen endpoint cannot be reached.
+//! chosen endpoint cannot be reached. Once HTTPS is enabled
+//! ([`Shared::redirect_to_https`]), a plain-HTTP request for a host with a
+//! TLS certificate gets a 308 to the same URL on https, as ingress-nginx's
+//! default `ssl-redirect` does (ACME http-01 challenge paths excepted).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -15,7 +20,14 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::routes::{Decision, RouteTable};
+use super::routes::{strip_port, Decision, RouteTable};
+use super::tls::Certs;
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Paths never redirected to https: ACME http-01 challenges must be
+/// answered on plain HTTP.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Headers that describe one hop and are not forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -35,12 +47,36 @@ const HOP_BY_HOP: &[&str] = &[
 pub struct Shared {
     table: RwLock<Arc<RouteTable>>,
     cursors: Mutex<HashMap<String, usize>>,
+    /// Set once HTTPS serves: the certificates and the HTTPS port.
+    https: OnceLock<(Arc<Certs>, u16)>,
 }
 
 impl Shared {
     /// Replaces the routing table; requests already routed are unaffected.
     pub fn set_table(&self, table: RouteTable) {
         *self.table.write().unwrap() = Arc::new(table);
+    }
+
+    /// From now on, plain-HTTP requests for hosts `certs` has a
+    /// certificate for are redirected to https on `port`.
+    pub fn redirect_to_https(&self, certs: Arc<Certs>, port: u16) {
+        let _ = self.https.set((certs, port));
+    }
+
+    /// The https URL a plain-HTTP request for `host` and `path_and_query`
+    /// is redirected to, if its host has a certificate.
+    fn https_redirect(&self, host: &str, path_and_query: &str) -> Option<String> {
+        let (certs, port) = self.https.get()?;
+        if path_and_query.starts_with(ACME_CHALLENGE_PREFIX) {
+            return None;
+        }
+        let name = strip_port(host).to_ascii_lowercase();
+        certs.table().lookup(&name)?;
+        // TLS hosts are DNS names (never IP literals): no brackets needed.
+        Some(match port {
+            443 => format!("https://{name}{path_and_query}"),
+            p => format!("https://{name}:{p}{path_and_query}"),
+        })
     }
 
     fn pick(&self, key: &str, endpoints: &[SocketAddr]) -> SocketAddr {
@@ -60,6 +96,31 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(serve_connection(stream, peer, "http", shared));
+    }
+}
+
+/// Serves HTTPS on `listener` until the task is dropped: TLS is
+/// terminated with `tls` (whose resolver picks the certificate by SNI),
+/// then requests go through the same routing as plain HTTP.
+pub async fn serve_https(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shared: Arc<Shared>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, peer, "https", shared).await,
+                Ok(Err(e)) => tracing::debug!(%peer, "ingress TLS handshake: {e}"),
+                Err(_) => tracing::debug!(%peer, "ingress TLS handshake timed out"),
+            }
+        });
     }
 }
 
@@ -107,6 +168,20 @@ pub async fn handle(
         .map(str::to_string)
         .or_else(|| req.uri().host().map(str::to_string))
         .unwrap_or_default();
+    if scheme == "http" {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        if let Some(location) = shared.https_redirect(&host, pq) {
+            let mut resp = plain(StatusCode::PERMANENT_REDIRECT, "308 Permanent Redirect");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(hyper::header::LOCATION, v);
+                return resp;
+            }
+        }
+    }
     let table = shared.table.read().unwrap().clone();
     let decision = table.route(&host, req.uri().path());
     let (key, endpoints) = match decision {

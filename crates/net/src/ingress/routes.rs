@@ -171,7 +171,8 @@ impl RouteTable {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// `host` without its `:port` (and, for `[v6]:port`, without brackets).
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port
         return host.split(']').next().map(|h| &h[1..]).unwrap_or(host);

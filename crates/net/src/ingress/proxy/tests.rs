@@ -142,3 +142,67 @@ async fn proxies_round_robin_with_forwarded_headers_and_errors() {
     assert_eq!(get(proxy, "app.test", "/svc").await.0, 503);
     server.abort();
 }
+
+#[test]
+fn redirects_to_https_only_hosts_with_a_certificate() {
+    use crate::ingress::tls::{CertTable, Certs, KeyCache};
+    use k8s_openapi::api::core::v1::Secret;
+
+    let mut params = rcgen::CertificateParams::new(vec!["*.app.test".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "app");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "app-tls"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": k8s_openapi::ByteString(cert.pem().into_bytes()),
+                 "tls.key": k8s_openapi::ByteString(key.serialize_pem().into_bytes())},
+    }))
+    .unwrap();
+    let ing: Ingress = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "t"},
+        "spec": {"ingressClassName": "rkube", "tls": [
+            {"hosts": ["*.app.test"], "secretName": "app-tls"}]},
+    }))
+    .unwrap();
+    let (table, problems) = CertTable::build(&[ing], &[], &[secret], &mut KeyCache::default());
+    assert!(problems.is_empty(), "{problems:?}");
+    let certs = Arc::new(Certs::new().unwrap());
+    certs.set_table(table);
+
+    let shared = Shared::default();
+    // Not enabled yet: no redirect.
+    assert_eq!(shared.https_redirect("www.app.test", "/"), None);
+    for (port, host, pq, want) in [
+        (443, "www.app.test", "/", Some("https://www.app.test/")),
+        (
+            443,
+            "WWW.app.test:80",
+            "/a?b=c",
+            Some("https://www.app.test/a?b=c"),
+        ),
+        (
+            8443,
+            "www.app.test",
+            "/x",
+            Some("https://www.app.test:8443/x"),
+        ),
+        (443, "[::1]:80", "/", None),
+        // No certificate for these hosts.
+        (443, "app.test", "/", None),
+        (443, "a.b.app.test", "/", None),
+        (443, "", "/", None),
+        // ACME http-01 challenges stay on plain HTTP.
+        (443, "www.app.test", "/.well-known/acme-challenge/tok", None),
+    ] {
+        let shared = Shared::default();
+        shared.redirect_to_https(certs.clone(), port);
+        assert_eq!(
+            shared.https_redirect(host, pq).as_deref(),
+            want,
+            "{port} {host} {pq}"
+        );
+    }
+}
