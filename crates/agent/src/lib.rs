@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod pull_secrets;
 pub mod resources;
 pub mod security;
 pub mod server;

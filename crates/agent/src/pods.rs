@@ -347,7 +347,23 @@ impl PodSyncer {
             ));
         }
         plan.acted = true;
-        let pulled = tokio::time::timeout(PULL_TIMEOUT, self.cri.pull_image(&image)).await;
+        let creds = self.pull_credentials(pod, &image).await;
+        let pulled = tokio::time::timeout(PULL_TIMEOUT, async {
+            // Each matching credential in turn, as the kubelet does; with
+            // none, anonymously.
+            if creds.is_empty() {
+                return self.cri.pull_image(&image, None).await;
+            }
+            let mut last = None;
+            for auth in &creds {
+                match self.cri.pull_image(&image, Some(auth)).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.expect("at least one credential"))
+        })
+        .await;
         match pulled {
             Ok(Ok(r)) => {
                 self.backoff.lock().unwrap().remove(&key);
@@ -369,6 +385,28 @@ impl PodSyncer {
                 ))
             }
         }
+    }
+
+    /// The registry credentials of the pod's `imagePullSecrets` that apply
+    /// to `image`. A secret that cannot be read is skipped (the kubelet
+    /// logs it and pulls with the rest).
+    async fn pull_credentials(&self, pod: &Pod, image: &str) -> Vec<crate::cri::Auth> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let refs = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.as_ref())
+            .into_iter()
+            .flatten();
+        let mut all = Vec::new();
+        for r in refs {
+            match self.objects.secret(ns, &r.name).await {
+                Ok(Some(secret)) => all.extend(crate::pull_secrets::from_secret(&secret)),
+                Ok(None) => tracing::warn!(pod = %format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or("")), secret = %r.name, "image pull secret not found; pulling without it"),
+                Err(e) => tracing::warn!(secret = %r.name, "reading image pull secret: {e}"),
+            }
+        }
+        crate::pull_secrets::for_image(&all, image)
     }
 
     /// Creates and starts container `c` (its `attempt`-th run).

@@ -15,19 +15,49 @@ const MIRROR: &str = "kubernetes.io/config.mirror";
 
 /// Admits `pod` in namespace `ns`, reading its ServiceAccount from `store`.
 pub async fn admit(store: &Arc<dyn Store>, ns: &str, pod: &mut Value) {
-    let sa_automount = match service_account_name(pod) {
+    let sa: Option<Value> = match service_account_name(pod) {
         Some(name) => {
             let key = format!("/registry/serviceaccounts/{ns}/{name}");
             match store.get(&key).await {
-                Ok(Some(kv)) => serde_json::from_slice::<Value>(&kv.value)
-                    .ok()
-                    .and_then(|sa| sa.get("automountServiceAccountToken")?.as_bool()),
+                Ok(Some(kv)) => serde_json::from_slice::<Value>(&kv.value).ok(),
                 _ => None,
             }
         }
         None => None,
     };
+    let sa_automount = sa
+        .as_ref()
+        .and_then(|sa| sa.get("automountServiceAccountToken")?.as_bool());
     inject(pod, sa_automount, &suffix());
+    if let Some(secrets) = sa.as_ref().and_then(|sa| sa.get("imagePullSecrets")) {
+        add_pull_secrets(pod, secrets);
+    }
+}
+
+/// A pod without `imagePullSecrets` gets its account's, as Kubernetes'
+/// ServiceAccount admission does (mirror pods excepted).
+pub fn add_pull_secrets(pod: &mut Value, sa_secrets: &Value) {
+    let mirror = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIRROR))
+        .is_some();
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let has_own = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    let sa_list: Vec<Value> = sa_secrets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some(json!({"name": r.get("name")?.as_str()?})))
+        .collect();
+    if mirror || has_own || sa_list.is_empty() {
+        return;
+    }
+    spec.insert("imagePullSecrets".into(), Value::Array(sa_list));
 }
 
 fn service_account_name(pod: &Value) -> Option<String> {
@@ -210,5 +240,28 @@ mod tests {
         let mut mirror = json!({"metadata": {"annotations": {MIRROR: "x"}}, "spec": {"containers": [{"name": "a"}]}});
         inject(&mut mirror, None, "abcde");
         assert!(mirror["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn pull_secrets_from_the_account() {
+        let sa = json!([{"name": "regcred"}, {"bogus": 1}]);
+        let cases = [
+            (json!({"spec": {"containers": []}}), Some(json!([{"name": "regcred"}]))),
+            (
+                json!({"spec": {"imagePullSecrets": [{"name": "own"}], "containers": []}}),
+                Some(json!([{"name": "own"}])),
+            ),
+            (
+                json!({"metadata": {"annotations": {MIRROR: "x"}}, "spec": {"containers": []}}),
+                None,
+            ),
+        ];
+        for (mut pod, want) in cases {
+            add_pull_secrets(&mut pod, &sa);
+            assert_eq!(pod["spec"].get("imagePullSecrets").cloned(), want, "{pod}");
+        }
+        let mut pod = json!({"spec": {"containers": []}});
+        add_pull_secrets(&mut pod, &json!([]));
+        assert!(pod["spec"].get("imagePullSecrets").is_none());
     }
 }

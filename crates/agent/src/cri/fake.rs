@@ -323,8 +323,11 @@ impl RuntimeService for FakeRuntime {
         }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
-        let s = self.log(format!("pull_image {image}"));
+    async fn pull_image(&self, image: &str, auth: Option<&Auth>) -> Result<String> {
+        let s = match auth {
+            Some(a) => self.log(format!("pull_image {image} as {}", a.username)),
+            None => self.log(format!("pull_image {image}")),
+        };
         if s.fail_pull {
             return Err(CriError::other(format!(
                 "failed to pull and unpack image \"{image}\": not found"

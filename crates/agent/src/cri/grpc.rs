@@ -519,13 +519,20 @@ impl RuntimeService for CriClient {
         }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
+    async fn pull_image(&self, image: &str, auth: Option<&Auth>) -> Result<String> {
         let r = self
             .images
             .clone()
             .pull_image(pb::PullImageRequest {
                 image: Some(pb::ImageSpec {
                     image: image.to_owned(),
+                    ..Default::default()
+                }),
+                auth: auth.map(|a| pb::AuthConfig {
+                    username: a.username.clone(),
+                    password: a.password.clone(),
+                    auth: a.auth.clone(),
+                    server_address: a.server_address.clone(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -259,6 +259,17 @@ pub struct Image {
     pub username: String,
 }
 
+/// Registry credentials for one pull (CRI's AuthConfig).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub username: String,
+    pub password: String,
+    /// base64 `user:password`, when the secret gave it.
+    pub auth: String,
+    /// The registry key the credentials were stored under.
+    pub server_address: String,
+}
+
 /// The CRI runtime and image services, as much as the agent uses.
 #[async_trait::async_trait]
 pub trait RuntimeService: Send + Sync + 'static {
@@ -290,8 +301,9 @@ pub trait RuntimeService: Send + Sync + 'static {
 
     /// The image, when the runtime has it.
     async fn image_status(&self, image: &str) -> Result<Option<Image>>;
-    /// Pulls an image; returns its reference (id).
-    async fn pull_image(&self, image: &str) -> Result<String>;
+    /// Pulls an image, with registry credentials when given; returns its
+    /// reference (id).
+    async fn pull_image(&self, image: &str, auth: Option<&Auth>) -> Result<String>;
 
     /// A URL on the runtime's streaming server that runs `request.cmd` in
     /// the container once a client connects and upgrades (SPDY or

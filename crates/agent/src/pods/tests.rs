@@ -640,3 +640,55 @@ async fn resources_and_security_reach_the_runtime() {
         Some("Burstable")
     );
 }
+
+#[tokio::test]
+async fn pulls_with_the_image_pull_secrets_that_match() {
+    let (fake, mut s) = setup(&[]);
+    let objects = Arc::new(crate::env::StaticObjects::default());
+    s.objects = objects.clone();
+    let config = r#"{"auths": {"reg.example.com:5000": {"username": "alice", "password": "a"},
+                              "other.example.com": {"username": "eve", "password": "e"}}}"#;
+    objects.put_secret(
+        "default",
+        "regcred",
+        &[(".dockerconfigjson", config.as_bytes())],
+    );
+    objects
+        .secrets
+        .lock()
+        .unwrap()
+        .get_mut("default/regcred")
+        .unwrap()
+        .type_ = Some("kubernetes.io/dockerconfigjson".into());
+    let mut p = pod(
+        "Always",
+        vec![
+            container("c", "reg.example.com:5000/app:1"),
+            container("d", "busybox:1"),
+        ],
+        vec![],
+    );
+    p.spec.as_mut().unwrap().image_pull_secrets = Some(vec![
+        k8s_openapi::api::core::v1::LocalObjectReference {
+            name: "missing".into(),
+        },
+        k8s_openapi::api::core::v1::LocalObjectReference {
+            name: "regcred".into(),
+        },
+    ]);
+    sync(&s, &mut p).await;
+    let pulls: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("pull_image"))
+        .collect();
+    // The matching credential for the private registry, none for the other
+    // image; the missing secret is skipped.
+    assert_eq!(
+        pulls,
+        [
+            "pull_image reg.example.com:5000/app:1 as alice",
+            "pull_image busybox:1"
+        ]
+    );
+}
