@@ -197,6 +197,10 @@ struct NodeArgs {
     /// node.
     #[arg(long)]
     disable_proxy: bool,
+    /// Do not enforce NetworkPolicies (nftables rules for this node's
+    /// pods) on this node.
+    #[arg(long)]
+    disable_network_policy: bool,
     /// Port of the node's streaming server (logs, exec, attach,
     /// port-forward), published in the Node's daemonEndpoints; 0: any
     /// free port.
@@ -237,6 +241,16 @@ impl NodeArgs {
             node_name: config.node_name.clone(),
             table: format!("{}-proxy", self.cni_bridge),
             bridge: Some(self.cni_bridge.clone()),
+        })
+    }
+
+    /// NetworkPolicy enforcement's settings for this node, unless
+    /// disabled; its tables are named after the pod bridge too.
+    fn netpol_config(&self, config: &agent::Config) -> Option<net::netpol::Config> {
+        (!self.disable_network_policy).then(|| net::netpol::Config {
+            node_name: config.node_name.clone(),
+            table: format!("{}-policy", self.cni_bridge),
+            bridge: self.cni_bridge.clone(),
         })
     }
 
@@ -394,6 +408,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         "API server listening"
     );
     let mut components = tokio::task::JoinSet::new();
+    // The policy tables to remove on a clean stop.
+    let mut netpol_table = None;
     let admin = args.data_dir.join("kubeconfig.yaml");
     let identity = format!(
         "{}_{}",
@@ -504,6 +520,14 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 run_proxy(client, proxy).await
             });
         }
+        if let Some(netpol) = args.node.netpol_config(&config) {
+            netpol_table = Some(netpol.table.clone());
+            let admin = admin.clone();
+            components.spawn(async move {
+                let client = runtime::client::from_kubeconfig(&admin).await?;
+                run_netpol(client, netpol).await
+            });
+        }
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -518,7 +542,29 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    if let Some(table) = netpol_table {
+        // Stop everything first, so no apply races the removal.
+        components.shutdown().await;
+        remove_netpol(&table).await;
+    }
     Ok(())
+}
+
+/// NetworkPolicy enforcement until it fails; a failure is logged and
+/// leaves the rest of the node running (without isolation).
+async fn run_netpol(client: kube::Client, config: net::netpol::Config) -> anyhow::Result<()> {
+    if let Err(e) = net::netpol::run(client, config).await {
+        tracing::error!(error = %format!("{e:#}"), "network policy enforcement stopped; NetworkPolicies are not enforced on this node");
+    }
+    std::future::pending::<anyhow::Result<()>>().await
+}
+
+/// Deletes the policy tables on a clean stop: nothing enforces them once
+/// this process is gone, and stale rules would keep isolating.
+async fn remove_netpol(table: &str) {
+    if let Err(e) = net::netpol::remove(table).await {
+        tracing::warn!(error = %format!("{e:#}"), table, "removing the network policy tables failed");
+    }
 }
 
 /// The service proxy until it fails; a failure (no nft, say) is logged and
@@ -571,10 +617,20 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         if let Some(proxy) = args.node.proxy_config(&config) {
             tokio::spawn(run_proxy(client.clone(), proxy));
         }
-        return tokio::select! {
+        let netpol = args.node.netpol_config(&config).map(|netpol| {
+            let table = netpol.table.clone();
+            (tokio::spawn(run_netpol(client.clone(), netpol)), table)
+        });
+        let r = tokio::select! {
             r = agent::run(client, config) => r,
             _ = shutdown_signal() => Ok(()),
         };
+        if let Some((task, table)) = netpol {
+            task.abort();
+            let _ = task.await;
+            remove_netpol(&table).await;
+        }
+        return r;
     };
     let config = agent::simulated::Config {
         count,

@@ -532,11 +532,14 @@ impl Drop for Server {
                 .args(["link", "delete", &format!("rk{}", self.port)])
                 .stderr(Stdio::null())
                 .status();
-            // And so is its service proxy's nftables table.
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", &format!("rk{}-proxy", self.port)])
-                .stderr(Stdio::null())
-                .status();
+            // And so are its service proxy's and network policy's
+            // nftables tables.
+            for (family, table) in [("ip", "proxy"), ("ip", "policy"), ("bridge", "policy")] {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, &format!("rk{}-{table}", self.port)])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
