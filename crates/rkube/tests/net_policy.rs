@@ -27,7 +27,11 @@ fn listener(ns: &str, name: &str, labels: &str, ports: &[u16]) -> String {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let name = if i == 0 { "http".to_owned() } else { format!("p{p}") };
+            let name = if i == 0 {
+                "http".to_owned()
+            } else {
+                format!("p{p}")
+            };
             format!("{{name: {name}, containerPort: {p}}}")
         })
         .collect();
@@ -125,8 +129,7 @@ fn network_policies_isolate_pods_and_allow_what_they_say() {
     eventually(90, "four running pods", || {
         let pods = s.json(&["get", "pods", "-A"]);
         let items = pods["items"].as_array()?;
-        (items.len() == 4 && items.iter().all(|p| p["status"]["phase"] == "Running"))
-            .then_some(())
+        (items.len() == 4 && items.iter().all(|p| p["status"]["phase"] == "Running")).then_some(())
     });
     let server = pod_ip(&s, "default", "server");
     let b = pod_ip(&s, "default", "client-b");
@@ -236,7 +239,13 @@ spec:
             ("default", "client-a", srv, 8080, false),
             ("default", "client-a", &b, 7070, false),
             ("default", "client-b", srv, 8080, true),
-            ("other", "client-c", &pod_ip(&s, "default", "client-a"), 7070, true),
+            (
+                "other",
+                "client-c",
+                &pod_ip(&s, "default", "client-a"),
+                7070,
+                true,
+            ),
         ],
     );
 

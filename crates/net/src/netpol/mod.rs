@@ -11,10 +11,12 @@
 //! was last applied; the script goes through [`crate::proxy::apply`] as
 //! one transaction. A failed apply is retried from scratch with back-off.
 //!
-//! Known limits: IPv4 only; traffic to and from the node itself is never
-//! filtered (as Kubernetes requires), which includes host-network pods;
-//! the ports of an ipBlock peer reached through a Service are the
-//! endpoint's (policies see traffic after the proxy's DNAT).
+//! Semantics at the edges: traffic to and from the node itself is never
+//! filtered (Kubernetes requires this; it includes host-network pods and
+//! host -> ClusterIP -> pod); traffic through a Service is judged on the
+//! endpoint pod's address and target port (the forward hook runs after the
+//! proxy's DNAT and before its masquerade); connections established
+//! before a policy keep flowing (conntrack). IPv4 only.
 
 pub mod model;
 pub mod nft;

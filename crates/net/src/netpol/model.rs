@@ -16,9 +16,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -291,7 +289,9 @@ impl Cluster<'_> {
 }
 
 /// The ports of a rule: (protocol, port spec) entries; None: any.
-fn port_entries(ports: Option<&Vec<NetworkPolicyPort>>) -> Option<Vec<(Protocol, &NetworkPolicyPort)>> {
+fn port_entries(
+    ports: Option<&Vec<NetworkPolicyPort>>,
+) -> Option<Vec<(Protocol, &NetworkPolicyPort)>> {
     let ports = ports.filter(|p| !p.is_empty())?;
     Some(
         ports

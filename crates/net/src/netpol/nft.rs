@@ -120,18 +120,20 @@ pub fn render(pods: &[Isolated], bridge_mac: Option<&str>) -> Rules {
     for pod in pods {
         if let Some(allows) = &pod.ingress {
             let chain = ingress_chain(pod.ip);
-            ip.sets.get_mut("ingress-pods").expect("declared").elements.insert(
-                pod.ip.to_string(),
-                Some(format!("jump {chain}")),
-            );
+            ip.sets
+                .get_mut("ingress-pods")
+                .expect("declared")
+                .elements
+                .insert(pod.ip.to_string(), Some(format!("jump {chain}")));
             ip.chains.insert(chain, pod_chain(pod.ip, "saddr", allows));
         }
         if let Some(allows) = &pod.egress {
             let chain = egress_chain(pod.ip);
-            ip.sets.get_mut("egress-pods").expect("declared").elements.insert(
-                pod.ip.to_string(),
-                Some(format!("jump {chain}")),
-            );
+            ip.sets
+                .get_mut("egress-pods")
+                .expect("declared")
+                .elements
+                .insert(pod.ip.to_string(), Some(format!("jump {chain}")));
             ip.chains.insert(chain, pod_chain(pod.ip, "daddr", allows));
         }
     }
@@ -184,7 +186,10 @@ impl Rules {
 pub fn remove_script(table: &str) -> String {
     let mut s = String::new();
     for family in ["ip", "bridge"] {
-        let _ = writeln!(s, "table {family} {table} {{}}\ndelete table {family} {table}");
+        let _ = writeln!(
+            s,
+            "table {family} {table} {{}}\ndelete table {family} {table}"
+        );
     }
     s
 }

@@ -160,7 +160,6 @@ impl Server {
 
     /// `rkube server --disable-agent` with these extra flags (controllers
     /// and scheduler run unless disabled here).
-
     pub fn start_with(extra: &[&str]) -> Server {
         let mut s = Server {
             dir: tempfile::tempdir().unwrap(),
@@ -536,7 +535,12 @@ impl Drop for Server {
             // nftables tables.
             for (family, table) in [("ip", "proxy"), ("ip", "policy"), ("bridge", "policy")] {
                 let _ = Command::new("nft")
-                    .args(["delete", "table", family, &format!("rk{}-{table}", self.port)])
+                    .args([
+                        "delete",
+                        "table",
+                        family,
+                        &format!("rk{}-{table}", self.port),
+                    ])
                     .stderr(Stdio::null())
                     .status();
             }

@@ -36,7 +36,13 @@ fn cluster() -> (Vec<Pod>, Vec<Namespace>) {
             pod("default", "a", "10.0.0.3", "n1", json!({"role": "client"})),
             pod("default", "b", "10.0.0.4", "n1", json!({"role": "other"})),
             pod("other", "c", "10.0.0.5", "n1", json!({"role": "client"})),
-            pod("default", "remote", "10.0.1.2", "n2", json!({"role": "client"})),
+            pod(
+                "default",
+                "remote",
+                "10.0.1.2",
+                "n2",
+                json!({"role": "client"}),
+            ),
             host,
             done,
         ],
@@ -269,12 +275,30 @@ fn selectors_match_like_kubernetes() {
         (json!({}), true),
         (json!({"matchLabels": {"app": "web"}}), true),
         (json!({"matchLabels": {"app": "db"}}), false),
-        (json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a", "web"]}]}), true),
-        (json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}), false),
-        (json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["web"]}]}), true),
-        (json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}), true),
-        (json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), true),
-        (json!({"matchExpressions": [{"key": "app", "operator": "Bogus"}]}), false),
+        (
+            json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a", "web"]}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+            false,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["web"]}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+            true,
+        ),
+        (
+            json!({"matchExpressions": [{"key": "app", "operator": "Bogus"}]}),
+            false,
+        ),
     ];
     for (sel, want) in cases {
         let s: LabelSelector = serde_json::from_value(sel.clone()).unwrap();
@@ -289,7 +313,9 @@ fn cidrs() {
     assert!(c.contains("10.255.0.1".parse().unwrap()));
     assert!(!c.contains("11.0.0.1".parse().unwrap()));
     assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
-    assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("1.2.3.4".parse().unwrap()));
+    assert!(Cidr::parse("0.0.0.0/0")
+        .unwrap()
+        .contains("1.2.3.4".parse().unwrap()));
     assert_eq!(Cidr::parse("fd00::/8"), None);
     assert_eq!(Cidr::parse("10.0.0.0/33"), None);
 }

@@ -149,8 +149,12 @@ fn scripts_create_update_and_drop_the_tables() {
     }
     // The chains exist before the map elements pointing at them.
     assert!(
-        script.find("add chain ip br0-policy ingress-10.0.0.2").unwrap()
-            < script.find("add element ip br0-policy ingress-pods").unwrap()
+        script
+            .find("add chain ip br0-policy ingress-10.0.0.2")
+            .unwrap()
+            < script
+                .find("add element ip br0-policy ingress-pods")
+                .unwrap()
     );
     assert_eq!(first.script("br0-policy", Some(&first)), "");
 
