@@ -58,19 +58,23 @@ fn objects() -> String {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: other, labels: {team: x}}\n---\n",
     );
     out.push_str(&listener("default", "server", "app: web", &[8080, 9090]));
+    out.push_str(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\n\
+         spec: {selector: {app: web}, ports: [{port: 80, targetPort: http}]}\n---\n",
+    );
     out.push_str(&listener("default", "client-a", "role: client", &[7070]));
     out.push_str(&listener("default", "client-b", "role: other", &[7070]));
     out.push_str(&listener("other", "client-c", "role: client", &[7070]));
     out
 }
 
-/// Whether `pod` (in `ns`) gets `ok<port>` from `ip:port` within nc's
-/// 2-second connect timeout.
+/// Whether `pod` (in `ns`) gets an `ok<port>` answer from `ip:port`
+/// within nc's 2-second connect timeout.
 fn connects(s: &support::Server, ns: &str, pod: &str, ip: &str, port: u16) -> bool {
     let script = format!("nc -w 2 {ip} {port} </dev/null 2>&1");
     let out = s.kubectl(&["exec", "-n", ns, pod, "--", "sh", "-c", &script]);
     let text = String::from_utf8_lossy(&out.stdout);
-    text.contains(&format!("ok{port}"))
+    text.lines().any(|l| l.starts_with("ok"))
 }
 
 /// Waits until every (namespace, pod, ip, port, expected) holds at once.
@@ -134,6 +138,11 @@ fn network_policies_isolate_pods_and_allow_what_they_say() {
     let server = pod_ip(&s, "default", "server");
     let b = pod_ip(&s, "default", "client-b");
     let srv = server.as_str();
+    let svc = s.json(&["get", "service", "web"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let svc = svc.as_str();
     let table = format!("rk{}-policy", s.port);
 
     // No policy: everyone reaches the server on both ports.
@@ -145,6 +154,7 @@ fn network_policies_isolate_pods_and_allow_what_they_say() {
             ("default", "client-b", srv, 8080, true),
             ("other", "client-c", srv, 8080, true),
             ("default", "client-a", srv, 9090, true),
+            ("default", "client-b", svc, 80, true),
         ],
     );
 
@@ -167,6 +177,7 @@ spec:
             ("default", "client-a", srv, 8080, false),
             ("default", "client-b", srv, 8080, false),
             ("other", "client-c", srv, 8080, false),
+            ("default", "client-a", svc, 80, false),
         ],
     );
     assert_eq!(from_host(srv, 8080).as_deref(), Some("ok8080"));
@@ -201,6 +212,10 @@ spec:
             ("default", "client-b", srv, 8080, false),
             ("other", "client-c", srv, 8080, false),
             ("other", "client-c", srv, 9090, true),
+            // Through the Service's ClusterIP, judged on the real
+            // addresses (after the proxy's DNAT).
+            ("default", "client-a", svc, 80, true),
+            ("default", "client-b", svc, 80, false),
         ],
     );
     // Pods no policy selects are untouched.
