@@ -234,10 +234,15 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        let mut labels = self.namespaces.get(ns).cloned().unwrap_or_default();
-        labels.insert(NAMESPACE_NAME_LABEL.to_owned(), ns.to_owned());
-        labels
+    fn namespace_matches(&self, sel: &LabelSelector, ns: &str) -> bool {
+        match self.namespaces.get(ns) {
+            Some(labels) => selector_matches(sel, labels),
+            // Not seen (yet): only its name label.
+            None => selector_matches(
+                sel,
+                &[(NAMESPACE_NAME_LABEL.to_owned(), ns.to_owned())].into(),
+            ),
+        }
     }
 
     /// The pods a peer's selectors pick, seen from a policy in `ns`.
@@ -246,7 +251,7 @@ impl Cluster<'_> {
             .iter()
             .filter(|p| match &peer.namespace_selector {
                 None => p.namespace == ns,
-                Some(sel) => selector_matches(sel, &self.namespace_labels(p.namespace)),
+                Some(sel) => self.namespace_matches(sel, p.namespace),
             })
             .filter(|p| {
                 peer.pod_selector
@@ -411,10 +416,10 @@ pub fn build<'a>(
         namespaces: namespaces
             .into_iter()
             .filter_map(|n| {
-                Some((
-                    n.metadata.name.clone()?,
-                    n.metadata.labels.clone().unwrap_or_default(),
-                ))
+                let name = n.metadata.name.clone()?;
+                let mut labels = n.metadata.labels.clone().unwrap_or_default();
+                labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.clone());
+                Some((name, labels))
             })
             .collect(),
     };
