@@ -544,7 +544,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(table) = netpol_table {
         // Stop everything first, so no apply races the removal.
-        components.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), components.shutdown()).await;
         remove_netpol(&table).await;
     }
     Ok(())
