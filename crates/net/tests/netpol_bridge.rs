@@ -201,10 +201,22 @@ fn bridged_pod_traffic_is_filtered_through_the_ip_stack() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The ip table alone: bridged frames pass it by.
+    // The ip table alone: bridged frames pass it by (where br_netfilter
+    // could be switched off in the lab's namespace: its sysctls are per
+    // namespace since Linux 5.3).
     let ip_only = render(&isolated(), None);
     lab.apply(&ip_only.script("pol", None));
-    assert!(lab.connects(80), "bridged traffic unexpectedly filtered");
+    let bridged_filtered = sh(
+        &lab.host,
+        "cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null",
+    );
+    if String::from_utf8_lossy(&bridged_filtered.stdout).trim() == "1" {
+        eprintln!(
+            "br_netfilter filters bridged traffic in the lab: not checking the ip table alone"
+        );
+    } else {
+        assert!(lab.connects(80), "bridged traffic unexpectedly filtered");
+    }
 
     // With the bridge table: B's ingress is enforced, and the reply of
     // the allowed connection reaches A although A takes no ingress.

@@ -551,7 +551,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// NetworkPolicy enforcement until it fails; a failure is logged and
-/// leaves the rest of the node running (without isolation).
+/// leaves the rest of the node running (with the rules last applied, if
+/// any: they are removed on a clean stop).
 async fn run_netpol(client: kube::Client, config: net::netpol::Config) -> anyhow::Result<()> {
     if let Err(e) = net::netpol::run(client, config).await {
         tracing::error!(error = %format!("{e:#}"), "network policy enforcement stopped; NetworkPolicies are not enforced on this node");
