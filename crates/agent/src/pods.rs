@@ -402,7 +402,9 @@ impl PodSyncer {
         for r in refs {
             match self.objects.secret(ns, &r.name).await {
                 Ok(Some(secret)) => all.extend(crate::pull_secrets::from_secret(&secret)),
-                Ok(None) => tracing::warn!(pod = %format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or("")), secret = %r.name, "image pull secret not found; pulling without it"),
+                Ok(None) => {
+                    tracing::warn!(pod = %format!("{ns}/{}", pod.metadata.name.as_deref().unwrap_or("")), secret = %r.name, "image pull secret not found; pulling without it")
+                }
                 Err(e) => tracing::warn!(secret = %r.name, "reading image pull secret: {e}"),
             }
         }

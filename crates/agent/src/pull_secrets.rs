@@ -99,7 +99,13 @@ pub fn key_matches(key: &str, image: &str) -> bool {
 }
 
 fn entry_auth(key: &str, entry: &serde_json::Value) -> Option<Auth> {
-    let s = |f: &str| entry.get(f).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let s = |f: &str| {
+        entry
+            .get(f)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
     let mut a = Auth {
         username: s("username"),
         password: s("password"),
@@ -150,10 +156,7 @@ pub fn for_image(all: &[Auth], image: &str) -> Vec<Auth> {
         .collect();
     found.sort_by_key(|a| {
         let (host, path) = parse_key(&a.server_address);
-        (
-            std::cmp::Reverse(path.len()),
-            host.matches('*').count(),
-        )
+        (std::cmp::Reverse(path.len()), host.matches('*').count())
     });
     found.into_iter().cloned().collect()
 }
@@ -173,10 +176,18 @@ mod tests {
             ("index.docker.io/me/app", "docker.io", "me/app"),
             ("127.0.0.1:5000/busybox:pull", "127.0.0.1:5000", "busybox"),
             ("localhost/team/app", "localhost", "team/app"),
-            ("Registry.Example.com/a/b/c:tag", "registry.example.com", "a/b/c"),
+            (
+                "Registry.Example.com/a/b/c:tag",
+                "registry.example.com",
+                "a/b/c",
+            ),
         ];
         for (image, host, repo) in cases {
-            assert_eq!(registry_of(image), (host.to_owned(), repo.to_owned()), "{image}");
+            assert_eq!(
+                registry_of(image),
+                (host.to_owned(), repo.to_owned()),
+                "{image}"
+            );
         }
     }
 
@@ -195,7 +206,11 @@ mod tests {
             ("*.example.com", "a.reg.example.com/app", false),
             ("reg.example.com/team", "reg.example.com/team/app", true),
             ("reg.example.com/team", "reg.example.com/teamx/app", false),
-            ("reg.example.com/team/app", "reg.example.com/team/app:1", true),
+            (
+                "reg.example.com/team/app",
+                "reg.example.com/team/app:1",
+                true,
+            ),
         ];
         for (key, image, want) in cases {
             assert_eq!(key_matches(key, image), want, "{key} vs {image}");
@@ -237,8 +252,16 @@ mod tests {
         assert_eq!(for_image(&from_secret(&legacy), "busybox").len(), 1);
         // Other types, bad JSON, bad base64: nothing.
         for bad in [
-            secret("Opaque", ".dockerconfigjson", r#"{"auths": {"a": {"auth": "dTpw"}}}"#),
-            secret("kubernetes.io/dockerconfigjson", ".dockerconfigjson", "{not json"),
+            secret(
+                "Opaque",
+                ".dockerconfigjson",
+                r#"{"auths": {"a": {"auth": "dTpw"}}}"#,
+            ),
+            secret(
+                "kubernetes.io/dockerconfigjson",
+                ".dockerconfigjson",
+                "{not json",
+            ),
             secret(
                 "kubernetes.io/dockerconfigjson",
                 ".dockerconfigjson",

@@ -246,7 +246,10 @@ mod tests {
     fn pull_secrets_from_the_account() {
         let sa = json!([{"name": "regcred"}, {"bogus": 1}]);
         let cases = [
-            (json!({"spec": {"containers": []}}), Some(json!([{"name": "regcred"}]))),
+            (
+                json!({"spec": {"containers": []}}),
+                Some(json!([{"name": "regcred"}])),
+            ),
             (
                 json!({"spec": {"imagePullSecrets": [{"name": "own"}], "containers": []}}),
                 Some(json!([{"name": "own"}])),

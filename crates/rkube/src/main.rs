@@ -205,6 +205,10 @@ struct NodeArgs {
     /// via each node's InternalIP, which must share a link with this node).
     #[arg(long)]
     disable_pod_routes: bool,
+    /// Do not enforce NetworkPolicies (nftables rules for this node's
+    /// pods) on this node.
+    #[arg(long)]
+    disable_network_policy: bool,
     /// Port of the node's streaming server (logs, exec, attach,
     /// port-forward), published in the Node's daemonEndpoints; 0: any
     /// free port.
@@ -245,6 +249,16 @@ impl NodeArgs {
             node_name: config.node_name.clone(),
             table: format!("{}-proxy", self.cni_bridge),
             bridge: Some(self.cni_bridge.clone()),
+        })
+    }
+
+    /// NetworkPolicy enforcement's settings for this node, unless
+    /// disabled; its tables are named after the pod bridge too.
+    fn netpol_config(&self, config: &agent::Config) -> Option<net::netpol::Config> {
+        (!self.disable_network_policy).then(|| net::netpol::Config {
+            node_name: config.node_name.clone(),
+            table: format!("{}-policy", self.cni_bridge),
+            bridge: self.cni_bridge.clone(),
         })
     }
 
@@ -402,6 +416,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         "API server listening"
     );
     let mut components = tokio::task::JoinSet::new();
+    // The policy tables to remove on a clean stop.
+    let mut netpol_table = None;
     let admin = args.data_dir.join("kubeconfig.yaml");
     let identity = format!(
         "{}_{}",
@@ -521,6 +537,14 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 run_pod_routes(client, node).await
             });
         }
+        if let Some(netpol) = args.node.netpol_config(&config) {
+            netpol_table = Some(netpol.table.clone());
+            let admin = admin.clone();
+            components.spawn(async move {
+                let client = runtime::client::from_kubeconfig(&admin).await?;
+                run_netpol(client, netpol).await
+            });
+        }
         components.spawn(async move {
             let client = runtime::client::from_kubeconfig(&admin).await?;
             agent::run(client, config).await
@@ -535,7 +559,30 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
+    if let Some(table) = netpol_table {
+        // Stop everything first, so no apply races the removal.
+        let _ = tokio::time::timeout(Duration::from_secs(5), components.shutdown()).await;
+        remove_netpol(&table).await;
+    }
     Ok(())
+}
+
+/// NetworkPolicy enforcement until it fails; a failure is logged and
+/// leaves the rest of the node running (with the rules last applied, if
+/// any: they are removed on a clean stop).
+async fn run_netpol(client: kube::Client, config: net::netpol::Config) -> anyhow::Result<()> {
+    if let Err(e) = net::netpol::run(client, config).await {
+        tracing::error!(error = %format!("{e:#}"), "network policy enforcement stopped; NetworkPolicies are not enforced on this node");
+    }
+    std::future::pending::<anyhow::Result<()>>().await
+}
+
+/// Deletes the policy tables on a clean stop: nothing enforces them once
+/// this process is gone, and stale rules would keep isolating.
+async fn remove_netpol(table: &str) {
+    if let Err(e) = net::netpol::remove(table).await {
+        tracing::warn!(error = %format!("{e:#}"), table, "removing the network policy tables failed");
+    }
 }
 
 /// The service proxy until it fails; a failure (no nft, say) is logged and
@@ -600,10 +647,20 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         if !args.node.disable_pod_routes {
             tokio::spawn(run_pod_routes(client.clone(), config.node_name.clone()));
         }
-        return tokio::select! {
+        let netpol = args.node.netpol_config(&config).map(|netpol| {
+            let table = netpol.table.clone();
+            (tokio::spawn(run_netpol(client.clone(), netpol)), table)
+        });
+        let r = tokio::select! {
             r = agent::run(client, config) => r,
             _ = shutdown_signal() => Ok(()),
         };
+        if let Some((task, table)) = netpol {
+            task.abort();
+            let _ = task.await;
+            remove_netpol(&table).await;
+        }
+        return r;
     };
     let config = agent::simulated::Config {
         count,

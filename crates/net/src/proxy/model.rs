@@ -19,7 +19,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    fn parse(s: Option<&str>) -> Option<Protocol> {
+    /// A Kubernetes protocol name (absent: TCP); None for others.
+    pub(crate) fn parse(s: Option<&str>) -> Option<Protocol> {
         match s.unwrap_or("TCP") {
             "TCP" => Some(Protocol::Tcp),
             "UDP" => Some(Protocol::Udp),

@@ -326,6 +326,13 @@ impl Ruleset {
     /// as we know; `None`: unknown, start over) into `self` for table
     /// `ip <table>`, in one transaction. Empty when nothing changed.
     pub fn script(&self, table: &str, old: Option<&Ruleset>) -> String {
+        self.script_in("ip", table, old)
+    }
+
+    /// [`Ruleset::script`] for a table of another family (`inet`,
+    /// `bridge`, ...).
+    pub fn script_in(&self, family: &str, table: &str, old: Option<&Ruleset>) -> String {
+        let table = &format!("{family} {table}");
         let empty = Ruleset::default();
         let mut s = String::new();
         // A set whose declaration changed cannot be altered in place;
@@ -342,14 +349,14 @@ impl Ruleset {
                 // Create-then-delete works whether or not the table exists.
                 let _ = writeln!(
                     s,
-                    "table ip {table} {{}}\ndelete table ip {table}\nadd table ip {table}"
+                    "table {table} {{}}\ndelete table {table}\nadd table {table}"
                 );
                 &empty
             }
         };
         for (name, set) in &self.sets {
             if !old.sets.contains_key(name) {
-                let _ = writeln!(s, "add {} ip {table} {name} {{ {} }}", set.kind, set.decl);
+                let _ = writeln!(s, "add {} {table} {name} {{ {} }}", set.kind, set.decl);
             }
         }
         for (name, chain) in &self.chains {
@@ -358,16 +365,16 @@ impl Ruleset {
             }
             match &chain.header {
                 Some(h) => {
-                    let _ = writeln!(s, "add chain ip {table} {name} {{ {h} }}");
+                    let _ = writeln!(s, "add chain {table} {name} {{ {h} }}");
                 }
                 None => {
-                    let _ = writeln!(s, "add chain ip {table} {name}");
+                    let _ = writeln!(s, "add chain {table} {name}");
                 }
             }
         }
         // Stale chains are emptied first, so nothing refers to what goes.
         for name in old.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
-            let _ = writeln!(s, "flush chain ip {table} {name}");
+            let _ = writeln!(s, "flush chain {table} {name}");
         }
         // Element deletions before rule changes: a map may point at a
         // chain about to be deleted.
@@ -377,18 +384,18 @@ impl Ruleset {
             };
             for (key, value) in &o.elements {
                 if set.elements.get(key) != Some(value) {
-                    let _ = writeln!(s, "delete element ip {table} {name} {{ {key} }}");
+                    let _ = writeln!(s, "delete element {table} {name} {{ {key} }}");
                 }
             }
         }
         for (name, chain) in &self.chains {
             let changed = old.chains.get(name).is_some_and(|o| o.rules != chain.rules);
             if changed {
-                let _ = writeln!(s, "flush chain ip {table} {name}");
+                let _ = writeln!(s, "flush chain {table} {name}");
             }
             if changed || !old.chains.contains_key(name) {
                 for rule in &chain.rules {
-                    let _ = writeln!(s, "add rule ip {table} {name} {rule}");
+                    let _ = writeln!(s, "add rule {table} {name} {rule}");
                 }
             }
         }
@@ -398,17 +405,17 @@ impl Ruleset {
                 if old_elements.and_then(|e| e.get(key)) != Some(value) {
                     let _ = writeln!(
                         s,
-                        "add element ip {table} {name} {{ {} }}",
+                        "add element {table} {name} {{ {} }}",
                         element(key, value)
                     );
                 }
             }
         }
         for name in old.chains.keys().filter(|n| !self.chains.contains_key(*n)) {
-            let _ = writeln!(s, "delete chain ip {table} {name}");
+            let _ = writeln!(s, "delete chain {table} {name}");
         }
         for (name, set) in old.sets.iter().filter(|(n, _)| !self.sets.contains_key(*n)) {
-            let _ = writeln!(s, "delete {} ip {table} {name}", set.kind);
+            let _ = writeln!(s, "delete {} {table} {name}", set.kind);
         }
         s
     }

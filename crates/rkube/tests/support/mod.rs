@@ -167,7 +167,6 @@ impl Server {
 
     /// `rkube server --disable-agent` with these extra flags (controllers
     /// and scheduler run unless disabled here).
-
     pub fn start_with(extra: &[&str]) -> Server {
         let mut s = Server {
             dir: tempfile::tempdir().unwrap(),
@@ -542,11 +541,19 @@ impl Drop for Server {
                 .args(["link", "delete", &format!("rk{}", self.port)])
                 .stderr(Stdio::null())
                 .status();
-            // And so is its service proxy's nftables table.
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", &format!("rk{}-proxy", self.port)])
-                .stderr(Stdio::null())
-                .status();
+            // And so are its service proxy's and network policy's
+            // nftables tables.
+            for (family, table) in [("ip", "proxy"), ("ip", "policy"), ("bridge", "policy")] {
+                let _ = Command::new("nft")
+                    .args([
+                        "delete",
+                        "table",
+                        family,
+                        &format!("rk{}-{table}", self.port),
+                    ])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
