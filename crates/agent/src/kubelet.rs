@@ -281,7 +281,12 @@ impl Agent {
                     let mut regarding = pod.object_ref(&());
                     regarding.field_path = Some(format!("spec.containers{{{container}}}"));
                     let kind = match reason {
-                        "Unhealthy" | "FailedPostStartHook" | "FailedPreStopHook" => "Warning",
+                        "Unhealthy"
+                        | "FailedPostStartHook"
+                        | "FailedPreStopHook"
+                        | "Failed"
+                        | "BackOff"
+                        | "ErrImageNeverPull" => "Warning",
                         _ => "Normal",
                     };
                     recorder.record(regarding, kind, reason, message);

@@ -330,7 +330,12 @@ impl PodSyncer {
             Ok(None) => {}
             Err(e) => return Err(("ErrImagePull".into(), Some(e.message))),
         }
+        let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
         if c.image_pull_policy.as_deref() == Some("Never") {
+            record(
+                "ErrImageNeverPull",
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            );
             return Err((
                 "ErrImageNeverPull".into(),
                 Some(format!(
@@ -341,12 +346,15 @@ impl PodSyncer {
         let key = Self::backoff_key(pod, "image", &c.name);
         if let Some((left, _)) = self.backing_off(&key) {
             plan.wake_in(left);
+            record("BackOff", format!("Back-off pulling image \"{image}\""));
             return Err((
                 "ImagePullBackOff".into(),
                 Some(format!("Back-off pulling image \"{image}\"")),
             ));
         }
         plan.acted = true;
+        record("Pulling", format!("Pulling image \"{image}\""));
+        let started = Instant::now();
         let creds = self.pull_credentials(pod, &image).await;
         let pulled = tokio::time::timeout(PULL_TIMEOUT, async {
             // Each matching credential in turn, as the kubelet does; with
@@ -367,18 +375,31 @@ impl PodSyncer {
         match pulled {
             Ok(Ok(r)) => {
                 self.backoff.lock().unwrap().remove(&key);
+                record(
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
                 Ok(r)
             }
             Ok(Err(e)) => {
                 self.back_off(&key);
                 plan.wake_in(INITIAL_BACKOFF.min(Duration::from_secs(2)));
-                Err((
-                    "ErrImagePull".into(),
-                    Some(format!("failed to pull image \"{image}\": {}", e.message)),
-                ))
+                let message = format!("failed to pull image \"{image}\": {}", e.message);
+                record(
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {}", e.message),
+                );
+                Err(("ErrImagePull".into(), Some(message)))
             }
             Err(_) => {
                 self.back_off(&key);
+                record(
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": timed out"),
+                );
                 Err((
                     "ErrImagePull".into(),
                     Some(format!("pulling image \"{image}\" timed out")),

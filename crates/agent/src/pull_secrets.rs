@@ -110,7 +110,7 @@ fn entry_auth(key: &str, entry: &serde_json::Value) -> Option<Auth> {
         username: s("username"),
         password: s("password"),
         auth: s("auth"),
-        server_address: key.to_owned(),
+        registry: key.to_owned(),
     };
     if a.username.is_empty() && !a.auth.is_empty() {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -152,10 +152,10 @@ pub fn from_secret(secret: &Secret) -> Vec<Auth> {
 pub fn for_image(all: &[Auth], image: &str) -> Vec<Auth> {
     let mut found: Vec<&Auth> = all
         .iter()
-        .filter(|a| key_matches(&a.server_address, image))
+        .filter(|a| key_matches(&a.registry, image))
         .collect();
     found.sort_by_key(|a| {
-        let (host, path) = parse_key(&a.server_address);
+        let (host, path) = parse_key(&a.registry);
         (std::cmp::Reverse(path.len()), host.matches('*').count())
     });
     found.into_iter().cloned().collect()

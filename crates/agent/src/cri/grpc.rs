@@ -532,7 +532,6 @@ impl RuntimeService for CriClient {
                     username: a.username.clone(),
                     password: a.password.clone(),
                     auth: a.auth.clone(),
-                    server_address: a.server_address.clone(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -266,8 +266,10 @@ pub struct Auth {
     pub password: String,
     /// base64 `user:password`, when the secret gave it.
     pub auth: String,
-    /// The registry key the credentials were stored under.
-    pub server_address: String,
+    /// The registry key the credentials were stored under (for matching
+    /// images; not sent: like the kubelet, the runtime takes the registry
+    /// from the image, and containerd cannot parse `host:port` here).
+    pub registry: String,
 }
 
 /// The CRI runtime and image services, as much as the agent uses.
