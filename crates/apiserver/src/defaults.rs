@@ -25,8 +25,23 @@ fn each_in(obj: &mut Value, key: &str, f: impl Fn(&mut Value)) {
     }
 }
 
+/// The label every Namespace carries with its own name (selectable, e.g.
+/// by NetworkPolicy namespaceSelectors); set on create and update.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 pub fn apply(res: &Resource, obj: &mut Value) {
     match (res.group, res.kind) {
+        ("", "Namespace") => {
+            if let Some(name) = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+            {
+                let meta = object_at(obj, "metadata");
+                object_at(meta, "labels")[NAMESPACE_NAME_LABEL] = json!(name);
+            }
+        }
         ("", "Pod") => pod_spec(object_at(obj, "spec")),
         ("", "PodTemplate") => pod_template(object_at(obj, "template")),
         ("", "ReplicationController") => {
@@ -381,6 +396,25 @@ mod tests {
             let mut c = json!({"name": "c", "image": image});
             container(&mut c);
             assert_eq!(c["imagePullPolicy"], want, "{image}");
+        }
+    }
+
+    #[test]
+    fn namespaces_carry_their_name_label() {
+        let res = api::registry::find("", "v1", "namespaces").unwrap();
+        let cases = [
+            (
+                json!({"metadata": {"name": "team"}}),
+                json!({NAMESPACE_NAME_LABEL: "team"}),
+            ),
+            (
+                json!({"metadata": {"name": "team", "labels": {"a": "b", NAMESPACE_NAME_LABEL: "forged"}}}),
+                json!({"a": "b", NAMESPACE_NAME_LABEL: "team"}),
+            ),
+        ];
+        for (mut ns, labels) in cases {
+            apply(res, &mut ns);
+            assert_eq!(ns["metadata"]["labels"], labels);
         }
     }
 }

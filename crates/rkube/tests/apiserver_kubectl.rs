@@ -901,6 +901,16 @@ fn namespaces_terminate_until_finalized() {
         s.json(&["get", "ns", "doomed"])["spec"]["finalizers"][0],
         "kubernetes"
     );
+    // Every namespace is selectable by its name label, system ones too.
+    let by_label = s.ok(&[
+        "get",
+        "ns",
+        "-l",
+        "kubernetes.io/metadata.name in (doomed,kube-system)",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_label.trim(), "namespace/doomed\nnamespace/kube-system");
     s.ok(&["delete", "ns", "doomed", "--wait=false"]);
     let ns = s.json(&["get", "ns", "doomed"]);
     assert_eq!(ns["status"]["phase"], "Terminating");
