@@ -58,6 +58,17 @@ impl ServiceCidr {
     }
 }
 
+impl std::fmt::Display for ServiceCidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            Ipv4Addr::from(self.base),
+            32 - self.size.trailing_zeros()
+        )
+    }
+}
+
 fn invalid(field: &str, value: Value, detail: &str) -> ApiError {
     ApiError::invalid(
         "",
@@ -113,6 +124,94 @@ pub fn held(svc: &Value) -> Vec<String> {
     keys
 }
 
+/// What an update of a Service claimed (to release if the write fails) and
+/// what it no longer holds (to release once the write succeeded).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reallocation {
+    pub claimed: Vec<String>,
+    pub released: Vec<String>,
+}
+
+fn needs_node_ports(svc: &Value) -> bool {
+    matches!(
+        svc.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+
+fn is_external_name(svc: &Value) -> bool {
+    svc.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName")
+}
+
+/// Kubernetes' dropTypeDependentFields: fields the old type needed and the
+/// new one does not are cleared when the update left them as they were
+/// (an ExternalName has no ClusterIP; a ClusterIP Service no node ports).
+pub fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let old_spec = old.get("spec").cloned().unwrap_or(json!({}));
+    let new_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_owned();
+    if new_type == "ExternalName" && !is_external_name(old) {
+        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if spec.get(f) == old_spec.get(f) {
+                spec.remove(f);
+            }
+        }
+    }
+    if needs_node_ports(old)
+        && !matches!(new_type.as_str(), "NodePort" | "LoadBalancer")
+        && spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy")
+    {
+        spec.remove("externalTrafficPolicy");
+    }
+    if needs_node_ports(old) && !matches!(new_type.as_str(), "NodePort" | "LoadBalancer") {
+        let old_ports = old_spec.get("ports").cloned().unwrap_or(json!([]));
+        let same = |p: &Value| {
+            old_ports.as_array().into_iter().flatten().any(|o| {
+                o.get("port") == p.get("port")
+                    && o.get("protocol") == p.get("protocol")
+                    && o.get("nodePort") == p.get("nodePort")
+            })
+        };
+        for p in spec
+            .get_mut("ports")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if same(p) {
+                if let Some(m) = p.as_object_mut() {
+                    m.remove("nodePort");
+                }
+            }
+        }
+    }
+}
+
+/// Allocates what an updated Service newly needs (a ClusterIP when it
+/// stops being an ExternalName, node ports when it becomes a NodePort or
+/// gains ports) and says what it gave up, keeping what it already holds.
+pub async fn reallocate(
+    store: &Arc<dyn Store>,
+    cidr: ServiceCidr,
+    old: &Value,
+    new: &mut Value,
+) -> ApiResult<Reallocation> {
+    drop_type_dependent_fields(old, new);
+    let ours: std::collections::HashSet<String> = held(old).into_iter().collect();
+    let all = allocate_keeping(store, cidr, new, &ours).await?;
+    let now: std::collections::HashSet<&String> = all.iter().collect();
+    Ok(Reallocation {
+        claimed: all.iter().filter(|k| !ours.contains(*k)).cloned().collect(),
+        released: ours.iter().filter(|k| !now.contains(k)).cloned().collect(),
+    })
+}
+
 /// Fills in and claims the Service's ClusterIP and node ports. Returns the
 /// keys claimed, to release if the create fails.
 pub async fn allocate(
@@ -120,6 +219,24 @@ pub async fn allocate(
     cidr: ServiceCidr,
     svc: &mut Value,
 ) -> ApiResult<Vec<String>> {
+    allocate_keeping(store, cidr, svc, &Default::default()).await
+}
+
+/// [`allocate`], where the explicit values among `ours` (keys the Service
+/// holds already) count as claimed. Returns every key the Service holds
+/// afterwards; only those not in `ours` were claimed here.
+async fn allocate_keeping(
+    store: &Arc<dyn Store>,
+    cidr: ServiceCidr,
+    svc: &mut Value,
+    ours: &std::collections::HashSet<String>,
+) -> ApiResult<Vec<String>> {
+    let claim_given = |key: String, owner: String| async move {
+        if ours.contains(&key) {
+            return Ok(true);
+        }
+        claim(store, &key, &owner).await
+    };
     let owner = format!(
         "{}/{}",
         svc.pointer("/metadata/namespace")
@@ -164,7 +281,7 @@ pub async fn allocate(
                             &format!("failed to allocate IP {given}: the provided IP ({given}) is not in the valid range"),
                         ));
                     }
-                    if !claim(store, &format!("{IP_PREFIX}{ip}"), &owner).await? {
+                    if !claim_given(format!("{IP_PREFIX}{ip}"), owner.clone()).await? {
                         return Err(invalid(
                             "spec.clusterIPs",
                             json!([given]),
@@ -205,7 +322,7 @@ pub async fn allocate(
                             "provided port is not in the valid range. The range of valid ports is 30000-32767",
                         ));
                     }
-                    if !claim(store, &format!("{PORT_PREFIX}{want}"), &owner).await? {
+                    if !claim_given(format!("{PORT_PREFIX}{want}"), owner.clone()).await? {
                         return Err(invalid(&format!("spec.ports[{i}].nodePort"), json!(want), "provided port is already allocated"));
                     }
                     want as u32
@@ -222,7 +339,8 @@ pub async fn allocate(
     match result {
         Ok(()) => Ok(claimed),
         Err(e) => {
-            release(store, &claimed).await;
+            let mine: Vec<String> = claimed.into_iter().filter(|k| !ours.contains(k)).collect();
+            release(store, &mine).await;
             Err(e)
         }
     }
@@ -298,5 +416,69 @@ mod tests {
             .unwrap_err()
             .message
             .contains("not in the valid range"));
+    }
+
+    #[test]
+    fn cidr_text_round_trips() {
+        for c in ["10.43.0.0/16", "100.64.12.32/27"] {
+            assert_eq!(ServiceCidr::parse(c).unwrap().to_string(), c);
+        }
+    }
+
+    #[tokio::test]
+    async fn type_changes_allocate_and_release() {
+        let (_d, s) = crate::test_support::sqlite_store();
+        let cidr = ServiceCidr::parse("10.96.0.0/24").unwrap();
+        let mut v = svc(json!({"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]}));
+        let held_ip = allocate(&s, cidr, &mut v).await.unwrap();
+        assert_eq!(held_ip.len(), 1);
+
+        // ClusterIP -> NodePort: a node port is claimed, the IP kept.
+        let mut np = v.clone();
+        np["spec"]["type"] = json!("NodePort");
+        let r = reallocate(&s, cidr, &v, &mut np).await.unwrap();
+        let port = np["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+        assert_eq!(r.claimed, [format!("{PORT_PREFIX}{port}")]);
+        assert!(r.released.is_empty());
+        assert_eq!(np["spec"]["clusterIP"], v["spec"]["clusterIP"]);
+
+        // Same ports again: nothing new.
+        let mut again = np.clone();
+        let r = reallocate(&s, cidr, &np, &mut again).await.unwrap();
+        assert_eq!(r, Reallocation::default());
+
+        // NodePort -> ClusterIP: the unchanged node port is dropped and released.
+        let mut back = np.clone();
+        back["spec"]["type"] = json!("ClusterIP");
+        let r = reallocate(&s, cidr, &np, &mut back).await.unwrap();
+        assert!(back["spec"]["ports"][0].get("nodePort").is_none(), "{back}");
+        assert_eq!(r.released, [format!("{PORT_PREFIX}{port}")]);
+        release(&s, &r.released).await;
+
+        // -> ExternalName: the IP goes; back -> ClusterIP: a new one comes.
+        let mut ext = back.clone();
+        ext["spec"]["type"] = json!("ExternalName");
+        ext["spec"]["externalName"] = json!("example.com");
+        let r = reallocate(&s, cidr, &back, &mut ext).await.unwrap();
+        assert!(ext["spec"].get("clusterIP").is_none(), "{ext}");
+        assert_eq!(r.released, held_ip);
+        release(&s, &r.released).await;
+        let mut cip = ext.clone();
+        cip["spec"]["type"] = json!("ClusterIP");
+        let r = reallocate(&s, cidr, &ext, &mut cip).await.unwrap();
+        assert_eq!(r.claimed.len(), 1);
+        assert!(cip["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.96.0."));
+
+        // An explicit node port someone else holds is refused.
+        let mut other = svc(json!({"type": "NodePort", "ports": [{"port": 1, "nodePort": 30100}]}));
+        allocate(&s, cidr, &mut other).await.unwrap();
+        let mut clash = cip.clone();
+        clash["spec"]["type"] = json!("NodePort");
+        clash["spec"]["ports"][0]["nodePort"] = json!(30100);
+        let err = reallocate(&s, cidr, &cip, &mut clash).await.unwrap_err();
+        assert_eq!(err.code, 422);
     }
 }

@@ -329,6 +329,12 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         Some(info) => {
             let (group, resource) = (info.group.clone(), info.resource.clone());
             let sub = info.subresource.clone().unwrap_or_default();
+            if let (true, Some(cidr)) = (
+                group.is_empty() && resource == "services",
+                state.service_cidr,
+            ) {
+                params.set_internal(rest::SERVICE_CIDR, &cidr.to_string());
+            }
             let req = handler::Request {
                 method: parts.method,
                 info,

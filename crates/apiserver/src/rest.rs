@@ -37,6 +37,12 @@ impl Params {
         p
     }
 
+    /// Sets one of the server's own parameters (a key starting with `_`).
+    pub fn set_internal(&mut self, k: &str, v: &str) {
+        debug_assert!(k.starts_with('_'));
+        self.0.insert(k.into(), v.into());
+    }
+
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|s| !s.is_empty())
     }
@@ -66,6 +72,11 @@ impl Params {
 /// The internal parameter set on applies (clients cannot send it: keys
 /// starting with '_' are dropped when parsing).
 const APPLIED: &str = "_applied";
+
+/// The internal parameter carrying the service range (CIDR text) to
+/// Service updates, which allocate and release addresses and node ports
+/// as the type and ports change.
+pub const SERVICE_CIDR: &str = "_serviceCidr";
 
 /// Where one resource's objects live and how they are named in errors.
 #[derive(Clone, Copy)]
@@ -652,6 +663,44 @@ async fn write_update(
     if params.dry_run()? {
         return Ok(new);
     }
+    // A Service whose type or ports changed gets (and gives back) its
+    // ClusterIP and node ports.
+    let realloc = match params
+        .get(SERVICE_CIDR)
+        .map(crate::alloc::ServiceCidr::parse)
+    {
+        Some(Ok(cidr)) if res.group.is_empty() && res.kind == "Service" => {
+            let r = crate::alloc::reallocate(store, cidr, old, &mut new).await?;
+            let causes = strategy::validate(res, &new, Some(old));
+            if !causes.is_empty() {
+                crate::alloc::release(store, &r.claimed).await;
+                return Err(ApiError::invalid(res.group, res.kind, name, causes));
+            }
+            Some(r)
+        }
+        _ => None,
+    };
+    let written = write_checked(store, scope, name, &new, rev).await;
+    if let Some(r) = realloc {
+        match &written {
+            Ok(_) => crate::alloc::release(store, &r.released).await,
+            Err(_) => crate::alloc::release(store, &r.claimed).await,
+        }
+    }
+    written
+}
+
+/// The store write of an update (or the delete of an object whose last
+/// finalizer went).
+async fn write_checked(
+    store: &Arc<dyn Store>,
+    scope: Scope<'_>,
+    name: &str,
+    new: &Value,
+    rev: Revision,
+) -> ApiResult<Value> {
+    let res = scope.res;
+    let new = new.clone();
     let key = scope.key(name);
     // An object being deleted goes once its last finalizer is removed.
     if object::is_deleting(&new)

@@ -226,9 +226,12 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
 
 pub fn prepare_for_update(res: &Resource, new: &mut Value, old: &Value) {
     if is(res, "", "Service") {
-        // Allocated addresses stay when an update leaves them out.
+        crate::alloc::drop_type_dependent_fields(old, new);
+        // Allocated addresses stay when an update leaves them out (unless
+        // the Service becomes an ExternalName, which has none).
+        let external = new.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
         for field in ["clusterIP", "clusterIPs"] {
-            if new.pointer(&format!("/spec/{field}")).is_none() {
+            if !external && new.pointer(&format!("/spec/{field}")).is_none() {
                 if let Some(v) = old.pointer(&format!("/spec/{field}")).cloned() {
                     if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
                         spec.insert(field.to_owned(), v);

@@ -775,6 +775,55 @@ fn services_get_cluster_ips_and_node_ports() {
         s.json(&["get", "svc", "other"])["spec"]["clusterIP"],
         ip.as_str()
     );
+
+    // Type changes: ClusterIP -> NodePort claims a node port (which then
+    // is taken for others); back to ClusterIP drops and frees it;
+    // ExternalName gives the address back, ClusterIP again takes one.
+    let patch_type = |t: &str| {
+        s.ok(&[
+            "patch",
+            "svc",
+            "other",
+            "-p",
+            &format!(r#"{{"spec":{{"type":"{t}"}}}}"#),
+        ])
+    };
+    patch_type("NodePort");
+    let other = s.json(&["get", "svc", "other"]);
+    let port = other["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert_eq!(other["spec"]["clusterIP"], ip.as_str());
+    let wants_port = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: {port}\n"
+        )
+    };
+    let err = s.fails_stdin(&["apply", "-f", "-"], &wants_port("taker"));
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    patch_type("ClusterIP");
+    let other = s.json(&["get", "svc", "other"]);
+    assert!(
+        other["spec"]["ports"][0].get("nodePort").is_none(),
+        "{other}"
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &wants_port("taker"));
+    s.ok(&[
+        "patch",
+        "svc",
+        "other",
+        "-p",
+        r#"{"spec":{"type":"ExternalName","externalName":"db.example.com"}}"#,
+    ]);
+    let other = s.json(&["get", "svc", "other"]);
+    assert!(other["spec"].get("clusterIP").is_none(), "{other}");
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &explicit.replace("name: other", "name: third"),
+    );
+    assert_eq!(
+        s.json(&["get", "svc", "third"])["spec"]["clusterIP"],
+        ip.as_str(),
+        "the ExternalName's old address is free again"
+    );
 }
 
 #[test]
