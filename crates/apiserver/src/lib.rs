@@ -20,6 +20,7 @@ mod patch;
 mod protobuf;
 pub mod registry;
 pub mod request;
+mod resource_proxy;
 mod rest;
 mod reviews;
 pub mod sa_token;
@@ -287,6 +288,17 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         state
             .metrics
             .observe(&verb, "", "pods", &sub, code, started.elapsed());
+        return resp;
+    }
+    if let Some(info) = info.as_ref().filter(|i| resource_proxy::is_proxy(i)) {
+        // Proxied bodies stream through, in both directions.
+        let started = std::time::Instant::now();
+        let resource = info.resource.clone();
+        let resp = resource_proxy::serve(state.clone(), parts, body, info.clone()).await;
+        let code = resp.status().as_u16();
+        state
+            .metrics
+            .observe(&verb, "", &resource, "proxy", code, started.elapsed());
         return resp;
     }
     let body = match axum::body::to_bytes(body, handler::MAX_BODY_BYTES).await {

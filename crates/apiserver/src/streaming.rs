@@ -67,6 +67,21 @@ pub fn kubelet_client_config(
     Ok(Arc::new(config))
 }
 
+/// TLS settings for proxying to pods and services over HTTPS: no client
+/// certificate, the backend's certificate not verified (as
+/// kube-apiserver's proxy does).
+pub fn insecure_client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// Accepts any server certificate (signatures are still checked, so the
 /// peer holds the key of the certificate it shows).
 #[derive(Debug)]

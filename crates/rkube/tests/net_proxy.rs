@@ -170,6 +170,41 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
             .then_some(())
     });
 
+    // The API server's proxy subresources reach the pods: through the
+    // Service (by port name or number) and straight to a pod (by number
+    // or container port name).
+    for id in ["web:http", "http:web:80"] {
+        let got = s.ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/services/{id}/proxy/"),
+        ]);
+        assert!(pods.contains(got.trim()), "{id}: {got:?}");
+    }
+    for pod in &pods {
+        for port in ["8080", "http"] {
+            let got = s.ok(&[
+                "get",
+                "--raw",
+                &format!("/api/v1/namespaces/default/pods/{pod}:{port}/proxy/index.html"),
+            ]);
+            assert_eq!(got.trim(), pod);
+        }
+    }
+    let err = String::from_utf8_lossy(
+        &s.kubectl(&[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/services/web:nope/proxy/",
+        ])
+        .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("ServiceUnavailable") || err.contains("503"),
+        "{err}"
+    );
+
     // From the host: the ClusterIP and the NodePort on the node's address.
     let host_seen: BTreeSet<String> = (0..20)
         .filter_map(|_| get(format!("{cluster_ip}:80").parse().unwrap()))
