@@ -7,6 +7,7 @@
 //! (`strategy`, `defaults`, `typecheck`) → the store.
 
 mod alloc;
+pub mod audit;
 pub mod auth;
 mod cache;
 mod defaults;
@@ -83,6 +84,8 @@ pub struct State {
     /// TLS (with the API server's client certificate) for connections to
     /// node agents: logs, exec, attach, port-forward.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`).
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
 impl State {
@@ -101,6 +104,7 @@ impl State {
             ca_bundle: None,
             extra_metrics: Vec::new(),
             kubelet_client: None,
+            audit: None,
         }
     }
 
@@ -137,6 +141,19 @@ impl State {
     }
 
     /// Allocates ClusterIPs from `cidr` (e.g. "10.43.0.0/16").
+    /// Audits requests as the policy file says, into the log (`-`:
+    /// standard output); both or neither.
+    pub fn with_audit(
+        mut self,
+        policy_file: Option<&std::path::Path>,
+        log_path: Option<&str>,
+    ) -> Result<State, String> {
+        if let (Some(policy), Some(log)) = (policy_file, log_path) {
+            self.audit = Some(Arc::new(audit::Auditor::open(policy, log)?));
+        }
+        Ok(self)
+    }
+
     pub fn with_service_cidr(mut self, cidr: &str) -> Result<State, String> {
         self.service_cidr = Some(alloc::ServiceCidr::parse(cidr)?);
         Ok(self)
@@ -147,6 +164,10 @@ impl State {
 /// TLS connection.
 #[derive(Clone, Debug)]
 pub struct PeerUser(pub Option<User>);
+
+/// The client's address, attached to each request of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 
 /// The namespaces that always exist.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -276,9 +297,83 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         name: info.as_ref().and_then(|i| i.name.as_deref()),
         path: &path,
     };
-    if let Decision::Deny(reason) = state.authz.authorize(&user, &attrs) {
-        return ApiError::forbidden(reason).into_response();
+    let decision = state.authz.authorize(&user, &attrs);
+    let Some(auditor) = state.audit.clone() else {
+        if let Decision::Deny(reason) = decision {
+            return ApiError::forbidden(reason).into_response();
+        }
+        return dispatch(state, parts, body, info, verb, user, path, None).await;
+    };
+    let resource = info.as_ref().map(|i| audit::ResourceAttrs {
+        group: &i.group,
+        resource: &i.resource,
+        subresource: i.subresource.as_deref().unwrap_or(""),
+        namespace: i.namespace.as_deref().unwrap_or(""),
+        name: i.name.as_deref().unwrap_or(""),
+    });
+    let event = auditor.begin(
+        &user,
+        &audit::Attrs {
+            verb: &verb,
+            path: &path,
+            resource,
+        },
+        &parts.uri.to_string(),
+        parts
+            .extensions
+            .get::<PeerAddr>()
+            .map(|a| a.0.ip().to_string()),
+        parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let Some(event) = event else {
+        if let Decision::Deny(reason) = decision {
+            return ApiError::forbidden(reason).into_response();
+        }
+        return dispatch(state, parts, body, info, verb, user, path, None).await;
+    };
+    let long_running = verb == "watch"
+        || info
+            .as_ref()
+            .is_some_and(|i| streaming::is_streaming(i) || resource_proxy::is_proxy(i));
+    let mut request_body = None;
+    let resp = match decision {
+        Decision::Deny(reason) => ApiError::forbidden(reason).into_response(),
+        _ => {
+            let slot = audit::Auditor::wants_request(&event).then_some(&mut request_body);
+            dispatch(state, parts, body, info, verb, user, path, slot).await
+        }
+    };
+    let code = resp.status().as_u16();
+    let keep_response =
+        !long_running && (audit::Auditor::wants_response(&event) || !resp.status().is_success());
+    if !keep_response {
+        auditor.finish(event, long_running, code, request_body.as_deref(), None);
+        return resp;
     }
+    let (head, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, handler::MAX_BODY_BYTES * 4)
+        .await
+        .unwrap_or_default();
+    auditor.finish(event, false, code, request_body.as_deref(), Some(&bytes));
+    Response::from_parts(head, Body::from(bytes))
+}
+
+/// Serves an authenticated, authorized request; `request_body` receives
+/// the body when the audit log wants it.
+#[allow(clippy::too_many_arguments)]
+async fn dispatch(
+    state: Arc<State>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    info: Option<request::RequestInfo>,
+    verb: String,
+    user: User,
+    path: String,
+    request_body: Option<&mut Option<bytes::Bytes>>,
+) -> Response {
     if let Some(info) = info.as_ref().filter(|i| streaming::is_streaming(i)) {
         // Streams are not read whole: the connection may be upgraded.
         let started = std::time::Instant::now();
@@ -311,6 +406,26 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
             .into_response()
         }
     };
+    if let Some(slot) = request_body {
+        // The audit log records the object as JSON, whatever came in.
+        let ct = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let json = if protobuf::is_protobuf(ct) {
+            protobuf::decode_to_json(&body)
+                .ok()
+                .map(|v| bytes::Bytes::from(v.to_string()))
+        } else if ct.contains("yaml") {
+            serde_yaml_ng::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .map(|v| bytes::Bytes::from(v.to_string()))
+        } else {
+            Some(body.clone())
+        };
+        *slot = json;
+    }
     let mut params = match rest::Params::parse(parts.uri.query()) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
@@ -476,6 +591,7 @@ pub async fn serve_tls(
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer.clone());
+                    req.extensions_mut().insert(PeerAddr(addr));
                     let state = state.clone();
                     async move {
                         let req = req.map(Body::new);

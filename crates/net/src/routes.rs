@@ -232,7 +232,8 @@ mod tests {
     #[test]
     fn wanted_routes() {
         let local = [subnet("10.253.0.1/24"), subnet("127.0.0.1/8")];
-        let cases: Vec<(&str, Vec<Node>, Vec<(&str, &str)>)> = vec![
+        type Case = (&'static str, Vec<Node>, Vec<(&'static str, &'static str)>);
+        let cases: Vec<Case> = vec![
             (
                 "other nodes on the link, not me",
                 vec![

@@ -145,6 +145,14 @@ struct ServerArgs {
     /// Static bearer tokens, CSV `token,user,uid[,"group1,group2"]`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// An audit.k8s.io/v1 Policy: which requests are audited, at which
+    /// level (needs --audit-log-path).
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events go, one JSON object per line (`-`: standard
+    /// output).
+    #[arg(long, requires = "audit_policy_file")]
+    audit_log_path: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -394,7 +402,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .with_ca_bundle(&pki.ca_cert)
         .with_kubelet_client(&pki.kubelet_client_cert, &pki.kubelet_client_key)
         .map_err(|e| anyhow::anyhow!("kubelet client certificate: {e}"))?
-        .with_metrics(scheduler::metrics::render),
+        .with_metrics(scheduler::metrics::render)
+        .with_audit(
+            args.audit_policy_file.as_deref(),
+            args.audit_log_path.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!("--audit-policy-file: {e}"))?,
     );
     apiserver::bootstrap_service(&state, args.https_listen_port)
         .await

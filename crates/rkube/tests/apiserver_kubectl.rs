@@ -1553,3 +1553,88 @@ fn server_side_apply_keys_service_ports_by_port_and_protocol() {
     assert_eq!(svc_json["spec"]["ports"][1]["targetPort"], 5353);
     assert_eq!(svc_json["spec"]["ports"][0]["targetPort"], 53);
 }
+
+#[test]
+fn audit_log_follows_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("audit-policy.yaml");
+    let log = dir.path().join("audit.log");
+    std::fs::write(
+        &policy,
+        r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitManagedFields: true
+rules:
+- level: None
+  nonResourceURLs: ["/readyz*", "/healthz*", "/livez*"]
+- level: Metadata
+  resources: [{group: "", resources: [secrets]}]
+- level: RequestResponse
+  verbs: [create]
+  resources: [{group: "", resources: [configmaps]}]
+- level: None
+"#,
+    )
+    .unwrap();
+    let s = Server::start_with(&[
+        "--disable-controller-manager",
+        "--disable-scheduler",
+        &format!("--audit-policy-file={}", policy.display()),
+        &format!("--audit-log-path={}", log.display()),
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        "--from-literal=k=topsecret",
+    ]);
+    s.ok(&["create", "configmap", "c", "--from-literal=a=b"]);
+    s.ok(&["get", "configmap", "c"]);
+    s.fails(&["create", "configmap", "c", "--from-literal=a=b"]);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |verb: &str, resource: &str, stage: &str, code: Option<u64>| {
+        events
+            .iter()
+            .filter(|e| {
+                e["verb"] == verb
+                    && e["objectRef"]["resource"] == resource
+                    && e["stage"] == stage
+                    && code.is_none_or(|c| e["responseStatus"]["code"] == c)
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    // Secrets at Metadata: who did what, never the data.
+    let secret = find("create", "secrets", "ResponseComplete", Some(201));
+    assert_eq!(secret.len(), 1, "{text}");
+    assert_eq!(secret[0]["level"], "Metadata");
+    assert_eq!(secret[0]["objectRef"]["namespace"], "default");
+    assert!(secret[0]["user"]["groups"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("system:masters")));
+    assert!(secret[0].get("requestObject").is_none());
+    assert!(!text.contains("topsecret") && !text.contains("dG9wc2VjcmV0"));
+    assert_eq!(find("create", "secrets", "RequestReceived", None).len(), 1);
+    // ConfigMap creates at RequestResponse: both bodies, managedFields
+    // omitted; the refused second create has its Status.
+    let cm = find("create", "configmaps", "ResponseComplete", Some(201));
+    assert_eq!(cm.len(), 1, "{text}");
+    assert_eq!(cm[0]["requestObject"]["data"]["a"], "b");
+    assert!(cm[0]["responseObject"]["metadata"]["uid"].is_string());
+    assert!(cm[0]["responseObject"]["metadata"]
+        .get("managedFields")
+        .is_none());
+    assert_eq!(cm[0]["auditID"].as_str().unwrap().len(), 36);
+    let refused = find("create", "configmaps", "ResponseComplete", Some(409));
+    assert_eq!(refused.len(), 1, "{text}");
+    assert_eq!(refused[0]["responseStatus"]["reason"], "AlreadyExists");
+    // Reads of ConfigMaps fall to the last rule: not audited.
+    assert!(find("get", "configmaps", "ResponseComplete", None).is_empty());
+}
