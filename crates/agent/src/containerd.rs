@@ -276,7 +276,7 @@ pub async fn import_images(
     socket: &Path,
     snapshotter: &str,
     dir: &Path,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, Vec<String>)> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -285,11 +285,12 @@ pub async fn import_images(
                     .is_some_and(|e| e == "tar" || e == "oci" || e == "docker")
             })
             .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, Vec::new())),
         Err(e) => return Err(e.into()),
     };
     files.sort();
     let mut n = 0;
+    let mut names = Vec::new();
     for f in files {
         let out = Command::new(ctr)
             .arg("--address")
@@ -305,16 +306,43 @@ pub async fn import_images(
         if out.status.success() {
             tracing::info!(file = %f.display(), "imported images");
             n += 1;
+            names.extend(imported_names(&String::from_utf8_lossy(&out.stdout)));
         } else {
             tracing::warn!(file = %f.display(), stderr = %String::from_utf8_lossy(&out.stderr), "image import failed");
         }
     }
-    Ok(n)
+    Ok((n, names))
+}
+
+/// The image names `ctr images import` reports (`unpacking NAME (sha256:…)...done`).
+pub fn imported_names(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("unpacking ")?
+                .split_whitespace()
+                .next()
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_output_names() {
+        let out = "unpacking docker.io/library/busybox:latest (sha256:8bbc)...done\nunpacking rkube.local/busybox:latest (sha256:8bbc)...done\n\nnoise\n";
+        assert_eq!(
+            imported_names(out),
+            [
+                "docker.io/library/busybox:latest",
+                "rkube.local/busybox:latest"
+            ]
+        );
+    }
 
     #[test]
     fn config_has_our_paths() {

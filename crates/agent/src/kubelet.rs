@@ -72,6 +72,8 @@ pub struct Config {
     /// The streaming server's TLS identity and client CA; `None`: no
     /// streaming server.
     pub kubelet_tls: Option<crate::server::TlsConfig>,
+    /// When unused images are removed (`--image-gc-*`).
+    pub image_gc: crate::image_gc::Policy,
 }
 
 impl Config {
@@ -97,6 +99,7 @@ impl Config {
             pod_workers: 16,
             kubelet_port: 10250,
             kubelet_tls: None,
+            image_gc: crate::image_gc::Policy::default(),
         }
     }
 
@@ -249,8 +252,12 @@ impl Agent {
             }
         };
         tracing::info!(runtime = %version.node_info(), api = version.runtime_api_version, "container runtime");
+        // Image GC never removes the sandbox image or air-gap imports.
+        let mut pinned: std::collections::HashSet<String> =
+            [containerd::PAUSE_IMAGE.to_owned()].into();
         if let Some(c) = &containerd {
-            let n = containerd::import_images(
+            pinned.insert(c.layout.sandbox_image.clone());
+            let (n, names) = containerd::import_images(
                 &config.ctr_binary,
                 &c.layout.socket(),
                 &c.layout.snapshotter,
@@ -258,6 +265,7 @@ impl Agent {
             )
             .await?;
             tracing::info!(archives = n, dir = %config.images_dir().display(), "image archives imported");
+            pinned.extend(names);
         }
 
         let host = HostInfo::read(&config.data_dir);
@@ -389,6 +397,14 @@ impl Agent {
                     tracing::error!(error = %e, "kubelet streaming server stopped");
                 }
             }));
+        }
+        if let Some(c) = &containerd {
+            tasks.push(tokio::spawn(crate::image_gc::run(
+                shared.syncer.cri.clone(),
+                c.layout.dir.join("root"),
+                shared.config.image_gc.clone(),
+                pinned,
+            )));
         }
         tasks.push(tokio::spawn(heartbeats(shared.clone())));
         tasks.push(tokio::spawn(housekeeping(shared.clone())));

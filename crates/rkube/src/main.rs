@@ -222,6 +222,16 @@ struct NodeArgs {
     /// free port.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Image filesystem usage (percent) above which unused images are
+    /// removed.
+    #[arg(long, default_value_t = 85)]
+    image_gc_high_threshold: u8,
+    /// Usage (percent) image garbage collection frees down to.
+    #[arg(long, default_value_t = 80)]
+    image_gc_low_threshold: u8,
+    /// How long an unused image is kept at least.
+    #[arg(long, default_value = "2m", value_parser = parse_duration_or_zero)]
+    image_minimum_gc_age: Duration,
 }
 
 impl NodeArgs {
@@ -246,6 +256,11 @@ impl NodeArgs {
             config.node_ip = self.node_ip;
         }
         config.kubelet_port = self.kubelet_port;
+        config.image_gc = agent::image_gc::Policy {
+            high_threshold_percent: self.image_gc_high_threshold,
+            low_threshold_percent: self.image_gc_low_threshold,
+            min_age: self.image_minimum_gc_age,
+        };
         config
     }
 
@@ -286,6 +301,14 @@ impl NodeArgs {
             key_pem,
             client_ca_pem: client_ca_pem.to_owned(),
         })
+    }
+}
+
+/// [`parse_duration`], also accepting `0` and `0s`.
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" | "0s" => Ok(Duration::ZERO),
+        other => parse_duration(other),
     }
 }
 
@@ -536,6 +559,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             &args.service_cidr,
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &pki.ca_cert)?);
+        config.image_gc.validate().map_err(anyhow::Error::msg)?;
         if let Some(proxy) = args.node.proxy_config(&config) {
             let admin = admin.clone();
             components.spawn(async move {
@@ -654,6 +678,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             DEFAULT_SERVICE_CIDR,
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
+        config.image_gc.validate().map_err(anyhow::Error::msg)?;
         if let Some(proxy) = args.node.proxy_config(&config) {
             tokio::spawn(run_proxy(client.clone(), proxy));
         }

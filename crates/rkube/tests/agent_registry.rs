@@ -4,7 +4,9 @@
 //! fails (ErrImagePull / ImagePullBackOff); with a `kubectl create secret
 //! docker-registry` Secret in `imagePullSecrets` the pod runs; a
 //! ServiceAccount's `imagePullSecrets` reach its pods through admission; a
-//! tag that is not there fails even with credentials. Skipped, with the
+//! tag that is not there fails even with credentials; image GC (at a 1%
+//! threshold) removes the image once no pod uses it and keeps pinned
+//! imports. Skipped, with the
 //! reason printed, where containerd, docker-registry or htpasswd is missing.
 
 mod support;
@@ -81,8 +83,11 @@ fn start_registry() -> Registry {
     registry
 }
 
+/// Pushes the busybox archive as `reference`, made a distinct image by a
+/// label naming the reference.
 fn push(images: &Path, registry: &Registry, reference: &str) {
     let out = Command::new(support::repo_root().join("scripts/push-test-image"))
+        .args(["--label", &format!("rkube.test/ref={reference}")])
         .arg(images.join("busybox.tar"))
         .arg(format!("http://127.0.0.1:{}", registry.port))
         .arg(reference)
@@ -129,7 +134,14 @@ fn pulls_from_an_authenticated_registry_with_pull_secrets() {
             return;
         }
     }
-    let Some(s) = support::local_node("registry-node", &[]) else {
+    // Image GC at every check: whatever no container uses (and was not
+    // imported from the image folder) goes.
+    let gc = [
+        "--image-gc-high-threshold=1",
+        "--image-gc-low-threshold=0",
+        "--image-minimum-gc-age=0s",
+    ];
+    let Some(s) = support::local_node("registry-node", &gc) else {
         return;
     };
     let registry = start_registry();
@@ -226,4 +238,35 @@ fn pulls_from_an_authenticated_registry_with_pull_secrets() {
     assert!(events.contains("Failed to pull image"), "{events}");
     // (The anonymous pod may start now: with IfNotPresent, an image another
     // pod pulled is used as is, as the kubelet does by default.)
+
+    // Image GC: once its only pod is gone, v2 is removed; v1 (in use) and
+    // the imported busybox and pause images (pinned) stay.
+    s.ok(&[
+        "delete",
+        "pod",
+        "via-account",
+        "missing",
+        "--grace-period=1",
+        "--timeout=60s",
+    ]);
+    let images = || {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(s.data_dir().join("agent/containerd/containerd.sock"))
+            .args(["--namespace", "k8s.io", "images", "ls", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    eventually(120, "v2 garbage-collected", || {
+        (!images().contains("team/busybox:v2")).then_some(())
+    });
+    let left = images();
+    for kept in [
+        "team/busybox:v1",
+        "docker.io/library/busybox:latest",
+        "rkube.local/pause:3.10",
+    ] {
+        assert!(left.contains(kept), "{kept} was removed:\n{left}");
+    }
 }

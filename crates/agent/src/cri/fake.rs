@@ -336,6 +336,26 @@ impl RuntimeService for FakeRuntime {
         Ok(format!("sha256:{image}"))
     }
 
+    async fn list_images(&self) -> Result<Vec<Image>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.images
+            .iter()
+            .map(|name| Image {
+                id: format!("sha256:{name}"),
+                repo_tags: vec![name.clone()],
+                size: 1 << 20,
+                ..Image::default()
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        let mut s = self.log(format!("remove_image {image}"));
+        let name = image.strip_prefix("sha256:").unwrap_or(image).to_owned();
+        s.images.remove(&name);
+        Ok(())
+    }
+
     async fn exec_sync(
         &self,
         container_id: &str,

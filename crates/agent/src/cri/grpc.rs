@@ -541,6 +541,41 @@ impl RuntimeService for CriClient {
         Ok(r.into_inner().image_ref)
     }
 
+    async fn list_images(&self) -> Result<Vec<Image>> {
+        let r = self
+            .images
+            .clone()
+            .list_images(pb::ListImagesRequest { filter: None })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(r.images
+            .into_iter()
+            .map(|i| Image {
+                id: i.id,
+                repo_tags: i.repo_tags,
+                repo_digests: i.repo_digests,
+                size: i.size,
+                uid: i.uid.map(|u| u.value),
+                username: i.username,
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        self.images
+            .clone()
+            .remove_image(pb::RemoveImageRequest {
+                image: Some(pb::ImageSpec {
+                    image: image.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn exec_sync(
         &self,
         container_id: &str,

@@ -306,6 +306,10 @@ pub trait RuntimeService: Send + Sync + 'static {
     /// Pulls an image, with registry credentials when given; returns its
     /// reference (id).
     async fn pull_image(&self, image: &str, auth: Option<&Auth>) -> Result<String>;
+    /// Every image the runtime has.
+    async fn list_images(&self) -> Result<Vec<Image>>;
+    /// Removes an image (by id or reference).
+    async fn remove_image(&self, image: &str) -> Result<()>;
 
     /// A URL on the runtime's streaming server that runs `request.cmd` in
     /// the container once a client connects and upgrades (SPDY or
