@@ -214,6 +214,11 @@ struct NodeArgs {
     /// free port.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Directory of static pod manifests (one Pod per *.yaml, *.yml or
+    /// *.json file), run by the agent and shown as mirror pods (default:
+    /// <data-dir>/agent/pod-manifests; created if missing).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -238,6 +243,7 @@ impl NodeArgs {
             config.node_ip = self.node_ip;
         }
         config.kubelet_port = self.kubelet_port;
+        config.pod_manifest_path = self.pod_manifest_path.clone();
         config
     }
 
