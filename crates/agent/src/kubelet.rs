@@ -255,7 +255,10 @@ impl Agent {
         std::fs::create_dir_all(config.images_dir())?;
         let manifest_dir = config.manifest_dir();
         std::fs::create_dir_all(&manifest_dir).with_context(|| {
-            format!("creating the pod manifest directory {}", manifest_dir.display())
+            format!(
+                "creating the pod manifest directory {}",
+                manifest_dir.display()
+            )
         })?;
         let (endpoint, containerd) = match &config.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
@@ -780,8 +783,13 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
     if let Some(mirror) = pod.as_ref().filter(|p| static_pods::is_mirror(p)) {
         // The mirror of a static pod that is gone: so is the mirror (and
         // never run it as a pod of its own).
-        syncer.kill(&PodSyncer::name_labels(ns, name), 2, None).await?;
-        tracing::info!(pod = key, "deleting the mirror pod of a static pod that is gone");
+        syncer
+            .kill(&PodSyncer::name_labels(ns, name), 2, None)
+            .await?;
+        tracing::info!(
+            pod = key,
+            "deleting the mirror pod of a static pod that is gone"
+        );
         delete_mirror(&shared, mirror).await?;
         return Ok(Next::Done);
     }

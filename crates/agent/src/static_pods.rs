@@ -61,7 +61,10 @@ pub fn decode(content: &str) -> Result<Pod, String> {
         return Err("the file does not hold an object".to_owned());
     }
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
-    let version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match (version, kind) {
         (_, "") => return Err("Object 'Kind' is missing".to_owned()),
         ("v1", "Pod") => {}
@@ -147,7 +150,11 @@ pub fn is_mirror(pod: &Pod) -> bool {
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 /// Whether `mirror` is the mirror pod of `static_pod` (same name and

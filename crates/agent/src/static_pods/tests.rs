@@ -37,7 +37,8 @@ fn manifest_names() {
 /// file content -> the static pod's key, or the start of the error.
 #[test]
 fn files_to_pods() {
-    let cases: Vec<(&str, String, Result<&str, &str>)> = vec![
+    let cases: Vec<(&str, String, Result<&str, &str>)> =
+        vec![
         ("yaml", WEB.to_owned(), Ok("default/web-node-1")),
         (
             "json",
@@ -104,7 +105,13 @@ fn files_to_pods() {
 
 #[test]
 fn defaults_names_and_annotations() {
-    let p = static_pod(decode(WEB).unwrap(), Path::new("/m/web.yaml"), NODE, "seen-at").unwrap();
+    let p = static_pod(
+        decode(WEB).unwrap(),
+        Path::new("/m/web.yaml"),
+        NODE,
+        "seen-at",
+    )
+    .unwrap();
     let uid = p.metadata.uid.clone().unwrap();
     assert_eq!(uid.len(), 32);
     assert!(uid.chars().all(|c| c.is_ascii_hexdigit()));
@@ -130,9 +137,18 @@ fn defaults_names_and_annotations() {
 
     // A uid in the file is kept (and is the hash annotation).
     let with_uid = WEB.replace("  name: web\n", "  name: web\n  uid: fixed-uid\n");
-    let p = static_pod(decode(&with_uid).unwrap(), Path::new("/m/web.yaml"), NODE, "t").unwrap();
+    let p = static_pod(
+        decode(&with_uid).unwrap(),
+        Path::new("/m/web.yaml"),
+        NODE,
+        "t",
+    )
+    .unwrap();
     assert_eq!(p.metadata.uid.as_deref(), Some("fixed-uid"));
-    assert_eq!(p.metadata.annotations.unwrap()[ANNOTATION_HASH], "fixed-uid");
+    assert_eq!(
+        p.metadata.annotations.unwrap()[ANNOTATION_HASH],
+        "fixed-uid"
+    );
 }
 
 #[test]
@@ -155,7 +171,10 @@ fn hash_follows_content_node_and_file() {
         uid(&format!("# a comment\n{WEB}"), NODE, "/m/web.yaml")
     );
     // Not blind to what the pod is, where and from which file.
-    assert_ne!(base, uid(&WEB.replace("busybox", "pause"), NODE, "/m/web.yaml"));
+    assert_ne!(
+        base,
+        uid(&WEB.replace("busybox", "pause"), NODE, "/m/web.yaml")
+    );
     assert_ne!(base, uid(WEB, "node-2", "/m/web.yaml"));
     assert_ne!(base, uid(WEB, NODE, "/m/web2.yaml"));
 }
@@ -301,15 +320,12 @@ fn registry_changes() {
 async fn inotify_reports_changes() {
     let dir = tempfile::tempdir().unwrap();
     let w = DirWatch::new(dir.path()).unwrap();
-    let wait = |w: &DirWatch| {
-        let f = w.changed();
-        async move {
-            tokio::time::timeout(std::time::Duration::from_secs(5), f)
-                .await
-                .expect("no inotify event")
-                .unwrap()
-        }
-    };
+    async fn wait(w: &DirWatch) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(5), w.changed())
+            .await
+            .expect("no inotify event")
+            .unwrap()
+    }
     std::fs::write(dir.path().join("p.yaml"), WEB).unwrap();
     assert!(wait(&w).await);
     std::fs::remove_file(dir.path().join("p.yaml")).unwrap();
