@@ -702,12 +702,10 @@ impl StaticSource {
             .retain(|path, _| manifests.iter().any(|(p, _)| p == path));
         let (pods, duplicates) = static_pods::by_key(manifests);
         for (path, why) in duplicates {
-            if !reported.contains_key(&path) {
-                if self.reported.get(&path) != Some(&why) {
-                    tracing::warn!(file = %path.display(), error = %why, "static pod manifest skipped");
-                }
-                reported.insert(path, why);
+            if self.reported.get(&path) != Some(&why) {
+                tracing::warn!(file = %path.display(), error = %why, "static pod manifest skipped");
             }
+            reported.entry(path).or_insert(why);
         }
         self.reported = reported;
         for key in shared.statics.replace(pods) {

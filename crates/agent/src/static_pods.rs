@@ -237,24 +237,27 @@ pub fn read_dir(dir: &Path, node_name: &str, seen: &dyn Fn(&str) -> String) -> V
 
 /// The static pods by key (`namespace/name`) from what was read: the
 /// first file wins a name; the others are reported as duplicates.
-pub fn by_key(manifests: Vec<Manifest>) -> (BTreeMap<String, Arc<Pod>>, Vec<(PathBuf, String)>) {
+pub fn by_key(manifests: Vec<Manifest>) -> (StaticPods, Vec<(PathBuf, String)>) {
     let mut pods = BTreeMap::new();
     let mut skipped = Vec::new();
     for (path, pod) in manifests {
         match pod {
             Err(e) => skipped.push((path, e)),
-            Ok(pod) => {
-                let key = runtime::key_of(&pod.metadata);
-                if pods.contains_key(&key) {
-                    skipped.push((path, format!("duplicate pod name {key}")));
-                } else {
-                    pods.insert(key, Arc::new(pod));
+            Ok(pod) => match pods.entry(runtime::key_of(&pod.metadata)) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    skipped.push((path, format!("duplicate pod name {}", e.key())));
                 }
-            }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Arc::new(pod));
+                }
+            },
         }
     }
     (pods, skipped)
 }
+
+/// Static pods by key (`namespace/name`).
+pub type StaticPods = BTreeMap<String, Arc<Pod>>;
 
 /// The static pods the agent runs, shared by the pod workers, the source
 /// and the kubelet server: the current ones by key, and the ones whose
@@ -264,7 +267,7 @@ pub struct Registry(Arc<RwLock<Inner>>);
 
 #[derive(Default)]
 struct Inner {
-    pods: BTreeMap<String, Arc<Pod>>,
+    pods: StaticPods,
     gone: BTreeMap<String, Vec<Arc<Pod>>>,
 }
 
@@ -335,7 +338,7 @@ impl Registry {
 
     /// Takes the pods now in the directory; returns the keys whose pod
     /// was added, replaced (another uid) or removed.
-    pub fn replace(&self, pods: BTreeMap<String, Arc<Pod>>) -> Vec<String> {
+    pub fn replace(&self, pods: StaticPods) -> Vec<String> {
         let mut inner = self.0.write().unwrap();
         let mut changed = Vec::new();
         let old = std::mem::take(&mut inner.pods);
