@@ -2,7 +2,8 @@
 //! `<data-dir>/agent/pod-manifests` runs as a pod and shows in the API as
 //! its mirror pod (`kubernetes.io/config.mirror`, owned by the Node,
 //! Running, logs through the mirror's name); deleting the mirror with
-//! kubectl brings it back with the container untouched; editing the file
+//! kubectl brings it back with the container untouched, and so does a
+//! server restart (the new agent adopts the container); editing the file
 //! replaces the container with the new spec; removing the file stops the
 //! container and deletes the mirror. The API server keeps the mirror
 //! annotation and refuses mirror pods that name a service account.
@@ -45,6 +46,14 @@ fn put(dir: &Path, name: &str, content: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
+fn get_pod(s: &support::Server) -> Option<Value> {
+    let out = s.kubectl(&["get", "pod", MIRROR, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
     pod["metadata"]["annotations"][key].as_str()
 }
@@ -61,7 +70,7 @@ fn running(pod: &Value) -> Option<(String, i64)> {
 
 #[test]
 fn static_pods_with_mirror_pods() {
-    let Some(s) = support::local_node(NODE, &[]) else {
+    let Some(mut s) = support::local_node(NODE, &[]) else {
         return;
     };
     let dir = s.data_dir().join("agent/pod-manifests");
@@ -76,13 +85,6 @@ fn static_pods_with_mirror_pods() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let get = || -> Option<Value> {
-        let out = s.kubectl(&["get", "pod", MIRROR, "-o", "json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    };
     let node_uid = s.json(&["get", "node", NODE])["metadata"]["uid"]
         .as_str()
         .unwrap()
@@ -91,7 +93,7 @@ fn static_pods_with_mirror_pods() {
     // A manifest appears: the pod runs, its mirror shows it.
     put(&dir, "web.yaml", &manifest("static-v1"));
     let (mirror, (cid, restarts)) = eventually(90, "the mirror pod Running", || {
-        let p = get()?;
+        let p = get_pod(&s)?;
         let r = running(&p)?;
         Some((p, r))
     });
@@ -165,11 +167,11 @@ fn static_pods_with_mirror_pods() {
     let old_uid = mirror["metadata"]["uid"].as_str().unwrap().to_owned();
     s.ok(&["delete", "pod", MIRROR, "--timeout=60s"]);
     eventually(60, "the mirror pod recreated", || {
-        let p = get()?;
+        let p = get_pod(&s)?;
         (p["metadata"]["uid"].as_str() != Some(old_uid.as_str()) && running(&p).is_some())
             .then_some(())
     });
-    let again = get().unwrap();
+    let again = get_pod(&s).unwrap();
     assert_eq!(
         running(&again),
         Some((cid.clone(), restarts)),
@@ -180,10 +182,29 @@ fn static_pods_with_mirror_pods() {
         Some(hash.as_str())
     );
 
+    // A restarted server (and agent) adopts the running static pod.
+    s.restart(false);
+    // Logs through the new agent: it knows the static pod again (its
+    // first sync ran before it registered).
+    eventually(90, "logs through the restarted agent", || {
+        let out = s.kubectl(&["logs", MIRROR]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("static-v1")
+            .then_some(())
+    });
+    assert!(
+        containers().contains(cid.trim_start_matches("containerd://")),
+        "the container survives the restart"
+    );
+    eventually(30, "the mirror pod Running after a restart", || {
+        let p = get_pod(&s)?;
+        (running(&p)? == (cid.clone(), restarts)).then_some(())
+    });
+
     // The file changes: the pod is replaced with the new spec.
     put(&dir, "web.yaml", &manifest("static-v2"));
     let (edited, (cid2, _)) = eventually(90, "the edited static pod Running", || {
-        let p = get()?;
+        let p = get_pod(&s)?;
         if annotation(&p, "kubernetes.io/config.mirror") == Some(hash.as_str()) {
             return None;
         }
@@ -211,12 +232,12 @@ fn static_pods_with_mirror_pods() {
     // The file goes: the container stops and the mirror is deleted.
     std::fs::remove_file(dir.join("web.yaml")).unwrap();
     eventually(60, "the mirror pod deleted", || {
-        get().is_none().then_some(())
+        get_pod(&s).is_none().then_some(())
     });
     eventually(30, "the static pod's container removed", || {
         (!containers().contains(cid2.trim_start_matches("containerd://"))).then_some(())
     });
     // And it stays deleted.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(get().is_none(), "the mirror pod came back");
+    assert!(get_pod(&s).is_none(), "the mirror pod came back");
 }
