@@ -2,14 +2,15 @@
 //! endpoint), images, the Node and its Lease, the pod network's CNI config
 //! and the pod workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,6 +25,7 @@ use crate::cri::{CriClient, RuntimeService};
 use crate::node::{self, HostInfo};
 use crate::pods::{PodSyncer, LABEL_POD_UID};
 use crate::simulated::{node_status_stale, Cidr};
+use crate::static_pods::{self, Registry};
 
 /// Agent settings. Build with struct update syntax from
 /// [`Config::new`].
@@ -74,6 +76,11 @@ pub struct Config {
     pub kubelet_tls: Option<crate::server::TlsConfig>,
     /// When unused images are removed (`--image-gc-*`).
     pub image_gc: crate::image_gc::Policy,
+    /// The static pod manifests' directory (`None`:
+    /// `<data_dir>/agent/pod-manifests`); created if missing.
+    pub pod_manifest_path: Option<PathBuf>,
+    /// How often the manifest directory is read again (besides inotify).
+    pub static_pod_check_interval: Duration,
 }
 
 impl Config {
@@ -100,7 +107,16 @@ impl Config {
             kubelet_port: 10250,
             kubelet_tls: None,
             image_gc: crate::image_gc::Policy::default(),
+            pod_manifest_path: None,
+            static_pod_check_interval: Duration::from_secs(5),
         }
+    }
+
+    /// Where static pod manifests are read from.
+    pub fn manifest_dir(&self) -> PathBuf {
+        self.pod_manifest_path
+            .clone()
+            .unwrap_or_else(|| self.agent_dir().join("pod-manifests"))
     }
 
     pub fn agent_dir(&self) -> PathBuf {
@@ -189,6 +205,24 @@ struct Shared {
     cni_cidr: Mutex<Option<String>>,
     /// The streaming server's port, when it runs.
     kubelet_port: Option<u16>,
+    /// The static pods from the manifest directory.
+    statics: Registry,
+    /// Static pods' status by uid (the mirror pod shows it).
+    static_status: Mutex<HashMap<String, PodStatus>>,
+    /// Whether the pod informer has listed the API's pods: until then only
+    /// static pods are synced.
+    api_synced: AtomicBool,
+}
+
+/// Tasks aborted when dropped (a failed start leaves none behind).
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// A running agent. Dropping it stops the agent and its containerd
@@ -222,6 +256,13 @@ impl Agent {
         let agent_dir = config.agent_dir();
         std::fs::create_dir_all(&agent_dir)?;
         std::fs::create_dir_all(config.images_dir())?;
+        let manifest_dir = config.manifest_dir();
+        std::fs::create_dir_all(&manifest_dir).with_context(|| {
+            format!(
+                "creating the pod manifest directory {}",
+                manifest_dir.display()
+            )
+        })?;
         let (endpoint, containerd) = match &config.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
             None => {
@@ -346,8 +387,26 @@ impl Agent {
             host_ip,
             node_uid: Mutex::new(None),
             cni_cidr: Mutex::new(None),
+            statics: Registry::default(),
+            static_status: Mutex::new(HashMap::new()),
+            api_synced: AtomicBool::new(false),
             config,
         });
+
+        // Static pods first: they run whether the API server answers or not.
+        let mut tasks = Tasks(Vec::new());
+        let mut source = StaticSource::default();
+        source.scan(&shared);
+        tasks.0.push(tokio::spawn(source.run(shared.clone())));
+        {
+            let shared2 = shared.clone();
+            tasks.0.push(tokio::spawn(run_workers(
+                shared.queue.clone(),
+                shared.config.pod_workers,
+                "pod-workers",
+                move |key: String| reconcile(shared2.clone(), key),
+            )));
+        }
 
         // Register (retrying until the API server takes it).
         let mut tries = 0u32;
@@ -364,7 +423,6 @@ impl Agent {
         }
         shared.configure_network(true).await?;
 
-        let mut tasks = Vec::new();
         {
             let shared2 = shared.clone();
             pod_informer.on_change(move |change| {
@@ -375,43 +433,39 @@ impl Agent {
                 shared2.queue.add(runtime::key_of(&pod.metadata));
             });
         }
-        tasks.push(pod_informer.start());
+        tasks.0.push(pod_informer.start());
         pod_informer.wait_synced().await;
-        {
-            let shared2 = shared.clone();
-            tasks.push(tokio::spawn(run_workers(
-                shared.queue.clone(),
-                shared.config.pod_workers,
-                "pod-workers",
-                move |key: String| reconcile(shared2.clone(), key),
-            )));
+        shared.api_synced.store(true, Ordering::SeqCst);
+        for pod in shared.pods.state() {
+            shared.queue.add(runtime::key_of(&pod.metadata));
         }
         if let Some((listener, tls)) = kubelet {
             let ctx = Arc::new(crate::server::Context {
                 cri: shared.syncer.cri.clone(),
                 pods: shared.pods.clone(),
+                static_pods: shared.statics.clone(),
             });
             tracing::info!(port = ?kubelet_port, "kubelet streaming server listening");
-            tasks.push(tokio::spawn(async move {
+            tasks.0.push(tokio::spawn(async move {
                 if let Err(e) = crate::server::serve(listener, tls, ctx).await {
                     tracing::error!(error = %e, "kubelet streaming server stopped");
                 }
             }));
         }
         if let Some(c) = &containerd {
-            tasks.push(tokio::spawn(crate::image_gc::run(
+            tasks.0.push(tokio::spawn(crate::image_gc::run(
                 shared.syncer.cri.clone(),
                 c.layout.dir.join("root"),
                 shared.config.image_gc.clone(),
                 pinned,
             )));
         }
-        tasks.push(tokio::spawn(heartbeats(shared.clone())));
-        tasks.push(tokio::spawn(housekeeping(shared.clone())));
+        tasks.0.push(tokio::spawn(heartbeats(shared.clone())));
+        tasks.0.push(tokio::spawn(housekeeping(shared.clone())));
         tracing::info!(node = shared.config.node_name, ip = %host_ip, "agent running");
         Ok(Agent {
             shared,
-            tasks,
+            tasks: std::mem::take(&mut tasks.0),
             containerd,
         })
     }
@@ -586,12 +640,17 @@ async fn housekeeping(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let live: std::collections::HashSet<String> = shared
-            .pods
-            .state()
-            .iter()
-            .filter_map(|p| p.metadata.uid.clone())
-            .collect();
+        if !shared.api_synced.load(Ordering::SeqCst) {
+            continue;
+        }
+        let mut live = shared.statics.uids();
+        live.extend(
+            shared
+                .pods
+                .state()
+                .iter()
+                .filter_map(|p| p.metadata.uid.clone()),
+        );
         for s in sandboxes {
             if s.labels.contains_key(LABEL_POD_UID) && !live.contains(&s.uid) {
                 tracing::info!(
@@ -626,11 +685,133 @@ impl<E: std::error::Error> From<E> for Error {
     }
 }
 
+/// Reads the manifest directory into `Shared::statics` and queues the
+/// keys whose static pod changed.
+#[derive(Default)]
+struct StaticSource {
+    /// Each skipped file's reason, logged when it changes.
+    reported: BTreeMap<PathBuf, String>,
+    /// The last pod each file gave: a file that fails to read or parse
+    /// keeps it (a half-written file must not stop its pod).
+    last_good: BTreeMap<PathBuf, Pod>,
+}
+
+impl StaticSource {
+    fn scan(&mut self, shared: &Shared) {
+        let dir = shared.config.manifest_dir();
+        let now = Timestamp::now().to_string();
+        let seen = |uid: &str| shared.statics.seen(uid).unwrap_or_else(|| now.clone());
+        let mut manifests = static_pods::read_dir(&dir, &shared.config.node_name, &seen);
+        let mut reported = BTreeMap::new();
+        for (path, pod) in &mut manifests {
+            match pod {
+                Ok(p) => {
+                    self.last_good.insert(path.clone(), p.clone());
+                }
+                Err(why) => {
+                    if self.reported.get(path) != Some(why) {
+                        tracing::warn!(file = %path.display(), error = %why, "static pod manifest skipped");
+                    }
+                    reported.insert(path.clone(), why.clone());
+                    if let Some(last) = self.last_good.get(path) {
+                        *pod = Ok(last.clone());
+                    }
+                }
+            }
+        }
+        self.last_good
+            .retain(|path, _| manifests.iter().any(|(p, _)| p == path));
+        let (pods, duplicates) = static_pods::by_key(manifests);
+        for (path, why) in duplicates {
+            if self.reported.get(&path) != Some(&why) {
+                tracing::warn!(file = %path.display(), error = %why, "static pod manifest skipped");
+            }
+            reported.entry(path).or_insert(why);
+        }
+        self.reported = reported;
+        for key in shared.statics.replace(pods) {
+            tracing::info!(pod = key, "static pod added, changed or removed");
+            shared.queue.add(key);
+        }
+    }
+
+    /// Reads the directory again every `static_pod_check_interval`, and
+    /// soon after inotify reports a change in it.
+    async fn run(mut self, shared: Arc<Shared>) {
+        let dir = shared.config.manifest_dir();
+        let mut watch: Option<static_pods::DirWatch> = None;
+        loop {
+            if watch.is_none() {
+                watch = static_pods::DirWatch::new(&dir)
+                    .inspect_err(|e| tracing::debug!(error = %e, "no inotify watch on the manifest directory"))
+                    .ok();
+            }
+            let period = tokio::time::sleep(shared.config.static_pod_check_interval);
+            let alive = match &watch {
+                Some(w) => tokio::select! {
+                    _ = period => true,
+                    r = w.changed() => {
+                        // Let a writer finish (a copy, an editor's save).
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        matches!(r, Ok(true))
+                    }
+                },
+                None => {
+                    period.await;
+                    true
+                }
+            };
+            if !alive {
+                watch = None;
+            }
+            self.scan(&shared);
+        }
+    }
+}
+
+fn grace_of(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+}
+
 async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
     let (ns, name) = runtime::split_key(&key);
     let ns = ns.unwrap_or_default();
     let syncer = &shared.syncer;
+    // Static pods whose file went away or changed: stopped with their grace
+    // period.
+    for old in shared.statics.gone(&key) {
+        let uid = old.metadata.uid.clone().unwrap_or_default();
+        tracing::info!(pod = key, uid, "stopping static pod");
+        syncer
+            .kill(&PodSyncer::uid_labels(&uid), grace_of(&old), None)
+            .await?;
+        shared.static_status.lock().unwrap().remove(&uid);
+        shared.statics.stopped(&key, &uid);
+    }
+    if let Some(sp) = shared.statics.get(&key) {
+        return reconcile_static(&shared, &key, sp).await;
+    }
+    if !shared.api_synced.load(Ordering::SeqCst) {
+        // The informer's first list queues every pod.
+        return Ok(Next::Done);
+    }
     let pod = shared.pods.get(&ObjectRef::new(name).within(ns));
+    if let Some(mirror) = pod.as_ref().filter(|p| static_pods::is_mirror(p)) {
+        // The mirror of a static pod that is gone: so is the mirror (and
+        // never run it as a pod of its own).
+        syncer
+            .kill(&PodSyncer::name_labels(ns, name), 2, None)
+            .await?;
+        tracing::info!(
+            pod = key,
+            "deleting the mirror pod of a static pod that is gone"
+        );
+        delete_mirror(&shared, mirror).await?;
+        return Ok(Next::Done);
+    }
     // Sandboxes of an earlier pod of this name.
     let keep = pod.as_ref().and_then(|p| p.metadata.uid.clone());
     let removed = syncer
@@ -720,6 +901,143 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
         syncer.stop_sandboxes(&pod).await?;
     }
     Ok(synced.requeue_after.map_or(Next::Done, Next::After))
+}
+
+/// Deletes a mirror pod at once (only that one: its uid).
+async fn delete_mirror(shared: &Shared, mirror: &Pod) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(
+        shared.client.clone(),
+        mirror.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: mirror.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api
+        .delete(mirror.metadata.name.as_deref().unwrap_or_default(), &dp)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A static pod: synced from its file whatever the API says, then its
+/// mirror pod made to match (created, recreated when deleted or stale,
+/// status updated); mirror failures only delay the next pass.
+async fn reconcile_static(shared: &Shared, key: &str, sp: Arc<Pod>) -> Result<Next, Error> {
+    let (ns, name) = runtime::split_key(key);
+    let ns = ns.unwrap_or_default();
+    let syncer = &shared.syncer;
+    let uid = sp.metadata.uid.clone().unwrap_or_default();
+    // Sandboxes of an earlier pod of this name (another uid).
+    syncer
+        .kill(&PodSyncer::name_labels(ns, name), 2, Some(&uid))
+        .await?;
+    let mirror = if shared.api_synced.load(Ordering::SeqCst) {
+        shared.pods.get(&ObjectRef::new(name).within(ns))
+    } else {
+        None
+    };
+    let mut pod = (*sp).clone();
+    let known = shared.static_status.lock().unwrap().get(&uid).cloned();
+    pod.status = known.or_else(|| {
+        // After a restart: the status the mirror kept.
+        mirror
+            .as_ref()
+            .filter(|m| static_pods::is_mirror_of(m, &sp))
+            .and_then(|m| m.status.clone())
+            .or(sp.status.clone())
+    });
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+    let (status, mut next) = if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+        syncer.stop_sandboxes(&pod).await?;
+        (pod.status.clone().unwrap_or_default(), None)
+    } else {
+        let synced = syncer.sync(&pod).await?;
+        if matches!(synced.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+            pod.status = Some(synced.status.clone());
+            syncer.stop_sandboxes(&pod).await?;
+        }
+        (synced.status, synced.requeue_after)
+    };
+    shared
+        .static_status
+        .lock()
+        .unwrap()
+        .insert(uid, status.clone());
+    if let Err(e) = sync_mirror(shared, &sp, mirror, status).await {
+        tracing::debug!(pod = key, error = %e, "mirror pod not in sync yet");
+        let retry = Duration::from_secs(2);
+        next = Some(next.map_or(retry, |n| n.min(retry)));
+    }
+    Ok(next.map_or(Next::Done, Next::After))
+}
+
+/// Makes the mirror pod of `sp` exist, match it and show `status`.
+async fn sync_mirror(
+    shared: &Shared,
+    sp: &Pod,
+    mirror: Option<Arc<Pod>>,
+    status: PodStatus,
+) -> anyhow::Result<()> {
+    if !shared.api_synced.load(Ordering::SeqCst) {
+        anyhow::bail!("the API's pods are not listed yet");
+    }
+    let ns = sp.metadata.namespace.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(shared.client.clone(), ns);
+    let mut current = mirror;
+    if let Some(m) = &current {
+        if !static_pods::is_mirror(m) {
+            anyhow::bail!(
+                "a pod that is not a mirror pod holds the static pod's name {}",
+                runtime::key_of(&m.metadata)
+            );
+        }
+        if m.metadata.deletion_timestamp.is_some() || !static_pods::is_mirror_of(m, sp) {
+            tracing::info!(pod = ?m.metadata.name, "deleting a mirror pod that was deleted or no longer matches its static pod");
+            delete_mirror(shared, m).await?;
+            current = None;
+        }
+    }
+    let mut m = match current {
+        Some(m) => (*m).clone(),
+        None => {
+            let node_uid = shared.node_uid.lock().unwrap().clone();
+            let Some(node_uid) = node_uid else {
+                anyhow::bail!("the Node is not registered yet");
+            };
+            let new = static_pods::mirror_pod(sp, &shared.config.node_name, &node_uid);
+            match api.create(&PostParams::default(), &new).await {
+                Ok(created) => {
+                    tracing::info!(pod = ?created.metadata.name, "mirror pod created");
+                    created
+                }
+                // Created by an earlier pass: the watch brings it.
+                Err(e) if is_conflict(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let stale = serde_json::to_value(&status).ok()
+        != serde_json::to_value(m.status.clone().unwrap_or_default()).ok();
+    if stale {
+        m.status = Some(status);
+        let name = m.metadata.name.clone().unwrap_or_default();
+        match api.replace_status(&name, &PostParams::default(), &m).await {
+            Ok(_) => {}
+            Err(e) if is_conflict(&e) || is_not_found(&e) => {
+                anyhow::bail!("the mirror pod changed meanwhile: {e}")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

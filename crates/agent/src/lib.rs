@@ -27,6 +27,7 @@ pub mod resources;
 pub mod security;
 pub mod server;
 pub mod simulated;
+pub mod static_pods;
 pub mod volumes;
 
 pub use kubelet::{run, Agent, Config};

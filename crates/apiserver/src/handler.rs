@@ -96,7 +96,17 @@ pub async fn create_with_allocations(
     }
     if scope.res.group.is_empty() && scope.res.kind == "Pod" {
         if let Some(ns) = scope.namespace {
-            crate::serviceaccount_admission::admit(&state.store, ns, &mut obj).await;
+            if let Err(why) =
+                crate::serviceaccount_admission::admit(&state.store, ns, &mut obj).await
+            {
+                let name = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                return Err(ApiError::forbidden(format!(
+                    "pods \"{name}\" is forbidden: {why}"
+                )));
+            }
         }
     }
     match rest::create(&state.store, scope, obj, params).await {

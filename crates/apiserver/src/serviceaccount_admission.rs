@@ -13,8 +13,16 @@ use store::Store;
 pub const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const MIRROR: &str = "kubernetes.io/config.mirror";
 
-/// Admits `pod` in namespace `ns`, reading its ServiceAccount from `store`.
-pub async fn admit(store: &Arc<dyn Store>, ns: &str, pod: &mut Value) {
+/// Admits `pod` in namespace `ns`, reading its ServiceAccount from `store`;
+/// Err: why the pod is forbidden (a mirror pod referencing what it may
+/// not).
+pub async fn admit(store: &Arc<dyn Store>, ns: &str, pod: &mut Value) -> Result<(), &'static str> {
+    if is_mirror(pod) {
+        return match mirror_pod_error(pod) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+    }
     let sa: Option<Value> = match service_account_name(pod) {
         Some(name) => {
             let key = format!("/registry/serviceaccounts/{ns}/{name}");
@@ -32,6 +40,71 @@ pub async fn admit(store: &Arc<dyn Store>, ns: &str, pod: &mut Value) {
     if let Some(secrets) = sa.as_ref().and_then(|sa| sa.get("imagePullSecrets")) {
         add_pull_secrets(pod, secrets);
     }
+    Ok(())
+}
+
+fn is_mirror(pod: &Value) -> bool {
+    pod.pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIRROR))
+        .is_some()
+}
+
+/// What Kubernetes' ServiceAccount admission forbids a mirror pod (a
+/// static pod's copy, which the agent runs without the API): a service
+/// account, any Secret (VisitPodSecretNames), a ServiceAccountToken
+/// projection.
+pub fn mirror_pod_error(pod: &Value) -> Option<&'static str> {
+    let spec = pod.get("spec")?;
+    let named = |v: Option<&Value>| v.and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    if named(spec.get("serviceAccountName")) {
+        return Some("a mirror pod may not reference service accounts");
+    }
+    let list = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut secrets = !list(spec, "imagePullSecrets").is_empty();
+    for key in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in list(spec, key) {
+            secrets |= list(&c, "envFrom")
+                .iter()
+                .any(|e| e.get("secretRef").is_some());
+            secrets |= list(&c, "env")
+                .iter()
+                .any(|e| e.pointer("/valueFrom/secretKeyRef").is_some());
+        }
+    }
+    let volumes = list(spec, "volumes");
+    for v in &volumes {
+        secrets |= v.get("secret").is_some()
+            || named(v.pointer("/azureFile/secretName"))
+            || list(v.get("projected").unwrap_or(&Value::Null), "sources")
+                .iter()
+                .any(|s| s.get("secret").is_some());
+        for (kind, field) in [
+            ("cephfs", "secretRef"),
+            ("cinder", "secretRef"),
+            ("flexVolume", "secretRef"),
+            ("rbd", "secretRef"),
+            ("iscsi", "secretRef"),
+            ("scaleIO", "secretRef"),
+            ("storageos", "secretRef"),
+            ("csi", "nodePublishSecretRef"),
+        ] {
+            secrets |= v.get(kind).and_then(|k| k.get(field)).is_some();
+        }
+    }
+    if secrets {
+        return Some("a mirror pod may not reference secrets");
+    }
+    let token = volumes.iter().any(|v| {
+        list(v.get("projected").unwrap_or(&Value::Null), "sources")
+            .iter()
+            .any(|s| s.get("serviceAccountToken").is_some())
+    });
+    token.then_some("a mirror pod may not use ServiceAccountToken volume projections")
 }
 
 /// A pod without `imagePullSecrets` gets its account's, as Kubernetes'
@@ -240,6 +313,78 @@ mod tests {
         let mut mirror = json!({"metadata": {"annotations": {MIRROR: "x"}}, "spec": {"containers": [{"name": "a"}]}});
         inject(&mut mirror, None, "abcde");
         assert!(mirror["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn mirror_pods_may_not_reference() {
+        let mirror =
+            |spec: Value| json!({"metadata": {"annotations": {MIRROR: "h"}}, "spec": spec});
+        let c = |extra: Value| {
+            let mut c = json!({"name": "c", "image": "busybox"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json!({"containers": [c]})
+        };
+        let sa = "a mirror pod may not reference service accounts";
+        let secrets = "a mirror pod may not reference secrets";
+        let token = "a mirror pod may not use ServiceAccountToken volume projections";
+        let cases: Vec<(&str, Value, Option<&str>)> = vec![
+            ("plain", c(json!({})), None),
+            (
+                "configMap and hostPath volumes",
+                json!({"containers": [], "volumes": [
+                {"name": "a", "configMap": {"name": "x"}}, {"name": "b", "hostPath": {"path": "/x"}}]}),
+                None,
+            ),
+            (
+                "service account",
+                json!({"serviceAccountName": "default", "containers": []}),
+                Some(sa),
+            ),
+            (
+                "pull secret",
+                json!({"imagePullSecrets": [{"name": "r"}], "containers": []}),
+                Some(secrets),
+            ),
+            (
+                "env secretKeyRef",
+                c(
+                    json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+                ),
+                Some(secrets),
+            ),
+            (
+                "envFrom secretRef",
+                c(json!({"envFrom": [{"secretRef": {"name": "s"}}]})),
+                Some(secrets),
+            ),
+            (
+                "secret volume",
+                json!({"containers": [], "volumes": [{"name": "s", "secret": {"secretName": "s"}}]}),
+                Some(secrets),
+            ),
+            (
+                "projected secret",
+                json!({"containers": [], "volumes": [{"name": "s", "projected": {"sources": [{"secret": {"name": "s"}}]}}]}),
+                Some(secrets),
+            ),
+            (
+                "csi secret",
+                json!({"containers": [], "volumes": [{"name": "s", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "s"}}}]}),
+                Some(secrets),
+            ),
+            (
+                "token projection",
+                json!({"containers": [], "volumes": [{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]}),
+                Some(token),
+            ),
+        ];
+        for (what, spec, want) in cases {
+            assert_eq!(mirror_pod_error(&mirror(spec.clone())), want, "{what}");
+            // No mirror pod: not this check's business.
+            assert!(!is_mirror(&json!({"spec": spec})));
+        }
     }
 
     #[test]

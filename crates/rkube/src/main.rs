@@ -232,6 +232,11 @@ struct NodeArgs {
     /// How long an unused image is kept at least.
     #[arg(long, default_value = "2m", value_parser = parse_duration_or_zero)]
     image_minimum_gc_age: Duration,
+    /// Directory of static pod manifests (one Pod per *.yaml, *.yml or
+    /// *.json file), run by the agent and shown as mirror pods (default:
+    /// <data-dir>/agent/pod-manifests; created if missing).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -261,6 +266,7 @@ impl NodeArgs {
             low_threshold_percent: self.image_gc_low_threshold,
             min_age: self.image_minimum_gc_age,
         };
+        config.pod_manifest_path = self.pod_manifest_path.clone();
         config
     }
 

@@ -53,6 +53,8 @@ pub struct Context {
     pub cri: Arc<dyn RuntimeService>,
     /// The pods bound to this node.
     pub pods: Store<Pod>,
+    /// The node's static pods: their mirror pods' names lead to them.
+    pub static_pods: crate::static_pods::Registry,
 }
 
 /// rustls settings: HTTP/1.1 only (upgrades), client certificates
@@ -258,8 +260,9 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>) -> Response<Body> {
 // Errors are the answer to send: a Response.
 #[allow(clippy::result_large_err)]
 fn pod_uid(ctx: &Context, ns: &str, pod: &str) -> Result<String, Response<Body>> {
-    ctx.pods
-        .get(&ObjectRef::new(pod).within(ns))
+    ctx.static_pods
+        .find(ns, pod)
+        .or_else(|| ctx.pods.get(&ObjectRef::new(pod).within(ns)))
         .and_then(|p| p.metadata.uid.clone())
         .ok_or_else(|| text(StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found")))
 }

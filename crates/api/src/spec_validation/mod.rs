@@ -28,7 +28,10 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     match (group, kind) {
-        ("", "Pod") => pod::pod_spec(spec, "spec", &mut out),
+        ("", "Pod") => {
+            pod::pod_annotations(obj, &mut out);
+            pod::pod_spec(spec, "spec", &mut out)
+        }
         ("", "PodTemplate") => pod::template(at(obj, "template"), "template", None, &mut out),
         ("", "ReplicationController") => apps::replication_controller(spec, &mut out),
         ("apps", "Deployment") => apps::deployment(spec, &mut out),

@@ -288,7 +288,47 @@ pub const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other 
 /// added tolerations (and new tolerationSeconds), a negative grace period
 /// raised to 1, removed scheduling gates. Everything else in the spec is
 /// fixed once the pod exists.
+const MIRROR: &str = "kubernetes.io/config.mirror";
+
+/// Kubernetes' ValidatePodSpecificAnnotations for the mirror pod
+/// annotation: a mirror pod is bound to its node from the start.
+pub(crate) fn pod_annotations(pod: &Value, out: &mut Vec<Cause>) {
+    if let Some(v) = pod
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIRROR))
+    {
+        if str_of(at(pod, "spec"), "nodeName").is_empty() {
+            out.push(invalid(
+                &format!("metadata.annotations[{MIRROR}]"),
+                v,
+                "must set spec.nodeName if mirror pod annotation is set",
+            ));
+        }
+    }
+}
+
+/// The mirror pod annotation can be neither added, changed nor removed
+/// by an update (ValidatePodSpecificAnnotationUpdates).
+fn mirror_annotation_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
+    let get = |p: &Value| {
+        p.pointer("/metadata/annotations")
+            .and_then(|a| a.get(MIRROR))
+            .cloned()
+    };
+    let field = format!("metadata.annotations[{MIRROR}]");
+    match (get(new), get(old)) {
+        (Some(n), Some(o)) if n == o => {}
+        (None, None) => {}
+        (_, Some(_)) => out.push(forbidden(
+            &field,
+            "may not remove or update mirror pod annotation",
+        )),
+        (Some(_), None) => out.push(forbidden(&field, "may not add mirror pod annotation")),
+    }
+}
+
 pub(crate) fn pod_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
+    mirror_annotation_update(new, old, out);
     let (ns, os) = (at(new, "spec"), at(old, "spec"));
     for key in ["containers", "initContainers"] {
         let (nc, oc) = (arr(ns, key), arr(os, key));
@@ -494,6 +534,54 @@ mod tests {
 
     fn pod(spec: Value) -> Value {
         json!({"metadata": {"name": "p"}, "spec": spec})
+    }
+
+    #[test]
+    fn mirror_pod_annotation() {
+        let mirror = |ann: Option<&str>, node: Option<&str>| {
+            let mut p = json!({"metadata": {"name": "p", "annotations": {}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+            if let Some(a) = ann {
+                p["metadata"]["annotations"][MIRROR] = json!(a);
+            }
+            if let Some(n) = node {
+                p["spec"]["nodeName"] = json!(n);
+            }
+            p
+        };
+        let mut out = Vec::new();
+        pod_annotations(&mirror(Some("h"), None), &mut out);
+        assert_eq!(
+            messages(out),
+            vec!["metadata.annotations[kubernetes.io/config.mirror]: Invalid value: \"h\": must set spec.nodeName if mirror pod annotation is set"]
+        );
+        let mut out = Vec::new();
+        pod_annotations(&mirror(Some("h"), Some("n")), &mut out);
+        pod_annotations(&mirror(None, None), &mut out);
+        assert!(out.is_empty());
+
+        let field = "metadata.annotations[kubernetes.io/config.mirror]: Forbidden: ";
+        let cases = [
+            (Some("h"), Some("h"), None),
+            (None, None, None),
+            (
+                Some("h2"),
+                Some("h"),
+                Some("may not remove or update mirror pod annotation"),
+            ),
+            (
+                None,
+                Some("h"),
+                Some("may not remove or update mirror pod annotation"),
+            ),
+            (Some("h"), None, Some("may not add mirror pod annotation")),
+        ];
+        for (new, old, want) in cases {
+            let mut out = Vec::new();
+            mirror_annotation_update(&mirror(new, Some("n")), &mirror(old, Some("n")), &mut out);
+            let want: Vec<String> = want.into_iter().map(|w| format!("{field}{w}")).collect();
+            assert_eq!(messages(out), want, "{new:?} <- {old:?}");
+        }
     }
 
     #[test]
