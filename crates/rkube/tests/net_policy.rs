@@ -118,11 +118,7 @@ fn table_exists(family: &str, table: &str) -> bool {
 
 #[test]
 fn network_policies_isolate_pods_and_allow_what_they_say() {
-    let nft_ok = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !nft_ok {
+    if !support::nft_usable() {
         eprintln!("skipping: nft is not usable here");
         return;
     }

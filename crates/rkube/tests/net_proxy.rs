@@ -113,11 +113,7 @@ fn ready_endpoints(s: &support::Server) -> usize {
 
 #[test]
 fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
-    let nft_ok = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !nft_ok {
+    if !support::nft_usable() {
         eprintln!("skipping: nft is not usable here");
         return;
     }

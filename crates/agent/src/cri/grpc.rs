@@ -509,14 +509,7 @@ impl RuntimeService for CriClient {
             .await
             .map_err(err)?
             .into_inner();
-        Ok(r.image.map(|i| Image {
-            id: i.id,
-            repo_tags: i.repo_tags,
-            repo_digests: i.repo_digests,
-            size: i.size,
-            uid: i.uid.map(|u| u.value),
-            username: i.username,
-        }))
+        Ok(r.image.map(image_of))
     }
 
     async fn pull_image(&self, image: &str, auth: Option<&Auth>) -> Result<String> {
@@ -549,17 +542,7 @@ impl RuntimeService for CriClient {
             .await
             .map_err(err)?
             .into_inner();
-        Ok(r.images
-            .into_iter()
-            .map(|i| Image {
-                id: i.id,
-                repo_tags: i.repo_tags,
-                repo_digests: i.repo_digests,
-                size: i.size,
-                uid: i.uid.map(|u| u.value),
-                username: i.username,
-            })
-            .collect())
+        Ok(r.images.into_iter().map(image_of).collect())
     }
 
     async fn remove_image(&self, image: &str) -> Result<()> {
@@ -644,5 +627,17 @@ impl RuntimeService for CriClient {
             .await
             .map_err(err)?;
         Ok(r.into_inner().url)
+    }
+}
+
+/// Our view of a CRI image.
+fn image_of(i: pb::Image) -> Image {
+    Image {
+        id: i.id,
+        repo_tags: i.repo_tags,
+        repo_digests: i.repo_digests,
+        size: i.size,
+        uid: i.uid.map(|u| u.value),
+        username: i.username,
     }
 }

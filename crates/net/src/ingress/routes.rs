@@ -40,6 +40,25 @@ pub fn rkube_is_default(classes: &[IngressClass]) -> bool {
     })
 }
 
+/// The Ingresses this controller serves (not being deleted), oldest first
+/// (then by namespace and name): the order in which conflicting rules and
+/// certificates are decided.
+pub fn served_in_order<'a>(ingresses: &'a [Ingress], classes: &[IngressClass]) -> Vec<&'a Ingress> {
+    let rkube_default = rkube_is_default(classes);
+    let mut served: Vec<&Ingress> = ingresses
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none() && is_served(i, rkube_default))
+        .collect();
+    served.sort_by_key(|i| {
+        (
+            i.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            i.metadata.namespace.clone(),
+            i.metadata.name.clone(),
+        )
+    });
+    served
+}
+
 /// Whether this controller serves `ing`: its class is `rkube`, or it names
 /// no class and `rkube` is the default class.
 pub fn is_served(ing: &Ingress, rkube_default: bool) -> bool {
@@ -101,18 +120,7 @@ impl RouteTable {
         services: &[Service],
         slices: &[EndpointSlice],
     ) -> RouteTable {
-        let rkube_default = rkube_is_default(classes);
-        let mut served: Vec<&Ingress> = ingresses
-            .iter()
-            .filter(|i| i.metadata.deletion_timestamp.is_none() && is_served(i, rkube_default))
-            .collect();
-        served.sort_by_key(|i| {
-            (
-                i.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                i.metadata.namespace.clone(),
-                i.metadata.name.clone(),
-            )
-        });
+        let served = served_in_order(ingresses, classes);
         let mut table = RouteTable::default();
         for ing in served {
             let ns = ing.metadata.namespace.as_deref().unwrap_or("default");

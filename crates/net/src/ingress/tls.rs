@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::routes::{is_served, rkube_is_default};
+use super::routes::served_in_order;
 
 /// The Secret type whose certificates the controller serves.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -170,18 +170,7 @@ impl CertTable {
         secrets: &[Secret],
         cache: &mut KeyCache,
     ) -> (CertTable, Vec<String>) {
-        let rkube_default = rkube_is_default(classes);
-        let mut served: Vec<&Ingress> = ingresses
-            .iter()
-            .filter(|i| i.metadata.deletion_timestamp.is_none() && is_served(i, rkube_default))
-            .collect();
-        served.sort_by_key(|i| {
-            (
-                i.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                i.metadata.namespace.clone(),
-                i.metadata.name.clone(),
-            )
-        });
+        let served = served_in_order(ingresses, classes);
         let by_id: HashMap<String, &Secret> = secrets
             .iter()
             .map(|s| {

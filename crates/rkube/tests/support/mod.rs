@@ -115,6 +115,15 @@ pub fn local_node(node: &str, extra: &[&str]) -> Option<LocalNode> {
     })
 }
 
+/// Whether `nft` works here (the service proxy and network policies need
+/// it); tests of them skip, saying so, where it does not.
+pub fn nft_usable() -> bool {
+    Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Why a real node (containerd, runc, CNI) cannot run here, if it cannot.
 pub fn missing_node_prerequisite() -> Option<String> {
     let uid = Command::new("id").arg("-u").output().ok()?;
