@@ -128,6 +128,22 @@ impl Plan {
     }
 }
 
+/// The `hostPort`s of a pod's containers, as the kubelet hands them to
+/// the runtime (its app containers' ports; the protocol defaults to TCP).
+pub fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<cri::PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|h| h > 0))
+        .map(|p| cri::PortMapping {
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+            container_port: p.container_port,
+            host_port: p.host_port.unwrap_or_default(),
+            host_ip: p.host_ip.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 impl PodSyncer {
     pub fn new(
         cri: Arc<dyn RuntimeService>,
@@ -202,6 +218,11 @@ impl PodSyncer {
             cgroup_parent: String::new(),
             privileged: security::has_privileged_container(pod),
             dns: Some(dns::pod_dns(pod, &self.dns)),
+            port_mappings: if host_network {
+                Vec::new()
+            } else {
+                port_mappings(&spec)
+            },
         }
     }
 

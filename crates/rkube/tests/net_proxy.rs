@@ -1,7 +1,7 @@
 //! The service proxy (`net::proxy`, nftables) and cluster DNS on a real
 //! local node: a Deployment of busybox httpd pods behind a Service,
 //! resolved by cluster DNS and reached from a client pod by ClusterIP, from the host by
-//! ClusterIP and NodePort; readiness, session affinity and scaling to zero
+//! ClusterIP and NodePort, and a pod's hostPort; readiness, session affinity and scaling to zero
 //! change where (and whether) connections go. Skipped, with the reason
 //! printed, where containerd or nft cannot run.
 
@@ -16,7 +16,7 @@ use support::eventually;
 
 /// Two httpd pods answering with their own name; ready while /tmp/ready
 /// exists.
-fn objects(node_port: u16) -> String {
+fn objects(node_port: u16, host_port: u16) -> String {
     format!(
         r#"
 apiVersion: apps/v1
@@ -55,7 +55,8 @@ spec:
   containers:
   - name: client
     image: busybox
-    command: [sleep, "3600"]
+    command: [sh, -c, "mkdir -p /www && echo hostport-client > /www/index.html && httpd -p 8081 -h /www && exec sleep 3600"]
+    ports: [{{containerPort: 8081, hostPort: {host_port}}}]
 "#
     )
 }
@@ -121,7 +122,9 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
         return;
     };
     let node_port = s.node_port();
-    s.ok_stdin(&["apply", "-f", "-"], &objects(node_port));
+    // A hostPort outside the NodePort range, unique per test server.
+    let host_port = 20000 + s.port % 9000;
+    s.ok_stdin(&["apply", "-f", "-"], &objects(node_port, host_port));
     eventually(90, "two ready endpoints and a running client", || {
         let client = s.json(&["get", "pod", "client"]);
         (ready_endpoints(&s) == 2 && client["status"]["phase"] == "Running").then_some(())
@@ -222,6 +225,11 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
         get(format!("{node_ip}:{node_port}").parse().unwrap())
     });
     assert!(pods.contains(&via_node_port), "{via_node_port}");
+    // The client pod's hostPort forwards the node's port to it.
+    let via_host_port = eventually(20, "an answer on the hostPort", || {
+        get(format!("{node_ip}:{host_port}").parse().unwrap())
+    });
+    assert_eq!(via_host_port, "hostport-client");
 
     // An unready pod stops receiving traffic.
     let (a, b) = {

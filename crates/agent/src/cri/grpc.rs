@@ -133,6 +133,20 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
             searches: d.searches.clone(),
             options: d.options.clone(),
         }),
+        port_mappings: c
+            .port_mappings
+            .iter()
+            .map(|p| pb::PortMapping {
+                protocol: match p.protocol.as_str() {
+                    "UDP" => pb::Protocol::Udp,
+                    "SCTP" => pb::Protocol::Sctp,
+                    _ => pb::Protocol::Tcp,
+                } as i32,
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+            .collect(),
         ..Default::default()
     }
 }

@@ -87,6 +87,19 @@ pub struct SandboxConfig {
     pub privileged: bool,
     /// The sandbox's resolv.conf; `None`: the runtime's default.
     pub dns: Option<DnsConfig>,
+    /// Host ports forwarded to the sandbox (containers' `hostPort`s).
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A host port forwarded to a sandbox port (CRI's PortMapping).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    pub container_port: i32,
+    pub host_port: i32,
+    /// Only this host address (empty: all).
+    pub host_ip: String,
 }
 
 /// A sandbox's resolver settings (`DNSConfig`).

@@ -692,3 +692,48 @@ async fn pulls_with_the_image_pull_secrets_that_match() {
         ]
     );
 }
+
+#[test]
+fn host_ports_become_port_mappings() {
+    use k8s_openapi::api::core::v1::ContainerPort;
+    let port = |c: i32, h: Option<i32>, proto: Option<&str>, ip: Option<&str>| ContainerPort {
+        container_port: c,
+        host_port: h,
+        protocol: proto.map(Into::into),
+        host_ip: ip.map(Into::into),
+        ..Default::default()
+    };
+    let mut a = container("a", "busybox");
+    a.ports = Some(vec![
+        port(80, Some(8080), None, None),
+        port(53, Some(5353), Some("UDP"), Some("10.0.0.1")),
+        port(9000, None, None, None),
+    ]);
+    let mut b = container("b", "busybox");
+    b.ports = Some(vec![port(443, Some(0), None, None)]);
+    let p = pod("Always", vec![a, b], vec![]);
+    let got = super::port_mappings(p.spec.as_ref().unwrap());
+    assert_eq!(
+        got,
+        [
+            crate::cri::PortMapping {
+                protocol: "TCP".into(),
+                container_port: 80,
+                host_port: 8080,
+                host_ip: String::new()
+            },
+            crate::cri::PortMapping {
+                protocol: "UDP".into(),
+                container_port: 53,
+                host_port: 5353,
+                host_ip: "10.0.0.1".into()
+            },
+        ]
+    );
+    // Host-network pods map nothing (they use the host's ports).
+    let (_fake, s) = setup(&[]);
+    let mut hn = p.clone();
+    hn.spec.as_mut().unwrap().host_network = Some(true);
+    assert!(s.sandbox_config(&hn, 0).port_mappings.is_empty());
+    assert_eq!(s.sandbox_config(&p, 0).port_mappings, got);
+}
