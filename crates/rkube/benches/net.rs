@@ -128,9 +128,8 @@ fn one(addr: SocketAddr, buf: &mut Vec<u8>) -> Result<(), String> {
     buf.clear();
     s.read_to_end(buf).map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(buf);
-    if !text.starts_with("HTTP/1.0 200")
-        || text.split("\r\n\r\n").nth(1).map(str::trim) != Some("ok")
-    {
+    let status_ok = text.lines().next().is_some_and(|l| l.contains(" 200 "));
+    if !status_ok || text.split("\r\n\r\n").nth(1).map(str::trim) != Some("ok") {
         return Err(format!("answer: {:?}", text.lines().next()));
     }
     Ok(())
@@ -217,7 +216,7 @@ fn measure(pod: SocketAddr, service: SocketAddr) {
             pod_runs.push(load(pod, w, limit));
             svc_runs.push(load(service, w, limit));
         }
-        let mut summary = |what: &str, runs: Vec<Load>| {
+        let summary = |what: &str, runs: Vec<Load>| {
             let mut lat: Vec<Duration> = runs.iter().flat_map(|l| l.latencies.clone()).collect();
             lat.sort();
             let n = lat.len();
@@ -496,7 +495,8 @@ async fn set_up(client: &Client, work: &Path) -> (SocketAddr, SocketAddr) {
         .await;
         assert!(
             answered.is_some(),
-            "no answer on the {what} {addr} in 60 s:\n{}",
+            "no answer on the {what} {addr} in 60 s (last: {:?}):\n{}",
+            one(addr, &mut Vec::new()),
             log()
         );
     }
