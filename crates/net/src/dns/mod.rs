@@ -170,15 +170,46 @@ pub async fn serve(client: kube::Client, config: Config) -> anyhow::Result<()> {
         })
     };
 
-    let mut server = hickory_server::Server::new(Handler { state });
-    server.register_socket(udp);
-    server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
     tracing::info!(listen = %udp_addr, domain = %config.cluster_domain, "dns: listening");
-    let result = server.block_until_done().await;
+    let result = answer_queries(udp, tcp, state).await;
     svc_task.abort();
     slice_task.abort();
     rebuild.abort();
-    result.map_err(|e| anyhow::anyhow!("dns server: {e}"))
+    result
+}
+
+/// Serves a fixed `index` on sockets the caller bound (UDP, and TCP when
+/// given) until an error: the query path of [`serve`] (the same handler
+/// and hickory-server) without the API server and informers behind it.
+/// For benchmarks (`cargo bench -p rkube-net --bench dns`) and tests.
+pub async fn serve_fixed(
+    udp: tokio::net::UdpSocket,
+    tcp: Option<tokio::net::TcpListener>,
+    index: Index,
+    zone: Zone,
+) -> anyhow::Result<()> {
+    let state = Arc::new(State {
+        current: RwLock::new(Arc::new((index, zone))),
+        synced: AtomicBool::new(true),
+    });
+    answer_queries(udp, tcp, state).await
+}
+
+/// Answers queries on `udp` and `tcp` from `state` until an error.
+async fn answer_queries(
+    udp: tokio::net::UdpSocket,
+    tcp: impl Into<Option<tokio::net::TcpListener>>,
+    state: Arc<State>,
+) -> anyhow::Result<()> {
+    let mut server = hickory_server::Server::new(Handler { state });
+    server.register_socket(udp);
+    if let Some(tcp) = tcp.into() {
+        server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+    }
+    server
+        .block_until_done()
+        .await
+        .map_err(|e| anyhow::anyhow!("dns server: {e}"))
 }
 
 /// Creates `obj`, or, when it exists, replaces what `fields` name with
@@ -349,5 +380,89 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(h)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Message, MessageType, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    /// `serve_fixed` answers from the index it was given, over UDP and
+    /// TCP, with the handler `serve` uses (names outside the domain
+    /// refused).
+    #[tokio::test]
+    async fn serve_fixed_answers_from_its_index() {
+        let svc: Service = Service {
+            metadata: kube::api::ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some("web".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("10.43.0.7".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let index = Index::build([&svc], std::iter::empty());
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let server = tokio::spawn(serve_fixed(
+            udp,
+            Some(tcp),
+            index,
+            Zone::new("cluster.local", 5),
+        ));
+
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let table = [
+            ("web.ns.svc.cluster.local.", ResponseCode::NoError, 1),
+            ("nope.ns.svc.cluster.local.", ResponseCode::NXDomain, 0),
+            ("example.com.", ResponseCode::Refused, 0),
+        ];
+        for (i, (name, rcode, answers)) in table.into_iter().enumerate() {
+            let id = 100 + i as u16;
+            client.send_to(&query(id, name), addr).await.unwrap();
+            let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                .await
+                .expect("answer in 5 s")
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(m.metadata.id, id, "{name}");
+            assert_eq!(m.metadata.response_code, rcode, "{name}");
+            assert_eq!(m.answers.len(), answers, "{name}");
+        }
+
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let q = query(7, "web.ns.svc.cluster.local.");
+        conn.write_all(&(q.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        conn.write_all(&q).await.unwrap();
+        let mut len = [0u8; 2];
+        conn.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+        conn.read_exact(&mut body).await.unwrap();
+        let m = Message::from_vec(&body).unwrap();
+        match &m.answers[..] {
+            [r] => assert_eq!(
+                r.data,
+                RData::A(hickory_proto::rr::rdata::A("10.43.0.7".parse().unwrap()))
+            ),
+            other => panic!("answers: {other:?}"),
+        }
+        server.abort();
     }
 }
