@@ -2,7 +2,8 @@
 //! local node: a Deployment of busybox httpd pods behind a Service,
 //! resolved by cluster DNS and reached from a client pod by ClusterIP, from the host by
 //! ClusterIP and NodePort, and a pod's hostPort; readiness, session affinity and scaling to zero
-//! change where (and whether) connections go. Skipped, with the reason
+//! change where (and whether) connections go; a StatefulSet's pods
+//! resolve each other by their stable names. Skipped, with the reason
 //! printed, where containerd or nft cannot run.
 
 mod support;
@@ -271,4 +272,72 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
             .any(|l| l.contains("Connection refused"))
             .then_some(())
     });
+}
+
+#[test]
+fn statefulset_pods_resolve_their_peers_by_stable_name() {
+    if !support::nft_usable() {
+        eprintln!("skipping: nft is not usable here");
+        return;
+    }
+    let Some(s) = support::local_node("sts-node", &[]) else {
+        return;
+    };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: busybox
+        command: [sleep, "3600"]
+"#,
+    );
+    let ips = eventually(120, "both StatefulSet pods running", || {
+        let ips: Vec<String> = ["db-0", "db-1"]
+            .iter()
+            .map(|p| {
+                let pod = s.json(&["get", "pod", p]);
+                (pod["status"]["phase"] == "Running")
+                    .then(|| pod["status"]["podIP"].as_str().map(str::to_owned))
+                    .flatten()
+            })
+            .collect::<Option<_>>()?;
+        Some(ips)
+    });
+    // Each pod finds the other by <pod>.<service> through cluster DNS.
+    for (from, peer, ip) in [("db-0", "db-1", &ips[1]), ("db-1", "db-0", &ips[0])] {
+        eventually(60, &format!("{from} resolves {peer}"), || {
+            let out = s.kubectl(&[
+                "exec",
+                from,
+                "--",
+                "nslookup",
+                &format!("{peer}.db.default.svc.cluster.local"),
+            ]);
+            let want = format!("Address: {ip}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == want)
+                .then_some(())
+        });
+    }
 }
