@@ -1,7 +1,7 @@
 //! API server benchmark: starts the real `rkube server --disable-agent`
 //! (release build) on a temporary data dir and drives it with kube-rs.
 //! Prints requests/s and p50/p99 for create, get, update and list (1k and
-//! 10k pods), watch delivery latency to 1,000 watchers, and the server's
+//! 10k pods), mutating requests paced at 500/s, watch delivery latency to 1,000 watchers, and the server's
 //! RSS idle and holding 10k pods.
 //!
 //!     cargo bench -p rkube --bench apiserver
@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -39,13 +41,25 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// A `/proc/<pid>/status` memory field (`VmRSS`, `RssAnon`, `RssFile`) in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// RSS with its anonymous (heap, stacks) and file-backed (the binary's
+/// pages) parts.
+fn rss(pid: u32) -> String {
+    format!(
+        "{:.1} MiB (anon {:.1}, file {:.1})",
+        status_mib(pid, "VmRSS"),
+        status_mib(pid, "RssAnon"),
+        status_mib(pid, "RssFile")
+    )
 }
 
 fn pod(name: &str) -> Pod {
@@ -162,7 +176,7 @@ async fn main() {
     let (server, client) = start().await;
     let pid = server.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_mib(pid);
+    let idle_rss = rss(pid);
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut rows: Vec<(String, String)> = Vec::new();
     let report = |rows: &mut Vec<(String, String)>, name: &str, rate: f64, lat: &[Duration]| {
@@ -225,6 +239,73 @@ async fn main() {
         rate,
         &lat,
     );
+
+    // Mutating requests at a fixed rate (open loop: each request starts on
+    // its schedule, whatever the ones before it do, and its latency counts
+    // from that moment): every 6 ms one create, one merge patch of the pod
+    // created 50 ticks before, one delete of the pod created 100 ticks
+    // before — 500 requests/s.
+    let ticks = scaled(1700).max(150);
+    let tick = Duration::from_millis(6);
+    let t0 = tokio::time::Instant::now();
+    let mut paced = Vec::new();
+    for k in 0..ticks {
+        let due = t0 + tick * k as u32;
+        tokio::time::sleep_until(due).await;
+        let mut ops = vec![(0, k)];
+        if k >= 50 {
+            ops.push((1, k - 50));
+        }
+        if k >= 100 {
+            ops.push((2, k - 100));
+        }
+        for (op, target) in ops {
+            let api = pods.clone();
+            paced.push(tokio::spawn(async move {
+                let name = format!("r-{target:05}");
+                match op {
+                    0 => {
+                        api.create(&PostParams::default(), &pod(&name))
+                            .await
+                            .unwrap();
+                    }
+                    1 => {
+                        let patch = serde_json::json!({"metadata": {"labels": {"patched": "yes"}}});
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                            .unwrap();
+                    }
+                    _ => {
+                        api.delete(&name, &DeleteParams::default().grace_period(0))
+                            .await
+                            .unwrap();
+                    }
+                }
+                due.elapsed()
+            }));
+        }
+    }
+    let sent = paced.len();
+    let mut lat = Vec::with_capacity(sent);
+    for h in paced {
+        lat.push(h.await.unwrap());
+    }
+    let rate = sent as f64 / t0.elapsed().as_secs_f64();
+    lat.sort();
+    report(
+        &mut rows,
+        &format!("create/patch/delete paced at 500/s ({sent})"),
+        rate,
+        &lat,
+    );
+    for k in ticks.saturating_sub(100)..ticks {
+        let _ = pods
+            .delete(
+                &format!("r-{k:05}"),
+                &DeleteParams::default().grace_period(0),
+            )
+            .await;
+    }
 
     let api = pods.clone();
     let lists = scaled(20).max(3);
@@ -342,16 +423,16 @@ async fn main() {
         rate,
         &lat,
     );
-    let full_rss = rss_mib(pid);
+    let full_rss = rss(pid);
 
     println!();
     println!("API server benchmark (rkube server, API server alone, SQLite)");
     for (name, figures) in rows {
         println!("{name:<44} {figures}");
     }
-    println!("{:<44} {idle_rss:.1} MiB", "server RSS idle");
+    println!("{:<44} {idle_rss}", "server RSS idle");
     println!(
-        "{:<44} {full_rss:.1} MiB",
+        "{:<44} {full_rss}",
         format!("server RSS holding {big} pods (+watch cache)")
     );
 }
