@@ -102,16 +102,19 @@ impl ApiError {
     /// 422 with one cause per bad field. `kind` is the object's Kind here,
     /// as Kubernetes writes it: `Pod "x" is invalid: metadata.name: ...`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let joined = causes
-            .iter()
-            .map(|c| {
-                if c.field.is_empty() {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
-            .collect::<Vec<_>>();
+        // The message lists each distinct cause once (as ErrorList's
+        // ToAggregate does); the causes keep them all.
+        let mut joined: Vec<String> = Vec::new();
+        for c in &causes {
+            let line = if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            };
+            if !joined.contains(&line) {
+                joined.push(line);
+            }
+        }
         let detail = if joined.len() == 1 {
             joined[0].clone()
         } else {
