@@ -16,7 +16,13 @@ const MAX_PERIOD_SECONDS: i64 = 1800;
 const MAX_STABILIZATION_WINDOW_SECONDS: i64 = 3600;
 
 /// The metric source types, as Kubernetes lists them (sorted).
-const SOURCE_TYPES: &[&str] = &["ContainerResource", "External", "Object", "Pods", "Resource"];
+const SOURCE_TYPES: &[&str] = &[
+    "ContainerResource",
+    "External",
+    "Object",
+    "Pods",
+    "Resource",
+];
 
 pub(crate) fn hpa_metrics_and_behavior(spec: &Value, out: &mut Vec<Cause>) {
     let metrics = arr(spec, "metrics");
@@ -55,7 +61,13 @@ fn metric(m: &Value, path: &str, out: &mut Vec<Cause>) {
         out.push(not_supported(&tp, &Value::from(ty), SOURCE_TYPES));
     }
     let mut present = Vec::new();
-    for field in ["object", "external", "pods", "resource", "containerResource"] {
+    for field in [
+        "object",
+        "external",
+        "pods",
+        "resource",
+        "containerResource",
+    ] {
         let Some(src) = m.get(field).filter(|s| !s.is_null()) else {
             continue;
         };
@@ -122,13 +134,20 @@ fn path_segment(v: &str, path: &str, out: &mut Vec<Cause>) {
     }
     for c in ["/", "%"] {
         if v.contains(c) {
-            out.push(invalid(path, &Value::from(v), &format!("may not contain '{c}'")));
+            out.push(invalid(
+                path,
+                &Value::from(v),
+                &format!("may not contain '{c}'"),
+            ));
         }
     }
 }
 
 fn metric_identifier(src: &Value, path: &str, out: &mut Vec<Cause>) {
-    let name = src.pointer("/metric/name").and_then(Value::as_str).unwrap_or("");
+    let name = src
+        .pointer("/metric/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let np = format!("{path}.metric.name");
     if name.is_empty() {
         out.push(required(&np, "must specify a metric name"));
@@ -142,7 +161,11 @@ fn set(target: &Value, key: &str) -> bool {
 }
 
 fn object_source(src: &Value, path: &str, out: &mut Vec<Cause>) {
-    object_reference(at(src, "describedObject"), &format!("{path}.describedObject"), out);
+    object_reference(
+        at(src, "describedObject"),
+        &format!("{path}.describedObject"),
+        out,
+    );
     metric_identifier(src, path, out);
     let t = at(src, "target");
     metric_target(t, &format!("{path}.target"), out);
@@ -185,14 +208,20 @@ fn pods_source(src: &Value, path: &str, out: &mut Vec<Cause>) {
 
 fn resource_source(src: &Value, path: &str, out: &mut Vec<Cause>) {
     if str_of(src, "name").is_empty() {
-        out.push(required(&format!("{path}.name"), "must specify a resource name"));
+        out.push(required(
+            &format!("{path}.name"),
+            "must specify a resource name",
+        ));
     }
     utilization_target(src, path, out);
 }
 
 fn container_resource_source(src: &Value, path: &str, out: &mut Vec<Cause>) {
     if str_of(src, "name").is_empty() {
-        out.push(required(&format!("{path}.name"), "must specify a resource name"));
+        out.push(required(
+            &format!("{path}.name"),
+            "must specify a resource name",
+        ));
     }
     let container = str_of(src, "container");
     let cp = format!("{path}.container");
@@ -270,7 +299,11 @@ fn scaling_rules(r: &Value, path: &str, out: &mut Vec<Cause>) {
     if let Some(w) = r.get("stabilizationWindowSeconds").and_then(Value::as_i64) {
         let wp = format!("{path}.stabilizationWindowSeconds");
         if w < 0 {
-            out.push(invalid(&wp, &Value::from(w), "must be greater than or equal to zero"));
+            out.push(invalid(
+                &wp,
+                &Value::from(w),
+                "must be greater than or equal to zero",
+            ));
         }
         if w > MAX_STABILIZATION_WINDOW_SECONDS {
             out.push(invalid(
@@ -290,7 +323,9 @@ fn scaling_rules(r: &Value, path: &str, out: &mut Vec<Cause>) {
         }
     }
     let pp = format!("{path}.policies");
-    if r.get("policies").is_some_and(|p| p.as_array().is_some_and(Vec::is_empty)) {
+    if r.get("policies")
+        .is_some_and(|p| p.as_array().is_some_and(Vec::is_empty))
+    {
         out.push(required(&pp, "must specify at least one Policy"));
     }
     for (i, p) in arr(r, "policies").iter().enumerate() {
@@ -314,7 +349,11 @@ fn scaling_rules(r: &Value, path: &str, out: &mut Vec<Cause>) {
         let period = p.get("periodSeconds").and_then(Value::as_i64).unwrap_or(0);
         let sp = format!("{ip}.periodSeconds");
         if period <= 0 {
-            out.push(invalid(&sp, &Value::from(period), "must be greater than zero"));
+            out.push(invalid(
+                &sp,
+                &Value::from(period),
+                "must be greater than zero",
+            ));
         }
         if period > MAX_PERIOD_SECONDS {
             out.push(invalid(

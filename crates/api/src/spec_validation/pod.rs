@@ -262,10 +262,7 @@ fn dns_config(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     for (i, o) in arr(config, "options").iter().enumerate() {
         if str_of(o, "name").is_empty() {
-            out.push(required(
-                &format!("{cp}.options[{i}]"),
-                "must not be empty",
-            ));
+            out.push(required(&format!("{cp}.options[{i}]"), "must not be empty"));
         }
     }
 }
@@ -724,6 +721,125 @@ mod tests {
             let got = messages(validate(group, kind, &obj));
             assert_eq!(got, want, "{kind}: {obj}");
         }
+    }
+
+    #[test]
+    fn dns_names_and_gates() {
+        let pod = |extra: Value| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "i"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            json!({"metadata": {"name": "p"}, "spec": spec})
+        };
+        let many = |n: usize, f: &dyn Fn(usize) -> String| -> Vec<Value> {
+            (0..n).map(|i| json!(f(i))).collect()
+        };
+        let label_err = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+        let subdomain_err = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+        let cases: Vec<(Value, Vec<String>)> = vec![
+            (
+                json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["10.0.0.10", "2001:db8::1"],
+                    "searches": ["svc.cluster.local.", "_tcp.example.com", "."], "options": [{"name": "ndots", "value": "2"}]},
+                    "hostname": "web-0", "subdomain": "web", "priorityClassName": "high.priority", "nodeName": "node-1",
+                    "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["foo.local"]}], "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "readinessGates": [{"conditionType": "example.com/ready"}], "schedulingGates": [{"name": "example.com/wait"}],
+                    "preemptionPolicy": "Never", "os": {"name": "linux"}}),
+                vec![],
+            ),
+            (
+                json!({"dnsPolicy": "None"}),
+                vec!["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None".into()],
+            ),
+            (
+                json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a"]}}),
+                vec!["spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None".into()],
+            ),
+            (
+                json!({"dnsConfig": {"nameservers": ["1.1.1.1", "8.8.8.8", "9.9.9.9", "dns.local"], "options": [{"value": "1"}]}}),
+                vec![
+                    r#"spec.dnsConfig.nameservers: Invalid value: ["1.1.1.1","8.8.8.8","9.9.9.9","dns.local"]: must not have more than 3 nameservers"#.into(),
+                    r#"spec.dnsConfig.nameservers[3]: Invalid value: "dns.local": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#.into(),
+                    "spec.dnsConfig.options[0]: Required value: must not be empty".into(),
+                ],
+            ),
+            (
+                json!({"dnsConfig": {"searches": many(33, &|i| format!("s{i}"))}}),
+                vec![format!("spec.dnsConfig.searches: Invalid value: {}: must not have more than 32 search paths", json!(many(33, &|i| format!("s{i}"))))],
+            ),
+            (
+                json!({"dnsConfig": {"searches": many(9, &|i| format!("{i}{}", "a".repeat(250)))}}),
+                vec![format!(
+                    "spec.dnsConfig.searches: Invalid value: {}: must not have more than 2048 characters (including spaces) in the search list",
+                    json!(many(9, &|i| format!("{i}{}", "a".repeat(250))))
+                )],
+            ),
+            (
+                json!({"dnsConfig": {"searches": ["Bad.Domain."]}}),
+                vec![r#"spec.dnsConfig.searches[0]: Invalid value: "Bad.Domain": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*')"#.into()],
+            ),
+            (
+                json!({"hostname": "Web_0", "subdomain": "a_b", "nodeName": "Node_1", "serviceAccountName": "SA",
+                    "priorityClassName": "High"}),
+                vec![
+                    format!(r#"spec.serviceAccountName: Invalid value: "SA": {subdomain_err}"#),
+                    format!(r#"spec.nodeName: Invalid value: "Node_1": {subdomain_err}"#),
+                    format!(r#"spec.hostname: Invalid value: "Web_0": {label_err}"#),
+                    format!(r#"spec.subdomain: Invalid value: "a_b": {label_err}"#),
+                    format!(r#"spec.priorityClassName: Invalid value: "High": {subdomain_err}"#),
+                ],
+            ),
+            (
+                json!({"hostAliases": [{"ip": "300.1.1.1", "hostnames": ["Bad_Host"]}]}),
+                vec![
+                    r#"spec.hostAliases[0].ip: Invalid value: "300.1.1.1": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#.into(),
+                    format!(r#"spec.hostAliases[0].hostnames[0]: Invalid value: "Bad_Host": {subdomain_err}"#),
+                ],
+            ),
+            (
+                json!({"nodeSelector": {"bad key": "-v-"}}),
+                vec![
+                    r#"spec.nodeSelector: Invalid value: "bad key": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"#.into(),
+                    r#"spec.nodeSelector: Invalid value: "-v-": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#.into(),
+                ],
+            ),
+            (
+                json!({"schedulingGates": [{"name": "gate"}, {"name": "gate"}], "readinessGates": [{"conditionType": "bad/x/y"}]}),
+                vec![
+                    r#"spec.readinessGates[0].conditionType: Invalid value: "bad/x/y": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#.into(),
+                    r#"spec.schedulingGates[1]: Duplicate value: "gate""#.into(),
+                ],
+            ),
+            (
+                json!({"preemptionPolicy": "Always", "os": {"name": "plan9"}}),
+                vec![
+                    r#"spec.preemptionPolicy: Unsupported value: "Always": supported values: "PreemptLowerPriority", "Never""#.into(),
+                    r#"spec.os: Unsupported value: "plan9": supported values: "linux", "windows""#.into(),
+                ],
+            ),
+            (json!({"os": {}}), vec!["spec.os.name: Required value: cannot be empty".into()]),
+        ];
+        for (extra, want) in cases {
+            let obj = pod(extra.clone());
+            assert_eq!(messages(validate("", "Pod", &obj)), want, "{extra}");
+        }
+    }
+
+    #[test]
+    fn shared_name_rules() {
+        // IsValidPortName checks every rule; IsQualifiedName reports an
+        // empty name's syntax too.
+        assert_eq!(
+            super::super::port_name_errors("-8080-"),
+            vec![
+                "must contain at least one letter (a-z)",
+                "must not begin or end with a hyphen"
+            ]
+        );
+        assert_eq!(
+            crate::validation::is_qualified_name("example.com/").len(),
+            2
+        );
     }
 
     #[test]

@@ -17,7 +17,12 @@ use crate::validation::{forbidden, invalid, not_supported, required, Cause};
 pub(crate) fn container(c: &Value, cp: &str, init: bool, grace: Option<i64>, out: &mut Vec<Cause>) {
     let sidecar = c.get("restartPolicy").and_then(Value::as_str) == Some("Always");
     if init && !sidecar {
-        for key in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
+        for key in [
+            "lifecycle",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+        ] {
             if !unset(c.get(key)) {
                 out.push(forbidden(
                     &format!("{cp}.{key}"),
@@ -63,7 +68,9 @@ fn probe(p: &Value, path: &str, kind: Kind, out: &mut Vec<Cause>) {
     ] {
         nonnegative(p.get(field), &format!("{path}.{field}"), out);
     }
-    let grace = p.get("terminationGracePeriodSeconds").filter(|g| !g.is_null());
+    let grace = p
+        .get("terminationGracePeriodSeconds")
+        .filter(|g| !g.is_null());
     if let Some(g) = grace.and_then(Value::as_i64).filter(|g| *g <= 0) {
         out.push(invalid(
             &format!("{path}.terminationGracePeriodSeconds"),
@@ -74,7 +81,10 @@ fn probe(p: &Value, path: &str, kind: Kind, out: &mut Vec<Cause>) {
     match kind {
         Kind::Liveness | Kind::Startup => {
             // 0 (or absent) is defaulted to 1.
-            let s = p.get("successThreshold").and_then(Value::as_i64).unwrap_or(0);
+            let s = p
+                .get("successThreshold")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if s != 0 && s != 1 {
                 out.push(invalid(
                     &format!("{path}.successThreshold"),
@@ -146,10 +156,7 @@ fn http_get(action: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     for h in arr(action, "httpHeaders") {
         let name = h.get("name").and_then(Value::as_str).unwrap_or("");
-        let ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !ok {
             out.push(invalid(
                 &format!("{path}.httpHeaders"),

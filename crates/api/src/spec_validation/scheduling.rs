@@ -165,7 +165,8 @@ fn pod_affinity_term(t: &Value, path: &str, out: &mut Vec<Cause>) {
             out.push(invalid(&format!("{path}.namespace"), ns, &e));
         }
     }
-    let keys = |k: &str| -> Vec<&str> { arr(t, k).iter().map(|v| v.as_str().unwrap_or("")).collect() };
+    let keys =
+        |k: &str| -> Vec<&str> { arr(t, k).iter().map(|v| v.as_str().unwrap_or("")).collect() };
     let (matching, mismatching) = (keys("matchLabelKeys"), keys("mismatchLabelKeys"));
     for (field, list) in [
         ("matchLabelKeys", &matching),
@@ -176,7 +177,10 @@ fn pod_affinity_term(t: &Value, path: &str, out: &mut Vec<Cause>) {
         }
         let fp = format!("{path}.{field}");
         if selector.is_none() {
-            out.push(forbidden(&fp, "must not be specified when labelSelector is not set"));
+            out.push(forbidden(
+                &fp,
+                "must not be specified when labelSelector is not set",
+            ));
             continue;
         }
         for (i, k) in list.iter().enumerate() {
@@ -248,7 +252,8 @@ pub(crate) fn tolerations(spec: &Value, path: &str, out: &mut Vec<Cause>) {
                 &["Equal", "Exists"],
             )),
         }
-        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
             out.push(not_supported(
                 &format!("{tp}.effect"),
                 &Value::from(effect),
@@ -301,7 +306,9 @@ pub(crate) fn topology_spread(spec: &Value, path: &str, out: &mut Vec<Cause>) {
                 out.push(invalid(
                     &mp,
                     min,
-                    &format!("can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}"),
+                    &format!(
+                        "can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {action}"
+                    ),
                 ));
             }
         }
@@ -330,7 +337,10 @@ pub(crate) fn topology_spread(spec: &Value, path: &str, out: &mut Vec<Cause>) {
                         selector_keys.insert(str_of(e, "key"));
                     }
                 }
-                None => out.push(forbidden(&kp, "must not be specified when labelSelector is not set")),
+                None => out.push(forbidden(
+                    &kp,
+                    "must not be specified when labelSelector is not set",
+                )),
             }
             for (j, k) in keys.iter().enumerate() {
                 let k = k.as_str().unwrap_or("");
@@ -453,7 +463,11 @@ mod tests {
         ];
         for (extra, want) in cases {
             let obj = deployment(extra.clone());
-            assert_eq!(messages(validate("apps", "Deployment", &obj)), want, "{extra}");
+            assert_eq!(
+                messages(validate("apps", "Deployment", &obj)),
+                want,
+                "{extra}"
+            );
         }
     }
 
@@ -520,7 +534,11 @@ mod tests {
         ];
         for (extra, want) in cases {
             let obj = deployment(extra.clone());
-            assert_eq!(messages(validate("apps", "Deployment", &obj)), want, "{extra}");
+            assert_eq!(
+                messages(validate("apps", "Deployment", &obj)),
+                want,
+                "{extra}"
+            );
         }
     }
 }

@@ -35,10 +35,22 @@ pub(crate) fn pod(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     share_process_namespace(spec, &sp, out);
     sysctls(spec, sc, &format!("{sp}.sysctls"), out);
-    one_of(sc, "fsGroupChangePolicy", &sp, &["Always", "OnRootMismatch"], out);
+    one_of(
+        sc,
+        "fsGroupChangePolicy",
+        &sp,
+        &["Always", "OnRootMismatch"],
+        out,
+    );
     seccomp(sc, &sp, out);
     apparmor(sc, &sp, out);
-    one_of(sc, "supplementalGroupsPolicy", &sp, &["Merge", "Strict"], out);
+    one_of(
+        sc,
+        "supplementalGroupsPolicy",
+        &sp,
+        &["Merge", "Strict"],
+        out,
+    );
 }
 
 /// Kubernetes keeps hostPID and shareProcessNamespace in the internal
@@ -139,7 +151,11 @@ fn seccomp(sc: &Value, sp: &str, out: &mut Vec<Cause>) {
             Some(l) => local_descending_path(l.as_str().unwrap_or(""), &lp, out),
         }
     } else if local.is_some() {
-        out.push(invalid(&lp, p, "can only be set when seccomp type is Localhost"));
+        out.push(invalid(
+            &lp,
+            p,
+            "can only be set when seccomp type is Localhost",
+        ));
     }
 }
 
@@ -166,7 +182,11 @@ fn apparmor(sc: &Value, sp: &str, out: &mut Vec<Cause>) {
             None => out.push(required(&lp, "must be set when AppArmor type is Localhost")),
             Some(l) => {
                 if l.trim() != l {
-                    out.push(invalid(&lp, &Value::from(l), "must not be padded with whitespace"));
+                    out.push(invalid(
+                        &lp,
+                        &Value::from(l),
+                        "must not be padded with whitespace",
+                    ));
                 } else if l.is_empty() {
                     out.push(required(&lp, "must be set when AppArmor type is Localhost"));
                 }
@@ -177,7 +197,11 @@ fn apparmor(sc: &Value, sp: &str, out: &mut Vec<Cause>) {
         },
         "RuntimeDefault" | "Unconfined" => {
             if let Some(l) = local {
-                out.push(invalid(&lp, l, "can only be set when AppArmor type is Localhost"));
+                out.push(invalid(
+                    &lp,
+                    l,
+                    "can only be set when AppArmor type is Localhost",
+                ));
             }
         }
         "" => out.push(required(
