@@ -326,6 +326,21 @@ mod tests {
                 "Invalid",
                 r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": bad"#,
             ),
+            (
+                // A cause repeated (as HPA metric types are) shows once in
+                // the message, as ErrorList.ToAggregate has it.
+                ApiError::invalid("autoscaling", "HorizontalPodAutoscaler", "h", {
+                    let c = Cause {
+                        reason: "FieldValueNotSupported".into(),
+                        message: "Unsupported value: \"X\"".into(),
+                        field: "spec.metrics[0].type".into(),
+                    };
+                    vec![c.clone(), c]
+                }),
+                422,
+                "Invalid",
+                r#"HorizontalPodAutoscaler.autoscaling "h" is invalid: spec.metrics[0].type: Unsupported value: "X""#,
+            ),
         ];
         for (err, code, reason, message) in cases {
             let status = err.to_status();
