@@ -118,20 +118,19 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
     }
     if name.is_empty() {
         errs.push("name part must be non-empty".into());
-    } else {
-        if name.len() > 63 {
-            errs.push(format!("name part {}", max_len(63)));
-        }
-        if !qualified_part_ok(name) {
-            errs.push(format!(
-                "name part {}",
-                regex_error(
-                    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
-                    QUALIFIED_NAME_FMT,
-                    &["MyName", "my.name", "123-abc"],
-                )
-            ));
-        }
+    } else if name.len() > 63 {
+        errs.push(format!("name part {}", max_len(63)));
+    }
+    // The syntax is checked even for an empty name, as IsQualifiedName does.
+    if !qualified_part_ok(name) {
+        errs.push(format!(
+            "name part {}",
+            regex_error(
+                "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"],
+            )
+        ));
     }
     errs
 }
@@ -206,6 +205,14 @@ pub fn forbidden(field: &str, detail: &str) -> Cause {
         reason: "FieldValueForbidden",
         field: field.into(),
         message: format!("Forbidden: {detail}"),
+    }
+}
+
+pub fn duplicate(field: &str, value: &Value) -> Cause {
+    Cause {
+        reason: "FieldValueDuplicate",
+        field: field.into(),
+        message: format!("Duplicate value: {}", quote(value)),
     }
 }
 

@@ -102,16 +102,19 @@ impl ApiError {
     /// 422 with one cause per bad field. `kind` is the object's Kind here,
     /// as Kubernetes writes it: `Pod "x" is invalid: metadata.name: ...`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let joined = causes
-            .iter()
-            .map(|c| {
-                if c.field.is_empty() {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
-            .collect::<Vec<_>>();
+        // The message lists each distinct cause once (as ErrorList's
+        // ToAggregate does); the causes keep them all.
+        let mut joined: Vec<String> = Vec::new();
+        for c in &causes {
+            let line = if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            };
+            if !joined.contains(&line) {
+                joined.push(line);
+            }
+        }
         let detail = if joined.len() == 1 {
             joined[0].clone()
         } else {
@@ -322,6 +325,21 @@ mod tests {
                 422,
                 "Invalid",
                 r#"ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": bad"#,
+            ),
+            (
+                // A cause repeated (as HPA metric types are) shows once in
+                // the message, as ErrorList.ToAggregate has it.
+                ApiError::invalid("autoscaling", "HorizontalPodAutoscaler", "h", {
+                    let c = Cause {
+                        reason: "FieldValueNotSupported".into(),
+                        message: "Unsupported value: \"X\"".into(),
+                        field: "spec.metrics[0].type".into(),
+                    };
+                    vec![c.clone(), c]
+                }),
+                422,
+                "Invalid",
+                r#"HorizontalPodAutoscaler.autoscaling "h" is invalid: spec.metrics[0].type: Unsupported value: "X""#,
             ),
         ];
         for (err, code, reason, message) in cases {

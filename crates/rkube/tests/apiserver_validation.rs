@@ -16,6 +16,20 @@ const INVALID_CREATES: &[(&str, &str, &str)] = &[
         r#"The Pod "noimage" is invalid: spec.containers[0].image: Required value"#,
     ),
     (
+        "pod/twoprobes",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "twoprobes"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "livenessProbe": {"exec": {"command": ["true"]}, "httpGet": {"port": 80}}}]}}"#,
+        r#"The Pod "twoprobes" is invalid: spec.containers[0].livenessProbe.httpGet: Forbidden: may not specify more than 1 handler type"#,
+    ),
+    (
+        "pod/escalate",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "escalate"},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "securityContext": {"privileged": true, "allowPrivilegeEscalation": false}}]}}"#,
+        "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+    ),
+    (
         "configmap/badkey",
         r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "badkey"}, "data": {"bad key": "v"}}"#,
         r#"data[bad key]: Invalid value: "bad key": a valid config key must consist of alphanumeric characters, '-', '_' or '.'"#,
@@ -57,6 +71,23 @@ const INVALID_CREATES: &[(&str, &str, &str)] = &[
         r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "hpa"},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": 2}}"#,
         "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`",
+    ),
+    (
+        "deployment/badaffinity",
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "badaffinity"},
+            "spec": {"selector": {"matchLabels": {"app": "b"}},
+                "template": {"metadata": {"labels": {"app": "b"}}, "spec": {
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "Near", "values": ["a"]}]}]}}},
+                    "containers": [{"name": "c", "image": "busybox"}]}}}}"#,
+        r#"The Deployment "badaffinity" is invalid: spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator: Invalid value: "Near": not a valid selector operator"#,
+    ),
+    (
+        "horizontalpodautoscaler.autoscaling/badmetric",
+        r#"{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "badmetric"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 0}}}]}}"#,
+        r#"The HorizontalPodAutoscaler "badmetric" is invalid: spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0"#,
     ),
     (
         "poddisruptionbudget/both",

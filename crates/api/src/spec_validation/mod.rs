@@ -12,12 +12,16 @@ use crate::validation::{
 };
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod config;
 mod networking;
 mod pod;
 mod policy;
+mod probes;
 mod rbac;
+mod scheduling;
+mod security;
 mod service;
 mod storage;
 
@@ -54,7 +58,10 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
         ("rbac.authorization.k8s.io", "ClusterRole") => rbac::rules(obj, false, &mut out),
         ("rbac.authorization.k8s.io", "RoleBinding") => rbac::binding(obj, true, &mut out),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rbac::binding(obj, false, &mut out),
-        ("autoscaling", "HorizontalPodAutoscaler") => policy::hpa(spec, &mut out),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            policy::hpa(spec, &mut out);
+            autoscaling::hpa_metrics_and_behavior(spec, &mut out)
+        }
         ("policy", "PodDisruptionBudget") => policy::pdb(spec, &mut out),
         ("scheduling.k8s.io", "PriorityClass") => policy::priority_class(obj, &mut out),
         ("coordination.k8s.io", "Lease") => policy::lease(spec, &mut out),
@@ -167,24 +174,98 @@ pub(crate) fn protocol(port: &Value, path: &str, out: &mut Vec<Cause>) {
 }
 
 pub(crate) fn port_name_errors(name: &str) -> Vec<String> {
+    // Each rule is checked on its own, as IsValidPortName does.
     let mut errs = Vec::new();
+    let b = name.as_bytes();
     if name.len() > 15 {
         errs.push("must be no more than 15 characters".to_owned());
     }
-    let b = name.as_bytes();
-    if !b
-        .iter()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    if b.is_empty()
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
-    } else if !b.iter().any(u8::is_ascii_lowercase) {
+    }
+    if !b.iter().any(u8::is_ascii_lowercase) {
         errs.push("must contain at least one letter (a-z)".into());
-    } else if name.contains("--") {
+    }
+    if name.contains("--") {
         errs.push("must not contain consecutive hyphens".into());
-    } else if name.starts_with('-') || name.ends_with('-') {
+    }
+    if name.starts_with('-') || name.ends_with('-') {
         errs.push("must not begin or end with a hyphen".into());
     }
     errs
+}
+
+/// ValidatePortNumOrName: an int-or-string port is a number in 1..65535
+/// or an IANA service name (an absent port is the number 0).
+pub(crate) fn port_num_or_name(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
+    match v {
+        Some(Value::String(s)) => {
+            for e in port_name_errors(s) {
+                out.push(invalid(path, &Value::from(s.as_str()), &e));
+            }
+        }
+        other => {
+            let n = other.and_then(Value::as_i64).unwrap_or(0);
+            if !(1..=65535).contains(&n) {
+                out.push(invalid(
+                    path,
+                    &Value::from(n),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+        }
+    }
+}
+
+/// ValidateLabelName: a label key is a qualified name.
+pub(crate) fn label_name(key: &str, path: &str, out: &mut Vec<Cause>) {
+    for e in is_qualified_name(key) {
+        out.push(invalid(path, &Value::from(key), &e));
+    }
+}
+
+/// IsValidIP (sloppy parsing as Go's netutils does: leading zeros allowed
+/// in IPv4 octets).
+pub(crate) fn ip_address(v: &Value, path: &str, out: &mut Vec<Cause>) {
+    let s = v.as_str().unwrap_or("");
+    if !is_ip_sloppy(s) {
+        out.push(invalid(
+            path,
+            &Value::from(s),
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+}
+
+fn is_ip_sloppy(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) && {
+                p.parse::<u16>().is_ok_and(|n| n <= 255)
+            }
+        })
+}
+
+/// Which of `supported` a string field holds: NotSupported when set to
+/// anything else (an absent field is not checked).
+pub(crate) fn one_of(v: &Value, key: &str, path: &str, supported: &[&str], out: &mut Vec<Cause>) {
+    if let Some(s) = v.get(key).and_then(Value::as_str) {
+        if !supported.contains(&s) {
+            out.push(crate::validation::not_supported(
+                &format!("{path}.{key}"),
+                &Value::from(s),
+                supported,
+            ));
+        }
+    }
 }
 
 /// ValidateLabels: keys are qualified names, values label values.
@@ -227,9 +308,11 @@ pub(crate) fn label_selector(sel: &Value, path: &str, out: &mut Vec<Cause>) {
                 "not a valid selector operator",
             )),
         }
-        let key = str_of(r, "key");
-        for e in is_qualified_name(key) {
-            out.push(invalid(&format!("{rp}.key"), &Value::from(key), &e));
+        label_name(str_of(r, "key"), &format!("{rp}.key"), out);
+        for (j, v) in values.iter().enumerate() {
+            for e in is_valid_label_value(v.as_str().unwrap_or("")) {
+                out.push(invalid(&format!("{rp}.values[{j}]"), v, &e));
+            }
         }
     }
     labels(sel.get("matchLabels"), &format!("{path}.matchLabels"), out);

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{arr, at, nonnegative, normalized, port_number, str_of};
 use crate::validation::{
-    forbidden, invalid, is_dns1123_label, is_valid_label_value, not_supported, required, Cause,
+    forbidden, invalid, is_dns1123_label, is_dns1123_subdomain, not_supported, required, Cause,
 };
 
 /// A pod template; `selector` (when given) must select its labels.
@@ -45,12 +45,21 @@ pub(crate) fn pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     }
     let volumes = volumes(spec, path, out);
     let mut names = HashSet::new();
+    let grace = spec
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    let host_users = super::security::host_users(spec);
     for (key, list) in [
         ("initContainers", arr(spec, "initContainers")),
         ("containers", containers),
     ] {
+        let init = key == "initContainers";
         for (i, c) in list.iter().enumerate() {
-            container(c, &format!("{path}.{key}[{i}]"), &mut names, &volumes, out);
+            let cp = format!("{path}.{key}[{i}]");
+            container(c, &cp, &mut names, &volumes, out);
+            super::security::container(c, &cp, host_users, out);
+            super::probes::container(c, &cp, init, grace, out);
+            container_restart_policy(c, &cp, init, out);
         }
     }
     if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str) {
@@ -88,16 +97,212 @@ pub(crate) fn pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         &format!("{path}.terminationGracePeriodSeconds"),
         out,
     );
-    if let Some(labels) = spec.get("nodeSelector").and_then(Value::as_object) {
-        for (k, v) in labels {
-            for e in is_valid_label_value(v.as_str().unwrap_or("")) {
-                out.push(invalid(
-                    &format!("{path}.nodeSelector"),
-                    v,
-                    &format!("{k}: {e}"),
-                ));
+    super::labels(
+        spec.get("nodeSelector"),
+        &format!("{path}.nodeSelector"),
+        out,
+    );
+    super::security::pod(spec, path, out);
+    super::scheduling::affinity(spec, path, out);
+    dns_config(spec, path, out);
+    gates(spec, path, out);
+    super::scheduling::topology_spread(spec, path, out);
+    names_and_hosts(spec, path, out);
+    super::scheduling::tolerations(spec, path, out);
+    for (i, a) in arr(spec, "hostAliases").iter().enumerate() {
+        let ap = format!("{path}.hostAliases[{i}]");
+        super::ip_address(at(a, "ip"), &format!("{ap}.ip"), out);
+        for (j, h) in arr(a, "hostnames").iter().enumerate() {
+            for e in is_dns1123_subdomain(h.as_str().unwrap_or("")) {
+                out.push(invalid(&format!("{ap}.hostnames[{j}]"), h, &e));
             }
         }
+    }
+    if let Some(p) = spec.get("priorityClassName").and_then(Value::as_str) {
+        subdomain(p, &format!("{path}.priorityClassName"), out);
+    }
+    if let Some(p) = spec.get("preemptionPolicy").and_then(Value::as_str) {
+        if !matches!(p, "PreemptLowerPriority" | "Never") {
+            out.push(not_supported(
+                &format!("{path}.preemptionPolicy"),
+                &Value::from(p),
+                &["PreemptLowerPriority", "Never"],
+            ));
+        }
+    }
+    if let Some(os) = spec.get("os").filter(|o| o.is_object()) {
+        match str_of(os, "name") {
+            "" => out.push(required(&format!("{path}.os.name"), "cannot be empty")),
+            "linux" | "windows" => {}
+            n => out.push(not_supported(
+                &format!("{path}.os"),
+                &Value::from(n),
+                &["linux", "windows"],
+            )),
+        }
+    }
+}
+
+fn subdomain(v: &str, path: &str, out: &mut Vec<Cause>) {
+    if !v.is_empty() {
+        for e in is_dns1123_subdomain(v) {
+            out.push(invalid(path, &Value::from(v), &e));
+        }
+    }
+}
+
+/// serviceAccountName, nodeName (DNS subdomains), hostname and subdomain
+/// (DNS labels).
+fn names_and_hosts(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    for key in ["serviceAccountName", "nodeName"] {
+        subdomain(str_of(spec, key), &format!("{path}.{key}"), out);
+    }
+    for key in ["hostname", "subdomain"] {
+        let v = str_of(spec, key);
+        if !v.is_empty() {
+            for e in is_dns1123_label(v) {
+                out.push(invalid(&format!("{path}.{key}"), &Value::from(v), &e));
+            }
+        }
+    }
+}
+
+/// readinessGates (qualified condition types) and schedulingGates
+/// (qualified names, no duplicates).
+fn gates(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    for (i, g) in arr(spec, "readinessGates").iter().enumerate() {
+        super::label_name(
+            str_of(g, "conditionType"),
+            &format!("{path}.readinessGates[{i}].conditionType"),
+            out,
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, g) in arr(spec, "schedulingGates").iter().enumerate() {
+        let gp = format!("{path}.schedulingGates[{i}]");
+        let name = str_of(g, "name");
+        super::label_name(name, &gp, out);
+        if !seen.insert(name) {
+            out.push(duplicate(&gp, name));
+        }
+    }
+}
+
+const MAX_DNS_NAMESERVERS: usize = 3;
+const MAX_DNS_SEARCH_PATHS: usize = 32;
+const MAX_DNS_SEARCH_CHARS: usize = 2048;
+
+/// validatePodDNSConfig (with RelaxedDNSSearchValidation, on by default
+/// since v1.33: search domains may hold `_` and be `.`).
+fn dns_config(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    let cp = format!("{path}.dnsConfig");
+    let config = spec.get("dnsConfig").filter(|c| !c.is_null());
+    let nameservers = config.map(|c| arr(c, "nameservers")).unwrap_or(&[]);
+    if str_of(spec, "dnsPolicy") == "None" {
+        let Some(_) = config else {
+            out.push(required(
+                &cp,
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return;
+        };
+        if nameservers.is_empty() {
+            out.push(required(
+                &format!("{cp}.nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return;
+        }
+    }
+    let Some(config) = config else {
+        return;
+    };
+    if nameservers.len() > MAX_DNS_NAMESERVERS {
+        out.push(invalid(
+            &format!("{cp}.nameservers"),
+            at(config, "nameservers"),
+            &format!("must not have more than {MAX_DNS_NAMESERVERS} nameservers"),
+        ));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        super::ip_address(ns, &format!("{cp}.nameservers[{i}]"), out);
+    }
+    let searches: Vec<&str> = arr(config, "searches")
+        .iter()
+        .map(|s| s.as_str().unwrap_or(""))
+        .collect();
+    if searches.len() > MAX_DNS_SEARCH_PATHS {
+        out.push(invalid(
+            &format!("{cp}.searches"),
+            at(config, "searches"),
+            &format!("must not have more than {MAX_DNS_SEARCH_PATHS} search paths"),
+        ));
+    }
+    if searches.join(" ").len() > MAX_DNS_SEARCH_CHARS {
+        out.push(invalid(
+            &format!("{cp}.searches"),
+            at(config, "searches"),
+            &format!(
+                "must not have more than {MAX_DNS_SEARCH_CHARS} characters (including spaces) in the search list"
+            ),
+        ));
+    }
+    for (i, s) in searches.iter().enumerate() {
+        if *s == "." {
+            continue;
+        }
+        let trimmed = s.strip_suffix('.').unwrap_or(s);
+        for e in is_dns1123_subdomain_with_underscore(trimmed) {
+            out.push(invalid(
+                &format!("{cp}.searches[{i}]"),
+                &Value::from(trimmed),
+                &e,
+            ));
+        }
+    }
+    for (i, o) in arr(config, "options").iter().enumerate() {
+        if str_of(o, "name").is_empty() {
+            out.push(required(&format!("{cp}.options[{i}]"), "must not be empty"));
+        }
+    }
+}
+
+/// IsDNS1123SubdomainWithUnderscore.
+fn is_dns1123_subdomain_with_underscore(s: &str) -> Vec<String> {
+    let label_ok = |l: &str| {
+        let l = l.strip_prefix('_').unwrap_or(l);
+        let b = l.as_bytes();
+        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !b.is_empty()
+            && alnum(&b[0])
+            && alnum(&b[b.len() - 1])
+            && b.iter().all(|c| alnum(c) || *c == b'-' || *c == b'_')
+    };
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_owned());
+    }
+    if !s.split('.').all(label_ok) {
+        errs.push(crate::validation::regex_error(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character",
+            "_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*",
+            &["example.com"],
+        ));
+    }
+    errs
+}
+
+/// A container's own restartPolicy: only `Always`, and only for init
+/// containers (sidecars).
+fn container_restart_policy(c: &Value, cp: &str, init: bool, out: &mut Vec<Cause>) {
+    let Some(p) = c.get("restartPolicy").filter(|p| !p.is_null()) else {
+        return;
+    };
+    let rp = format!("{cp}.restartPolicy");
+    if !init {
+        out.push(forbidden(&rp, "may not be set for non-init containers"));
+    } else if p.as_str() != Some("Always") {
+        out.push(not_supported(&rp, p, &["Always"]));
     }
 }
 
@@ -122,11 +327,7 @@ fn volumes(spec: &Value, path: &str, out: &mut Vec<Cause>) -> HashSet<String> {
 }
 
 fn duplicate(field: &str, value: &str) -> Cause {
-    Cause {
-        reason: "FieldValueDuplicate",
-        field: field.into(),
-        message: format!("Duplicate value: {value:?}"),
-    }
+    crate::validation::duplicate(field, &Value::from(value))
 }
 
 fn container(
@@ -520,6 +721,125 @@ mod tests {
             let got = messages(validate(group, kind, &obj));
             assert_eq!(got, want, "{kind}: {obj}");
         }
+    }
+
+    #[test]
+    fn dns_names_and_gates() {
+        let pod = |extra: Value| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "i"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            json!({"metadata": {"name": "p"}, "spec": spec})
+        };
+        let many = |n: usize, f: &dyn Fn(usize) -> String| -> Vec<Value> {
+            (0..n).map(|i| json!(f(i))).collect()
+        };
+        let label_err = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+        let subdomain_err = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+        let cases: Vec<(Value, Vec<String>)> = vec![
+            (
+                json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["10.0.0.10", "2001:db8::1"],
+                    "searches": ["svc.cluster.local.", "_tcp.example.com", "."], "options": [{"name": "ndots", "value": "2"}]},
+                    "hostname": "web-0", "subdomain": "web", "priorityClassName": "high.priority", "nodeName": "node-1",
+                    "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["foo.local"]}], "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "readinessGates": [{"conditionType": "example.com/ready"}], "schedulingGates": [{"name": "example.com/wait"}],
+                    "preemptionPolicy": "Never", "os": {"name": "linux"}}),
+                vec![],
+            ),
+            (
+                json!({"dnsPolicy": "None"}),
+                vec!["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None".into()],
+            ),
+            (
+                json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a"]}}),
+                vec!["spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None".into()],
+            ),
+            (
+                json!({"dnsConfig": {"nameservers": ["1.1.1.1", "8.8.8.8", "9.9.9.9", "dns.local"], "options": [{"value": "1"}]}}),
+                vec![
+                    r#"spec.dnsConfig.nameservers: Invalid value: ["1.1.1.1","8.8.8.8","9.9.9.9","dns.local"]: must not have more than 3 nameservers"#.into(),
+                    r#"spec.dnsConfig.nameservers[3]: Invalid value: "dns.local": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#.into(),
+                    "spec.dnsConfig.options[0]: Required value: must not be empty".into(),
+                ],
+            ),
+            (
+                json!({"dnsConfig": {"searches": many(33, &|i| format!("s{i}"))}}),
+                vec![format!("spec.dnsConfig.searches: Invalid value: {}: must not have more than 32 search paths", json!(many(33, &|i| format!("s{i}"))))],
+            ),
+            (
+                json!({"dnsConfig": {"searches": many(9, &|i| format!("{i}{}", "a".repeat(250)))}}),
+                vec![format!(
+                    "spec.dnsConfig.searches: Invalid value: {}: must not have more than 2048 characters (including spaces) in the search list",
+                    json!(many(9, &|i| format!("{i}{}", "a".repeat(250))))
+                )],
+            ),
+            (
+                json!({"dnsConfig": {"searches": ["Bad.Domain."]}}),
+                vec![r#"spec.dnsConfig.searches[0]: Invalid value: "Bad.Domain": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*')"#.into()],
+            ),
+            (
+                json!({"hostname": "Web_0", "subdomain": "a_b", "nodeName": "Node_1", "serviceAccountName": "SA",
+                    "priorityClassName": "High"}),
+                vec![
+                    format!(r#"spec.serviceAccountName: Invalid value: "SA": {subdomain_err}"#),
+                    format!(r#"spec.nodeName: Invalid value: "Node_1": {subdomain_err}"#),
+                    format!(r#"spec.hostname: Invalid value: "Web_0": {label_err}"#),
+                    format!(r#"spec.subdomain: Invalid value: "a_b": {label_err}"#),
+                    format!(r#"spec.priorityClassName: Invalid value: "High": {subdomain_err}"#),
+                ],
+            ),
+            (
+                json!({"hostAliases": [{"ip": "300.1.1.1", "hostnames": ["Bad_Host"]}]}),
+                vec![
+                    r#"spec.hostAliases[0].ip: Invalid value: "300.1.1.1": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#.into(),
+                    format!(r#"spec.hostAliases[0].hostnames[0]: Invalid value: "Bad_Host": {subdomain_err}"#),
+                ],
+            ),
+            (
+                json!({"nodeSelector": {"bad key": "-v-"}}),
+                vec![
+                    r#"spec.nodeSelector: Invalid value: "bad key": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"#.into(),
+                    r#"spec.nodeSelector: Invalid value: "-v-": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"#.into(),
+                ],
+            ),
+            (
+                json!({"schedulingGates": [{"name": "gate"}, {"name": "gate"}], "readinessGates": [{"conditionType": "bad/x/y"}]}),
+                vec![
+                    r#"spec.readinessGates[0].conditionType: Invalid value: "bad/x/y": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#.into(),
+                    r#"spec.schedulingGates[1]: Duplicate value: "gate""#.into(),
+                ],
+            ),
+            (
+                json!({"preemptionPolicy": "Always", "os": {"name": "plan9"}}),
+                vec![
+                    r#"spec.preemptionPolicy: Unsupported value: "Always": supported values: "PreemptLowerPriority", "Never""#.into(),
+                    r#"spec.os: Unsupported value: "plan9": supported values: "linux", "windows""#.into(),
+                ],
+            ),
+            (json!({"os": {}}), vec!["spec.os.name: Required value: cannot be empty".into()]),
+        ];
+        for (extra, want) in cases {
+            let obj = pod(extra.clone());
+            assert_eq!(messages(validate("", "Pod", &obj)), want, "{extra}");
+        }
+    }
+
+    #[test]
+    fn shared_name_rules() {
+        // IsValidPortName checks every rule; IsQualifiedName reports an
+        // empty name's syntax too.
+        assert_eq!(
+            super::super::port_name_errors("-8080-"),
+            vec![
+                "must contain at least one letter (a-z)",
+                "must not begin or end with a hyphen"
+            ]
+        );
+        assert_eq!(
+            crate::validation::is_qualified_name("example.com/").len(),
+            2
+        );
     }
 
     #[test]

@@ -408,6 +408,8 @@ mod tests {
                     "spec.scaleTargetRef.name Required",
                     "spec.minReplicas Invalid",
                     "spec.maxReplicas Invalid",
+                    // minReplicas 0 also needs an Object or External metric.
+                    "spec.metrics Forbidden",
                 ],
             ),
             (
