@@ -25,9 +25,10 @@
 //! Three steps, the first two pure: [`targets`] derives from the service
 //! ports what serves each service destination; [`to_clear`] compares it
 //! with the previous sync's and keeps the destinations where an entry
-//! could now be stale (an endpoint stopped serving, the port went from no
-//! serving endpoint to some, or the port went away; everything after a
-//! start, when the previous state is unknown); [`stale`] picks those
+//! could now be stale (a new port: flows that got there before its rules;
+//! an endpoint stopped serving; the port went from no serving endpoint to
+//! some; the port went away; everything after a start, when the previous
+//! state is unknown); [`stale`] picks those
 //! entries out of the conntrack table. [`clear`] dumps the table and
 //! deletes them, only when there is something to check, so unrelated
 //! syncs never pay for a dump.
@@ -114,8 +115,9 @@ pub fn targets(ports: &[ServicePort]) -> Targets {
 }
 
 /// The destinations whose entries must be checked after moving from `old`
-/// (`None`: unknown, check everything) to `new`: those that lost a serving
-/// endpoint, went from none to some, or are gone (then nothing is kept).
+/// (`None`: unknown, check everything) to `new`: those that are new, lost
+/// a serving endpoint, went from none to some, or are gone (then nothing
+/// is kept).
 pub fn to_clear(old: Option<&Targets>, new: &Targets) -> Vec<Clear> {
     let Some(old) = old else {
         return new
@@ -126,13 +128,18 @@ pub fn to_clear(old: Option<&Targets>, new: &Targets) -> Vec<Clear> {
             })
             .collect();
     };
-    let empty = BTreeSet::new();
     let mut out = Vec::new();
     for (flow, keep) in new {
-        let before = old.get(flow).unwrap_or(&empty);
-        let lost = before.iter().any(|ip| !keep.contains(ip));
-        let woke = before.is_empty() && !keep.is_empty();
-        if lost || woke {
+        let check = match old.get(flow) {
+            // New: flows that got there before the rules are strays.
+            None => true,
+            Some(before) => {
+                let lost = before.iter().any(|ip| !keep.contains(ip));
+                let woke = before.is_empty() && !keep.is_empty();
+                lost || woke
+            }
+        };
+        if check {
             out.push(Clear {
                 flow: *flow,
                 keep: keep.clone(),

@@ -152,7 +152,7 @@ fn what_to_clear_after_a_change() {
             Some(&["10.42.0.5"]),
             Some(&["10.42.0.5"]),
         ),
-        ("a new port without endpoints", None, Some(&[]), None),
+        ("a new port without endpoints", None, Some(&[]), Some(&[])),
         ("a port removed", Some(&["10.42.0.5"]), None, Some(&[])),
         (
             "a port without endpoints removed",
