@@ -1,6 +1,7 @@
 //! UDP Services on a real local node (containerd, nft, the kernel's
 //! conntrack): a host client that keeps one socket, so one 5-tuple, must
-//! follow the Service when its endpoint changes, and must not stay stuck
+//! follow the Service when its endpoint changes (through the ClusterIP and
+//! through the NodePort on the node's address), and must not stay stuck
 //! on a flow that reached a service address before any rule covered it.
 //! Both need the proxy to clear stale conntrack entries, as kube-proxy
 //! does: without that the kernel keeps sending the flow where its first
@@ -18,31 +19,36 @@ use std::time::Duration;
 use support::eventually;
 
 /// Two pods answering UDP datagrams on 5353 with their name, and a
-/// Service in front of the first.
-const OBJECTS: &str = r#"
+/// NodePort Service in front of the first.
+fn objects(node_port: u16) -> String {
+    format!(
+        r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: udp-a, labels: {app: udp-a}}
+metadata: {{name: udp-a, labels: {{app: udp-a}}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}
+  - {{name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}}
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: udp-b, labels: {app: udp-b}}
+metadata: {{name: udp-b, labels: {{app: udp-b}}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}
+  - {{name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: udp}
+metadata: {{name: udp}}
 spec:
-  selector: {app: udp-a}
-  ports: [{name: dns, port: 53, protocol: UDP, targetPort: 5353}]
-"#;
+  type: NodePort
+  selector: {{app: udp-a}}
+  ports: [{{name: dns, port: 53, protocol: UDP, targetPort: 5353, nodePort: {node_port}}}]
+"#
+    )
+}
 
 /// One datagram on `sock` (connected): the answer, or the error.
 fn ask(sock: &UdpSocket) -> Result<String, ErrorKind> {
@@ -145,7 +151,8 @@ fn udp_flows_follow_the_service_when_endpoints_change() {
     let Some(s) = support::local_node("udp-node", &[]) else {
         return;
     };
-    s.ok_stdin(&["apply", "-f", "-"], OBJECTS);
+    let node_port = s.node_port();
+    s.ok_stdin(&["apply", "-f", "-"], &objects(node_port));
     let (a_ip, b_ip) = eventually(90, "both UDP pods running", || {
         Some((pod_ip(&s, "udp-a")?, pod_ip(&s, "udp-b")?))
     });
@@ -160,11 +167,25 @@ fn udp_flows_follow_the_service_when_endpoints_change() {
         programmed(&s, &cluster_ip, 53).then_some(())
     });
 
-    // One client socket, one source port, for the whole test.
+    let node = s.json(&["get", "node", "udp-node"]);
+    let node_ip = node["status"]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .unwrap()
+        .to_owned();
+
+    // One client socket, one source port, for the whole test; and one
+    // for the NodePort on the node's address.
     let sock = client(format!("{cluster_ip}:53").parse().unwrap());
-    eventually(30, "pod A answering through the ClusterIP", || {
-        (ask(&sock) == Ok("udp-a".into())).then_some(())
-    });
+    let np = client(format!("{node_ip}:{node_port}").parse().unwrap());
+    eventually(
+        30,
+        "pod A answering through the ClusterIP and the NodePort",
+        || (ask(&sock) == Ok("udp-a".into()) && ask(&np) == Ok("udp-a".into())).then_some(()),
+    );
 
     // The Service moves to pod B. Pod A still answers whatever reaches
     // it, so only a cleared conntrack entry moves this flow.
@@ -193,6 +214,9 @@ fn udp_flows_follow_the_service_when_endpoints_change() {
     for _ in 0..5 {
         assert_eq!(ask(&sock), Ok("udp-b".into()));
     }
+    eventually(30, "pod B answering the same NodePort socket", || {
+        (ask(&np) == Ok("udp-b".into())).then_some(())
+    });
 
     // A flow that reached a service address before the Service existed:
     // its entry was never DNATed. Route the address to the pod bridge so
