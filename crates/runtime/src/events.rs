@@ -68,10 +68,12 @@ impl Recorder {
     }
 }
 
+/// An aggregated event's key: (uid or kind/ns/name, type, reason, message).
+type EventKey = (String, &'static str, String, String);
+
 async fn writer(client: kube::Client, component: String, mut rx: mpsc::Receiver<Pending>) {
-    // (uid or kind/ns/name, type, reason, message) -> (namespace, name, count)
-    let mut seen: HashMap<(String, &'static str, String, String), (String, String, i32)> =
-        HashMap::new();
+    // key -> (namespace, name, count)
+    let mut seen: HashMap<EventKey, (String, String, i32)> = HashMap::new();
     let host = std::env::var("HOSTNAME").unwrap_or_default();
     while let Some(p) = rx.recv().await {
         let r = &p.regarding;

@@ -8,7 +8,11 @@
 //! script goes to `nft -f -` as one transaction. Each burst of changes is
 //! applied once, typically within tens of milliseconds; a failed apply is
 //! retried from scratch (delete and recreate the table) with back-off.
+//! After each apply, [`conntrack`] deletes the UDP/SCTP conntrack entries
+//! that would keep sending existing flows to endpoints that no longer
+//! serve (or past a Service that had none), as kube-proxy does.
 
+pub mod conntrack;
 pub mod model;
 pub mod nft;
 
@@ -118,6 +122,7 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
 
     let mut applied: Option<nft::Ruleset> = None;
     let mut backoff = Duration::from_millis(500);
+    let mut cleanup = Cleanup::default();
     loop {
         let svcs = services.store().state();
         let eps = slices.store().state();
@@ -151,11 +156,73 @@ pub async fn run(client: kube::Client, config: Config) -> anyhow::Result<()> {
                 }
             }
         }
+        // The rules now send new flows where they belong; flows that
+        // conntrack still sends elsewhere are cleared after them.
+        if !cleanup.sync(&ports).await {
+            let n = changed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                n.notify_one();
+            });
+        }
         if svc_task.is_finished() || slice_task.is_finished() {
             anyhow::bail!("service proxy: an informer stopped");
         }
         changed.notified().await;
         // Let a burst of events settle into one apply.
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The proxy's conntrack cleanup state across syncs.
+#[derive(Default)]
+struct Cleanup {
+    /// What the last successful cleanup saw (None: check everything).
+    seen: Option<conntrack::Targets>,
+    /// Set once ctnetlink turned out to be unusable here (warned once).
+    off: bool,
+}
+
+impl Cleanup {
+    /// Clears the UDP/SCTP entries that `ports` (just applied) made stale;
+    /// false when that failed and should be tried again.
+    async fn sync(&mut self, ports: &[model::ServicePort]) -> bool {
+        if self.off {
+            return true;
+        }
+        let now = conntrack::targets(ports);
+        let clears = conntrack::to_clear(self.seen.as_ref(), &now);
+        if clears.is_empty() {
+            self.seen = Some(now);
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || conntrack::clear(&clears))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match result {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::info!(
+                        deleted,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "cleared stale UDP/SCTP conntrack entries"
+                    );
+                }
+                self.seen = Some(now);
+                true
+            }
+            Err(e) if conntrack::unavailable(&e) => {
+                tracing::warn!(error = %e, "cannot clear stale conntrack entries (needs CAP_NET_ADMIN and nf_conntrack_netlink); UDP flows to removed endpoints will linger until they time out");
+                self.off = true;
+                true
+            }
+            Err(e) => {
+                // Check everything on the next sync.
+                tracing::warn!(error = %e, "clearing stale conntrack entries failed");
+                self.seen = None;
+                false
+            }
+        }
     }
 }
