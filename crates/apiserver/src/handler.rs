@@ -441,9 +441,9 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             Ok(json_response(StatusCode::OK, &list))
         }
         (_, Some(name), Some(sub)) => crate::subresource::serve(state, scope, name, sub, req).await,
-        _ => Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource"
-        ))),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource".to_string(),
+        )),
     }
 }
 

@@ -104,7 +104,7 @@ impl Registry {
             if groups.iter().any(|g| g.name == name) {
                 continue;
             }
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
             let preferred = versions[0];
             groups.push(api::registry::Group {
                 name,
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn version_order() {
         let mut v = vec!["v1alpha1", "v2", "v1beta2", "v1", "v1beta1", "foo", "v10"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(
             v,
             ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]

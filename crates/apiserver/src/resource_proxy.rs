@@ -10,9 +10,6 @@
 //! Kubernetes refuses them. Not done: rewriting links and redirects in
 //! proxied HTML, upgrades (WebSocket) through the proxy.
 
-// ApiResult's error is large, as everywhere in this crate.
-#![allow(clippy::result_large_err)]
-
 use std::net::IpAddr;
 use std::sync::Arc;
 

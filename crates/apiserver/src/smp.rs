@@ -212,7 +212,7 @@ fn merge_list(field: &str, base: Vec<Value>, patch: &[Value]) -> Result<Vec<Valu
     }
 }
 
-fn reorder(field: &str, items: &mut Vec<Value>, order: &[Value]) {
+fn reorder(field: &str, items: &mut [Value], order: &[Value]) {
     let key = match field {
         "ports" => ports_key(items),
         _ => match list_strategy(field) {

@@ -238,7 +238,7 @@ fn walk(name: &str, v: &Value, path: Path, out: &mut FieldSet) {
 /// `encode(&fields_of(obj))` in one walk, without the intermediate set:
 /// what a create records (there is no old object to compare with).
 pub fn fields_v1_of(obj: &Value) -> Value {
-    fn child<'a>(node: &'a mut Map<String, Value>, key: String) -> &'a mut Map<String, Value> {
+    fn child(node: &mut Map<String, Value>, key: String) -> &mut Map<String, Value> {
         node.entry(key)
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()

@@ -13,9 +13,6 @@
 //! for byte, so the protocol (SPDY, or WebSocket where the runtime has
 //! it) is negotiated between the client and the container runtime.
 
-// ApiResult's error is large, as everywhere in this crate.
-#![allow(clippy::result_large_err)]
-
 use std::sync::Arc;
 
 use axum::body::Body;

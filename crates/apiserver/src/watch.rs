@@ -205,7 +205,7 @@ fn cached_changes(
         error: None,
         cached: Some(e.clone()),
     };
-    let replay: Vec<Change> = history.iter().map(|e| to_change(e)).collect();
+    let replay: Vec<Change> = history.iter().map(&to_change).collect();
     let last = history.last().map_or(after, |e| e.revision);
     let live = futures::stream::unfold((rx, last), move |(mut rx, last)| async move {
         loop {

@@ -144,15 +144,15 @@ async fn load(c: kube::Client, pods: usize, kind: &str, nodes: usize) -> anyhow:
                             let _ = tx.send(());
                         }
                     }
-                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                            let name = p.metadata.name.unwrap_or_default();
-                            let mut b = bound.lock().unwrap();
-                            let n = b.len();
-                            b.entry(name).or_insert_with(Instant::now);
-                            if b.len() == pods && n < pods {
-                                return;
-                            }
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p)
+                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() =>
+                    {
+                        let name = p.metadata.name.unwrap_or_default();
+                        let mut b = bound.lock().unwrap();
+                        let n = b.len();
+                        b.entry(name).or_insert_with(Instant::now);
+                        if b.len() == pods && n < pods {
+                            return;
                         }
                     }
                     _ => {}

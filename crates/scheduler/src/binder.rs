@@ -186,8 +186,10 @@ impl Shared {
 
     /// The scheduling loop (its own thread).
     fn schedule_loop(self: Arc<Self>) {
-        let mut snap = Snapshot::default();
-        snap.listers = self.listers.clone();
+        let mut snap = Snapshot {
+            listers: self.listers.clone(),
+            ..Snapshot::default()
+        };
         let mut next_start = 0usize;
         let no_nominations = Nominations::new();
         let m = metrics::get();

@@ -95,7 +95,7 @@ impl AffinityTerm {
         pod: &PodInfo,
         ns_labels: &dyn Fn(&str) -> Option<BTreeMap<String, String>>,
     ) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || match &self.namespace_selector {
                 None => false,
                 Some(s) if s.is_empty() => true,

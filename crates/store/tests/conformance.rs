@@ -736,7 +736,8 @@ async fn lists_larger_than_a_grpc_message<H: Harness>(h: H) {
 #[test]
 fn sqlite_rejects_a_corrupt_file_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, &str)> = vec![
+    type Corrupt = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Corrupt, &str)> = vec![
         (
             "garbage",
             Box::new(|p| std::fs::write(p, vec![0x5a; 64 * 1024]).unwrap()),
@@ -823,7 +824,7 @@ async fn etcd_unreachable_endpoint_is_a_clear_error() {
     let endpoint = format!("http://127.0.0.1:{port}");
     let res = tokio::time::timeout(
         Duration::from_secs(30),
-        EtcdStore::connect(&[endpoint.clone()]),
+        EtcdStore::connect(std::slice::from_ref(&endpoint)),
     )
     .await;
     match res.expect("connect gives up within 30s") {

@@ -149,7 +149,7 @@ impl FilterPlugin for InterPodAffinity {
                 }
             }
             if !all_found
-                && !(s.affinity.is_empty() && matches_all_own(&pod.required_affinity, pod, snap))
+                && (!s.affinity.is_empty() || !matches_all_own(&pod.required_affinity, pod, snap))
             {
                 return Status::unresolvable(AFFINITY_REASON);
             }
