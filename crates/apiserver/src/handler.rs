@@ -320,6 +320,18 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                     .caches
                     .get(store, &api::registry::storage_prefix(res, None));
                 let (objects, revision) = cache.snapshot(&scope.prefix()).await;
+                if let Output::Object = out {
+                    let items = objects
+                        .iter()
+                        .filter(|o| filter(o))
+                        .map(|o| served_ref(res, o));
+                    return Ok((
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        rest::list_json(res, items, revision),
+                    )
+                        .into_response());
+                }
                 let items = objects
                     .iter()
                     .filter(|o| filter(o))
@@ -520,6 +532,15 @@ pub fn served(res: &Resource, obj: Value) -> Value {
         return obj;
     }
     api::convert::convert(obj, res.group, res.version)
+}
+
+/// [`served`] of a borrowed object: copied only when it must be converted.
+fn served_ref<'a>(res: &Resource, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+    if in_version(obj, res) || obj.get("kind").and_then(Value::as_str) != Some(res.kind) {
+        std::borrow::Cow::Borrowed(obj)
+    } else {
+        std::borrow::Cow::Owned(api::convert::convert(obj.clone(), res.group, res.version))
+    }
 }
 
 pub fn served_all(res: &Resource, objs: Vec<Value>) -> Vec<Value> {

@@ -284,6 +284,35 @@ pub fn list_object(res: &Resource, page: ListPage) -> Value {
     })
 }
 
+/// [`list_object`]'s JSON for a whole list (no continue), written item by
+/// item from borrowed objects: a list from the watch cache serializes the
+/// shared objects instead of copying each one first.
+pub fn list_json<'a>(
+    res: &Resource,
+    items: impl Iterator<Item = std::borrow::Cow<'a, Value>>,
+    revision: Revision,
+) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let head = json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+    });
+    let head = serde_json::to_vec(&head).expect("JSON values serialize");
+    // `{...}` without its closing brace, then the items.
+    buf.extend_from_slice(&head[..head.len() - 1]);
+    buf.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        serde_json::to_writer(&mut buf, item.as_ref()).expect("JSON values serialize");
+    }
+    let _ = buf.write_all(b"]}");
+    buf
+}
+
 /// Creates `obj` (already decoded, kind checked) in `scope`.
 pub async fn create(
     store: &Arc<dyn Store>,
@@ -896,4 +925,43 @@ pub async fn delete(
         }
     }
     Err(ApiError::stale(scope.res.group, scope.res.plural, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn list_json_is_list_object_written_in_place() {
+        let pods = api::registry::find("", "v1", "pods").unwrap();
+        let deployments = api::registry::find("apps", "v1", "deployments").unwrap();
+        let pod = |n: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "labels": {"a": "\"quoted\""}}});
+        let cases: Vec<(&Resource, Vec<Value>, Revision)> = vec![
+            (pods, vec![], 7),
+            (pods, vec![pod("a")], 8),
+            (pods, vec![pod("a"), pod("b"), pod("c")], 9),
+            (
+                deployments,
+                vec![
+                    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}),
+                ],
+                10,
+            ),
+        ];
+        for (res, items, rev) in cases {
+            let written = list_json(res, items.iter().map(Cow::Borrowed), rev);
+            let parsed: Value = serde_json::from_slice(&written).unwrap();
+            let want = list_object(
+                res,
+                ListPage {
+                    items: items.clone(),
+                    revision: rev,
+                    continue_token: None,
+                    remaining: None,
+                },
+            );
+            assert_eq!(parsed, want, "{} with {} items", res.kind, items.len());
+        }
+    }
 }
