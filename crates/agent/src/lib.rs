@@ -16,6 +16,7 @@ pub mod containerd;
 pub mod cri;
 pub mod dns;
 pub mod env;
+pub mod eviction;
 pub mod image_gc;
 pub mod kubelet;
 pub mod lifecycle;

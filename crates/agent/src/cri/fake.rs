@@ -21,6 +21,8 @@ struct State {
     fail_pull: bool,
     /// Every container config created, by container id.
     configs: BTreeMap<String, ContainerConfig>,
+    /// Usage set by tests, by container id.
+    usage: BTreeMap<String, (Option<u64>, Option<u64>)>,
 }
 
 /// See the module docs.
@@ -53,6 +55,13 @@ impl FakeRuntime {
 
     pub fn clear_calls(&self) {
         self.state.lock().unwrap().calls.clear();
+    }
+
+    /// Sets what a container uses: memory working set and writable layer
+    /// bytes (reported by `list_container_stats`).
+    pub fn set_usage(&self, id: &str, memory: Option<u64>, writable_layer: Option<u64>) {
+        let mut s = self.state.lock().unwrap();
+        s.usage.insert(id.to_owned(), (memory, writable_layer));
     }
 
     /// Makes a running container exit with `code`.
@@ -305,6 +314,25 @@ impl RuntimeService for FakeRuntime {
                 created_at: c.created_at,
                 labels: c.labels.clone(),
                 annotations: c.annotations.clone(),
+            })
+            .collect())
+    }
+
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.containers
+            .values()
+            .filter(|c| c.state != ContainerState::Exited)
+            .map(|c| {
+                let (memory, layer) = s.usage.get(&c.id).copied().unwrap_or_default();
+                ContainerStats {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    labels: c.labels.clone(),
+                    memory_working_set_bytes: memory,
+                    writable_layer_bytes: layer,
+                    writable_layer_inodes: layer.map(|_| 1),
+                }
             })
             .collect())
     }

@@ -509,6 +509,34 @@ impl RuntimeService for CriClient {
             .collect())
     }
 
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>> {
+        let r = self
+            .runtime
+            .clone()
+            .list_container_stats(pb::ListContainerStatsRequest { filter: None })
+            .await
+            .map_err(err)?
+            .into_inner();
+        Ok(r.stats
+            .into_iter()
+            .map(|s| {
+                let attrs = s.attributes.unwrap_or_default();
+                let layer = s.writable_layer.unwrap_or_default();
+                ContainerStats {
+                    id: attrs.id,
+                    name: attrs.metadata.map(|m| m.name).unwrap_or_default(),
+                    labels: bmap(attrs.labels),
+                    memory_working_set_bytes: s
+                        .memory
+                        .and_then(|m| m.working_set_bytes)
+                        .map(|v| v.value),
+                    writable_layer_bytes: layer.used_bytes.map(|v| v.value),
+                    writable_layer_inodes: layer.inodes_used.map(|v| v.value),
+                }
+            })
+            .collect())
+    }
+
     async fn image_status(&self, image: &str) -> Result<Option<Image>> {
         let r = self
             .images

@@ -259,6 +259,20 @@ pub struct ContainerStatus {
     pub log_path: String,
 }
 
+/// What a container uses, as CRI `ContainerStats` reports it (`None`:
+/// the runtime did not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Memory in use minus inactive file pages (what eviction ranks by).
+    pub memory_working_set_bytes: Option<u64>,
+    /// The container's writable layer on the image filesystem.
+    pub writable_layer_bytes: Option<u64>,
+    pub writable_layer_inodes: Option<u64>,
+}
+
 /// An image the runtime has.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Image {
@@ -313,6 +327,8 @@ pub trait RuntimeService: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Containers carrying every label of `labels`.
     async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Container>>;
+    /// Usage of every container (CRI `ListContainerStats`).
+    async fn list_container_stats(&self) -> Result<Vec<ContainerStats>>;
 
     /// The image, when the runtime has it.
     async fn image_status(&self, image: &str) -> Result<Option<Image>>;
