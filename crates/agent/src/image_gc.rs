@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cri::{Image, RuntimeService};
@@ -87,6 +87,27 @@ pub fn select(
     }
     let target = usage.capacity * u64::from(policy.low_threshold_percent) / 100;
     let mut to_free = used.saturating_sub(target);
+    let mut out = Vec::new();
+    for i in unused(policy, images, in_use, pinned, known, now) {
+        if to_free == 0 {
+            break;
+        }
+        to_free = to_free.saturating_sub(i.size);
+        out.push(i);
+    }
+    out
+}
+
+/// Every image that may go (not in use, not pinned, known for at least
+/// the minimum age), least recently used first.
+pub fn unused(
+    policy: &Policy,
+    images: &[Image],
+    in_use: &HashSet<String>,
+    pinned: &HashSet<String>,
+    known: &HashMap<String, Known>,
+    now: Instant,
+) -> Vec<Image> {
     let named = |i: &Image, set: &HashSet<String>| {
         set.contains(&i.id)
             || i.repo_tags
@@ -103,15 +124,7 @@ pub fn select(
         })
         .collect();
     candidates.sort_by_key(|(i, used)| (*used, i.id.clone()));
-    let mut out = Vec::new();
-    for (i, _) in candidates {
-        if to_free == 0 {
-            break;
-        }
-        to_free = to_free.saturating_sub(i.size);
-        out.push(i.clone());
-    }
-    out
+    candidates.into_iter().map(|(i, _)| i.clone()).collect()
 }
 
 fn usage_of(path: &Path) -> Option<Usage> {
@@ -129,32 +142,58 @@ fn usage_of(path: &Path) -> Option<Usage> {
     })
 }
 
-/// Collects images every [`CHECK_PERIOD`] while the node runs. `root` is
-/// the runtime's image filesystem; `pinned` names images never removed.
-pub async fn run(
+/// The node's image collector: what it knows of each image (first seen,
+/// last used) is kept between checks, and shared with the eviction
+/// manager, which frees every unused image under disk pressure.
+pub struct Collector {
     cri: Arc<dyn RuntimeService>,
     root: PathBuf,
     policy: Policy,
     pinned: HashSet<String>,
-) {
-    let mut known: HashMap<String, Known> = HashMap::new();
-    loop {
-        tokio::time::sleep(CHECK_PERIOD).await;
+    known: Mutex<HashMap<String, Known>>,
+}
+
+impl Collector {
+    /// `root` is the runtime's image filesystem; `pinned` names images
+    /// never removed.
+    pub fn new(
+        cri: Arc<dyn RuntimeService>,
+        root: PathBuf,
+        policy: Policy,
+        pinned: HashSet<String>,
+    ) -> Collector {
+        Collector {
+            cri,
+            root,
+            policy,
+            pinned,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runtime's image filesystem.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Lists images and containers and brings `known` up to date; the
+    /// images and the names in use.
+    async fn refresh(&self, now: Instant) -> Option<(Vec<Image>, HashSet<String>)> {
         let (images, containers) = match (
-            cri.list_images().await,
-            cri.list_containers(&Default::default()).await,
+            self.cri.list_images().await,
+            self.cri.list_containers(&Default::default()).await,
         ) {
             (Ok(i), Ok(c)) => (i, c),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::debug!(error = %e.message, "image GC: listing");
-                continue;
+                return None;
             }
         };
-        let now = Instant::now();
         let in_use: HashSet<String> = containers
             .iter()
             .flat_map(|c| [c.image_ref.clone(), c.image.clone()])
             .collect();
+        let mut known = self.known.lock().unwrap();
         known.retain(|id, _| images.iter().any(|i| &i.id == id));
         for i in &images {
             let k = known.entry(i.id.clone()).or_insert(Known {
@@ -166,20 +205,70 @@ pub async fn run(
                 k.last_used = now;
             }
         }
-        let Some(usage) = usage_of(&root) else {
-            continue;
-        };
-        for image in select(&policy, usage, &images, &in_use, &pinned, &known, now) {
-            match cri.remove_image(&image.id).await {
+        Some((images, in_use))
+    }
+
+    async fn remove(&self, images: Vec<Image>) -> u64 {
+        let mut freed = 0;
+        for image in images {
+            match self.cri.remove_image(&image.id).await {
                 Ok(()) => {
                     tracing::info!(image = %image.id, tags = ?image.repo_tags, size = image.size, "image GC: removed an unused image");
-                    known.remove(&image.id);
+                    self.known.lock().unwrap().remove(&image.id);
+                    freed += image.size;
                 }
                 Err(e) => {
                     tracing::warn!(image = %image.id, error = %e.message, "image GC: removing")
                 }
             }
         }
+        freed
+    }
+
+    /// One periodic check: above the high threshold, down to the low one.
+    pub async fn check(&self) {
+        let now = Instant::now();
+        let Some((images, in_use)) = self.refresh(now).await else {
+            return;
+        };
+        let Some(usage) = usage_of(&self.root) else {
+            return;
+        };
+        let chosen = {
+            let known = self.known.lock().unwrap();
+            select(
+                &self.policy,
+                usage,
+                &images,
+                &in_use,
+                &self.pinned,
+                &known,
+                now,
+            )
+        };
+        self.remove(chosen).await;
+    }
+
+    /// Removes every unused image old enough (the kubelet's
+    /// `DeleteUnusedImages`, run under disk pressure); the bytes freed.
+    pub async fn delete_unused(&self) -> u64 {
+        let now = Instant::now();
+        let Some((images, in_use)) = self.refresh(now).await else {
+            return 0;
+        };
+        let chosen = {
+            let known = self.known.lock().unwrap();
+            unused(&self.policy, &images, &in_use, &self.pinned, &known, now)
+        };
+        self.remove(chosen).await
+    }
+}
+
+/// Checks every [`CHECK_PERIOD`] while the node runs.
+pub async fn run(collector: Arc<Collector>) {
+    loop {
+        tokio::time::sleep(CHECK_PERIOD).await;
+        collector.check().await;
     }
 }
 
@@ -279,6 +368,13 @@ mod tests {
             available: 0,
         });
         assert_eq!(all, ["sha256:b", "sha256:c", "sha256:a"]);
+        // Under disk pressure every unused image old enough goes, whatever
+        // the thresholds say.
+        let all_unused: Vec<String> = unused(&policy, &images, &in_use, &pinned, &known, now)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(all_unused, ["sha256:b", "sha256:c", "sha256:a"]);
         // Disabled at 100.
         let off = Policy {
             high_threshold_percent: 100,

@@ -2,7 +2,7 @@
 //! endpoint), images, the Node and its Lease, the pod network's CNI config
 //! and the pod workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::containerd::{self, Containerd, Layout};
 use crate::cri::{CriClient, RuntimeService};
+use crate::eviction::{self, Pressure};
 use crate::node::{self, HostInfo};
 use crate::pods::{PodSyncer, LABEL_POD_UID};
 use crate::simulated::{node_status_stale, Cidr};
@@ -81,6 +82,8 @@ pub struct Config {
     pub pod_manifest_path: Option<PathBuf>,
     /// How often the manifest directory is read again (besides inotify).
     pub static_pod_check_interval: Duration,
+    /// Node-pressure eviction (`--eviction-*`).
+    pub eviction: crate::eviction::Config,
 }
 
 impl Config {
@@ -109,6 +112,7 @@ impl Config {
             image_gc: crate::image_gc::Policy::default(),
             pod_manifest_path: None,
             static_pod_check_interval: Duration::from_secs(5),
+            eviction: crate::eviction::Config::default(),
         }
     }
 
@@ -212,6 +216,16 @@ struct Shared {
     /// Whether the pod informer has listed the API's pods: until then only
     /// static pods are synced.
     api_synced: AtomicBool,
+    recorder: runtime::events::Recorder,
+    /// The pressure conditions the eviction manager reports.
+    pressure: Mutex<Pressure>,
+    /// Pods (uid) the eviction manager stopped: never started again.
+    evicted: Mutex<HashSet<String>>,
+    /// Pods (uid) admitted to run; others are checked against the node's
+    /// pressure first.
+    admitted: Mutex<HashSet<String>>,
+    /// Image garbage collection (with our own containerd).
+    image_gc: Option<Arc<crate::image_gc::Collector>>,
 }
 
 /// Tasks aborted when dropped (a failed start leaves none behind).
@@ -321,8 +335,9 @@ impl Agent {
             agent_dir.join("pods"),
             host_ip.to_string(),
         );
+        let recorder = runtime::events::Recorder::new(client.clone(), "kubelet");
         {
-            let recorder = runtime::events::Recorder::new(client.clone(), "kubelet");
+            let recorder = recorder.clone();
             syncer
                 .prober
                 .set_event_sink(Arc::new(move |pod, container, reason, message| {
@@ -363,20 +378,36 @@ impl Agent {
         };
         syncer.memory_capacity = i64::try_from(host.memory_bytes).unwrap_or(i64::MAX);
         syncer.seccomp_root = agent_dir.join("seccomp");
-        syncer.allocatable = node::node_status(
+        let mut start_status = node::node_status(
             &host,
             &config.node_name,
             host_ip,
             "",
             None,
+            &Pressure::new(),
             Timestamp::now(),
-        )
-        .allocatable
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
+        );
+        reserve_for_eviction(&mut start_status, &host, &config.eviction);
+        syncer.allocatable = start_status
+            .allocatable
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        let image_gc = containerd.as_ref().map(|c| {
+            Arc::new(crate::image_gc::Collector::new(
+                syncer.cri.clone(),
+                c.layout.dir.join("root"),
+                config.image_gc.clone(),
+                pinned.clone(),
+            ))
+        });
         let shared = Arc::new(Shared {
+            recorder,
+            pressure: Mutex::new(Pressure::new()),
+            evicted: Mutex::new(HashSet::new()),
+            admitted: Mutex::new(HashSet::new()),
+            image_gc,
             kubelet_port,
             client: client.clone(),
             syncer,
@@ -452,14 +483,10 @@ impl Agent {
                 }
             }));
         }
-        if let Some(c) = &containerd {
-            tasks.0.push(tokio::spawn(crate::image_gc::run(
-                shared.syncer.cri.clone(),
-                c.layout.dir.join("root"),
-                shared.config.image_gc.clone(),
-                pinned,
-            )));
+        if let Some(gc) = &shared.image_gc {
+            tasks.0.push(tokio::spawn(crate::image_gc::run(gc.clone())));
         }
+        tasks.0.push(tokio::spawn(eviction_loop(shared.clone())));
         tasks.0.push(tokio::spawn(heartbeats(shared.clone())));
         tasks.0.push(tokio::spawn(housekeeping(shared.clone())));
         tracing::info!(node = shared.config.node_name, ip = %host_ip, "agent running");
@@ -504,14 +531,17 @@ impl Shared {
         current: Option<&k8s_openapi::api::core::v1::NodeStatus>,
         now: Timestamp,
     ) -> k8s_openapi::api::core::v1::NodeStatus {
+        let pressure = self.pressure.lock().unwrap().clone();
         let mut status = node::node_status(
             &self.host,
             &self.config.node_name,
             self.host_ip,
             &self.runtime_version,
             current,
+            &pressure,
             now,
         );
+        reserve_for_eviction(&mut status, &self.host, &self.config.eviction);
         if let Some(port) = self.kubelet_port {
             status.daemon_endpoints = Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
                 kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
@@ -593,6 +623,13 @@ impl Shared {
             true,
         )
         .await?;
+        self.sync_node_status().await?;
+        self.configure_network(false).await?;
+        Ok(())
+    }
+
+    /// Writes the Node's status when it changed (or is due for a report).
+    async fn sync_node_status(&self) -> anyhow::Result<()> {
         let api: Api<Node> = Api::all(self.client.clone());
         let Some(current) = api.get_opt(&self.config.node_name).await? else {
             return Ok(());
@@ -612,7 +649,6 @@ impl Shared {
             )
             .await?;
         }
-        self.configure_network(false).await?;
         Ok(())
     }
 }
@@ -651,6 +687,8 @@ async fn housekeeping(shared: Arc<Shared>) {
                 .iter()
                 .filter_map(|p| p.metadata.uid.clone()),
         );
+        shared.evicted.lock().unwrap().retain(|u| live.contains(u));
+        shared.admitted.lock().unwrap().retain(|u| live.contains(u));
         for s in sandboxes {
             if s.labels.contains_key(LABEL_POD_UID) && !live.contains(&s.uid) {
                 tracing::info!(
@@ -667,6 +705,394 @@ async fn housekeeping(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+/// Allocatable memory and ephemeral storage as the kubelet reserves them:
+/// capacity minus the hard eviction thresholds of memory.available and
+/// nodefs.available.
+fn reserve_for_eviction(
+    status: &mut k8s_openapi::api::core::v1::NodeStatus,
+    host: &HostInfo,
+    config: &eviction::Config,
+) {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    let Some(allocatable) = status.allocatable.as_mut() else {
+        return;
+    };
+    for (resource, signal, capacity) in [
+        (
+            "memory",
+            eviction::Signal::MemoryAvailable,
+            host.memory_bytes,
+        ),
+        (
+            "ephemeral-storage",
+            eviction::Signal::NodeFsAvailable,
+            host.ephemeral_storage_bytes,
+        ),
+    ] {
+        let reserved = config
+            .thresholds
+            .iter()
+            .find(|t| t.hard && t.signal == signal)
+            .map_or(0, |t| t.quantity(i128::from(capacity)));
+        let left = (i128::from(capacity) - reserved).max(0);
+        allocatable.insert(resource.to_owned(), Quantity(format!("{}Ki", left / 1024)));
+    }
+}
+
+/// The eviction manager: every [`eviction::MONITOR_PERIOD`] measures the
+/// signals, reports pressure conditions (the Node's status is written at
+/// once when they change), reclaims and evicts at most one pod.
+async fn eviction_loop(shared: Arc<Shared>) {
+    let mut manager = eviction::Manager::new(shared.config.eviction.clone());
+    loop {
+        if let Err(e) = shared.eviction_pass(&mut manager).await {
+            tracing::warn!(error = %format!("{e:#}"), "eviction pass failed");
+        }
+        tokio::time::sleep(eviction::MONITOR_PERIOD).await;
+    }
+}
+
+fn terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+impl Shared {
+    async fn observe(&self) -> anyhow::Result<(eviction::Observations, bool)> {
+        let data_dir = self.config.data_dir.clone();
+        let image_root = self.image_gc.as_ref().map(|g| g.root().to_path_buf());
+        Ok(tokio::task::spawn_blocking(move || {
+            eviction::observe::node(&data_dir, image_root.as_deref())
+        })
+        .await?)
+    }
+
+    async fn eviction_pass(&self, manager: &mut eviction::Manager) -> anyhow::Result<()> {
+        let (mut obs, separate) = self.observe().await?;
+        let out = manager.synchronize(&obs, std::time::Instant::now());
+        let changed = {
+            let mut p = self.pressure.lock().unwrap();
+            let changed = *p != out.pressure;
+            *p = out.pressure.clone();
+            changed
+        };
+        if changed {
+            tracing::info!(pressure = ?out.pressure, "node pressure conditions changed");
+            if let Err(e) = self.sync_node_status().await {
+                tracing::warn!(error = %e, "writing the node's pressure conditions failed");
+            }
+        }
+        let Some(threshold) = out.act_on.first() else {
+            return Ok(());
+        };
+        let signal = threshold.signal;
+        let resource = signal.resource();
+        tracing::warn!(
+            signal = signal.name(),
+            observed = ?obs.get(&signal),
+            "eviction threshold met; attempting to reclaim {resource}"
+        );
+        self.recorder.record(
+            self.node_ref(),
+            "Warning",
+            "EvictionThresholdMet",
+            format!("Attempting to reclaim {resource}"),
+        );
+        if signal.condition() == eviction::Condition::DiskPressure {
+            self.reclaim_disk().await;
+            obs = self.observe().await?.0;
+            if !obs.get(&signal).is_some_and(|o| threshold.met(o)) {
+                tracing::info!(
+                    signal = signal.name(),
+                    "reclaiming dead containers and unused images was enough"
+                );
+                return Ok(());
+            }
+        }
+        if !self.api_synced.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let evicted = self.evicted.lock().unwrap().clone();
+        let pods: Vec<Arc<Pod>> = self
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                    == Some(self.config.node_name.as_str())
+                    && !terminal(p)
+                    && p.metadata.deletion_timestamp.is_none()
+                    && !evicted.contains(p.metadata.uid.as_deref().unwrap_or_default())
+            })
+            .collect();
+        let usage = self.pod_usage(&pods).await;
+        let candidates: Vec<(&Pod, Option<&eviction::PodUsage>)> = pods
+            .iter()
+            .map(|p| {
+                let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                (p.as_ref(), usage.as_ref().and_then(|u| u.get(uid)))
+            })
+            .collect();
+        for i in eviction::rank(&candidates, signal, separate) {
+            let (pod, usage) = candidates[i];
+            if eviction::is_critical(pod) {
+                continue;
+            }
+            let message = eviction::message(signal, threshold, obs.get(&signal), pod, usage);
+            let grace =
+                eviction::grace_period(threshold, pod, self.config.eviction.max_pod_grace_period);
+            self.evict(pod, grace, message).await?;
+            return Ok(());
+        }
+        tracing::warn!(signal = signal.name(), "no pod to evict");
+        Ok(())
+    }
+
+    fn node_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(self.config.node_name.clone()),
+            // As the kubelet's node reference.
+            uid: Some(self.config.node_name.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// What each pod uses (by uid): CRI container stats, log and emptyDir
+    /// directories. `None` when the runtime gives no stats.
+    async fn pod_usage(&self, pods: &[Arc<Pod>]) -> Option<HashMap<String, eviction::PodUsage>> {
+        let stats = match self.syncer.cri.list_container_stats().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "container stats");
+                return None;
+            }
+        };
+        let dirs: Vec<(String, PathBuf, PathBuf)> = pods
+            .iter()
+            .map(|p| {
+                let m = &p.metadata;
+                let uid = m.uid.clone().unwrap_or_default();
+                let logs = self.syncer.log_root.join(format!(
+                    "{}_{}_{uid}",
+                    m.namespace.as_deref().unwrap_or_default(),
+                    m.name.as_deref().unwrap_or_default()
+                ));
+                (uid.clone(), self.syncer.pod_dir(&uid), logs)
+            })
+            .collect();
+        let measured = tokio::task::spawn_blocking(move || {
+            dirs.into_iter()
+                .map(|(uid, pod_dir, logs)| {
+                    (
+                        uid,
+                        (
+                            eviction::observe::volumes(&pod_dir),
+                            eviction::observe::logs(&logs),
+                        ),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .ok()?;
+        let mut out = HashMap::new();
+        for (uid, (volumes, logs)) in measured {
+            let containers = stats
+                .iter()
+                .filter(|s| s.labels.get(LABEL_POD_UID) == Some(&uid))
+                .map(|s| eviction::ContainerUsage {
+                    name: s.name.clone(),
+                    memory: s.memory_working_set_bytes,
+                    rootfs: s.writable_layer_bytes.map(|bytes| eviction::FsUse {
+                        bytes,
+                        inodes: s.writable_layer_inodes.unwrap_or(0),
+                    }),
+                    logs: Some(logs.get(&s.name).copied().unwrap_or_default()),
+                })
+                .collect();
+            out.insert(
+                uid,
+                eviction::PodUsage {
+                    containers,
+                    volumes,
+                },
+            );
+        }
+        Some(out)
+    }
+
+    /// Stops `pod` and marks it Failed/Evicted with a DisruptionTarget
+    /// condition, as the kubelet does.
+    async fn evict(&self, pod: &Pod, grace: i64, message: String) -> anyhow::Result<()> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = runtime::key_of(&pod.metadata);
+        tracing::warn!(pod = key, grace, message, "evicting pod");
+        self.evicted.lock().unwrap().insert(uid.clone());
+        self.recorder.record(
+            kube::Resource::object_ref(pod, &()),
+            "Warning",
+            eviction::REASON,
+            message.clone(),
+        );
+        let mut status = self.syncer.stop_pod(pod, grace).await?;
+        status.phase = Some("Failed".into());
+        status.reason = Some(eviction::REASON.into());
+        status.message = Some(message.clone());
+        crate::pods::set_condition(
+            &mut status,
+            "DisruptionTarget",
+            true,
+            Some("TerminationByKubelet"),
+            Some(message),
+        );
+        for c in ["Ready", "ContainersReady", "PodReadyToStartContainers"] {
+            crate::pods::set_condition(&mut status, c, false, Some("PodCompleted"), None);
+        }
+        self.write_terminal_status(pod, status).await
+    }
+
+    /// Writes a terminal status for `pod` (retrying on conflicts with a
+    /// fresh copy).
+    async fn write_terminal_status(&self, pod: &Pod, status: PodStatus) -> anyhow::Result<()> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let mut current = pod.clone();
+        for _ in 0..5 {
+            if current.metadata.uid != pod.metadata.uid {
+                return Ok(());
+            }
+            current.status = Some(status.clone());
+            match api
+                .replace_status(name, &PostParams::default(), &current)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(e) if is_conflict(&e) => match api.get_opt(name).await? {
+                    Some(p) => current = p,
+                    None => return Ok(()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::bail!("pod {ns}/{name}: the status kept changing")
+    }
+
+    /// Frees disk before evicting (the kubelet's node-level reclaim):
+    /// exited containers that are not the latest run of a live pod's
+    /// container (with their logs), stopped sandboxes of finished pods,
+    /// then every unused image.
+    async fn reclaim_disk(&self) {
+        let cri = &self.syncer.cri;
+        let (Ok(containers), Ok(sandboxes)) = (
+            cri.list_containers(&BTreeMap::new()).await,
+            cri.list_pod_sandbox(&BTreeMap::new()).await,
+        ) else {
+            return;
+        };
+        let mut live = self.statics.uids();
+        live.extend(
+            self.pods
+                .state()
+                .iter()
+                .filter(|p| !terminal(p))
+                .filter_map(|p| p.metadata.uid.clone()),
+        );
+        let evicted = self.evicted.lock().unwrap().clone();
+        live.retain(|u| !evicted.contains(u));
+        let mut newest: HashMap<(String, String), u32> = HashMap::new();
+        for c in &containers {
+            let uid = c.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
+            let e = newest.entry((uid, c.name.clone())).or_insert(c.attempt);
+            *e = (*e).max(c.attempt);
+        }
+        let mut removed = 0;
+        for c in containers
+            .iter()
+            .filter(|c| c.state == crate::cri::ContainerState::Exited)
+        {
+            let Some(uid) = c.labels.get(LABEL_POD_UID) else {
+                continue;
+            };
+            if live.contains(uid) && newest.get(&(uid.clone(), c.name.clone())) == Some(&c.attempt)
+            {
+                continue;
+            }
+            let log = cri.container_status(&c.id).await.map(|s| s.log_path).ok();
+            if cri.remove_container(&c.id).await.is_ok() {
+                removed += 1;
+                if let Some(log) = log.filter(|l| !l.is_empty()) {
+                    let _ = std::fs::remove_file(log);
+                }
+            }
+        }
+        for s in sandboxes.iter().filter(|s| {
+            s.state == crate::cri::SandboxState::NotReady
+                && s.labels.contains_key(LABEL_POD_UID)
+                && !live.contains(&s.uid)
+        }) {
+            if cri.remove_pod_sandbox(&s.id).await.is_ok() {
+                removed += 1;
+            }
+        }
+        let freed = match &self.image_gc {
+            Some(gc) => gc.delete_unused().await,
+            None => 0,
+        };
+        tracing::info!(
+            containers_and_sandboxes = removed,
+            image_bytes = freed,
+            "reclaimed disk"
+        );
+    }
+
+    /// Admission of a pod the agent has not started yet: under pressure
+    /// it is rejected (Failed, reason Evicted) as the kubelet does; true
+    /// when it was.
+    async fn reject_if_under_pressure(&self, pod: &Pod) -> anyhow::Result<bool> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self.admitted.lock().unwrap().contains(&uid) {
+            return Ok(false);
+        }
+        // A pod that already ran (before an agent restart) was admitted.
+        let ran = pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.start_time.is_some() || s.container_statuses.is_some())
+            || !self
+                .syncer
+                .cri
+                .list_pod_sandbox(&PodSyncer::uid_labels(&uid))
+                .await?
+                .is_empty();
+        if !ran {
+            let pressure = self.pressure.lock().unwrap().clone();
+            if let Err(why) = eviction::admit(pod, &pressure) {
+                tracing::warn!(pod = runtime::key_of(&pod.metadata), why, "pod rejected");
+                self.recorder.record(
+                    kube::Resource::object_ref(pod, &()),
+                    "Warning",
+                    eviction::REASON,
+                    why.clone(),
+                );
+                let mut status = pod.status.clone().unwrap_or_default();
+                status.phase = Some("Failed".into());
+                status.reason = Some(eviction::REASON.into());
+                status.message = Some(format!("Pod was rejected: {why}"));
+                self.write_terminal_status(pod, status).await?;
+                return Ok(true);
+            }
+        }
+        self.admitted.lock().unwrap().insert(uid);
+        Ok(false)
     }
 }
 
@@ -877,10 +1303,17 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
         return Ok(Next::Done);
     }
 
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    if matches!(phase, Some("Succeeded" | "Failed")) {
+    // Finished pods (and those being evicted) are never started again;
+    // their volumes go, as the kubelet unmounts a terminated pod's.
+    if terminal(&pod) || shared.evicted.lock().unwrap().contains(&uid) {
         syncer.stop_sandboxes(&pod).await?;
+        crate::volumes::teardown(&syncer.pod_dir(&uid));
         return Ok(Next::Done);
+    }
+    match shared.reject_if_under_pressure(&pod).await {
+        Ok(true) => return Ok(Next::Done),
+        Ok(false) => {}
+        Err(e) => return Err(Error(format!("{e:#}"))),
     }
 
     let synced = syncer.sync(&pod).await?;

@@ -17,6 +17,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use runtime::{is_conflict, is_not_found};
 use serde_json::json;
 
+use crate::eviction::{Condition, Pressure};
 use crate::simulated::{KUBELET_VERSION, LEASE_NAMESPACE};
 
 /// Facts about the host, read once at start.
@@ -102,6 +103,16 @@ pub const RESERVED_MEMORY: u64 = 100 << 20;
 /// kubelet reports them, heartbeat `now`; transition times are kept from
 /// `prev` where the status did not change. Shared with simulated nodes.
 pub fn healthy_conditions(prev: &[NodeCondition], now: Timestamp) -> Vec<NodeCondition> {
+    conditions(prev, now, &Pressure::new())
+}
+
+/// The node's conditions with the pressure conditions in `pressure` True
+/// (the kubelet's reasons and messages).
+pub fn conditions(
+    prev: &[NodeCondition],
+    now: Timestamp,
+    pressure: &Pressure,
+) -> Vec<NodeCondition> {
     let cond = |type_: &str, status: &str, reason: &str, message: &str| {
         let since = prev
             .iter()
@@ -117,32 +128,52 @@ pub fn healthy_conditions(prev: &[NodeCondition], now: Timestamp) -> Vec<NodeCon
             last_transition_time: Some(since),
         }
     };
-    vec![
-        cond(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
+    let table = [
+        (
+            Condition::MemoryPressure,
+            (
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            ),
+            (
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
         ),
-        cond(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
+        (
+            Condition::DiskPressure,
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
         ),
-        cond(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
+        (
+            Condition::PIDPressure,
+            (
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            ),
+            (
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
         ),
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
-    ]
+    ];
+    let mut out: Vec<NodeCondition> = table
+        .iter()
+        .map(|(c, (r_true, m_true), (r_false, m_false))| {
+            if pressure.contains(c) {
+                cond(c.name(), "True", r_true, m_true)
+            } else {
+                cond(c.name(), "False", r_false, m_false)
+            }
+        })
+        .collect();
+    out.push(cond(
+        "Ready",
+        "True",
+        "KubeletReady",
+        "kubelet is posting ready status",
+    ));
+    out
 }
 
 /// The node's status at `now`; `current` keeps condition transition times.
@@ -152,6 +183,7 @@ pub fn node_status(
     ip: Ipv4Addr,
     runtime_version: &str,
     current: Option<&NodeStatus>,
+    pressure: &Pressure,
     now: Timestamp,
 ) -> NodeStatus {
     let now_s = Timestamp::from_second(now.as_second()).unwrap_or(now);
@@ -200,7 +232,7 @@ pub fn node_status(
                 address: node_name.to_owned(),
             },
         ]),
-        conditions: Some(healthy_conditions(&prev, now_s)),
+        conditions: Some(conditions(&prev, now_s, pressure)),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
         }),
@@ -385,6 +417,7 @@ mod tests {
             Ipv4Addr::new(10, 0, 0, 5),
             "containerd://1.6",
             None,
+            &Pressure::new(),
             t,
         );
         let cap = s.capacity.as_ref().unwrap();
@@ -404,5 +437,67 @@ mod tests {
             .find(|c| c.type_ == "Ready")
             .unwrap();
         assert_eq!(ready.status, "True");
+    }
+
+    #[test]
+    fn pressure_conditions_carry_the_kubelets_reasons() {
+        let t = Timestamp::from_second(1_700_000_000).unwrap();
+        let later = Timestamp::from_second(1_700_000_100).unwrap();
+        let healthy = healthy_conditions(&[], t);
+        let cases: Vec<(Vec<Condition>, Vec<(&str, &str, &str)>)> = vec![
+            (
+                vec![],
+                vec![
+                    ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                    ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                    ("PIDPressure", "False", "KubeletHasSufficientPID"),
+                    ("Ready", "True", "KubeletReady"),
+                ],
+            ),
+            (
+                vec![Condition::DiskPressure, Condition::MemoryPressure],
+                vec![
+                    ("MemoryPressure", "True", "KubeletHasInsufficientMemory"),
+                    ("DiskPressure", "True", "KubeletHasDiskPressure"),
+                    ("PIDPressure", "False", "KubeletHasSufficientPID"),
+                    ("Ready", "True", "KubeletReady"),
+                ],
+            ),
+            (
+                vec![Condition::PIDPressure],
+                vec![
+                    ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+                    ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+                    ("PIDPressure", "True", "KubeletHasInsufficientPID"),
+                    ("Ready", "True", "KubeletReady"),
+                ],
+            ),
+        ];
+        for (pressure, want) in cases {
+            let pressure: Pressure = pressure.into_iter().collect();
+            let got = conditions(&healthy, later, &pressure);
+            let summary: Vec<(&str, &str, &str)> = got
+                .iter()
+                .map(|c| {
+                    (
+                        c.type_.as_str(),
+                        c.status.as_str(),
+                        c.reason.as_deref().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(summary, want, "{pressure:?}");
+            for c in &got {
+                // A flipped condition transitions now; the others keep theirs.
+                let flipped = pressure.iter().any(|p| p.name() == c.type_);
+                let since = c.last_transition_time.as_ref().unwrap().0;
+                assert_eq!(since, if flipped { later } else { t }, "{}", c.type_);
+            }
+        }
+        let disk = conditions(&[], t, &[Condition::DiskPressure].into());
+        assert_eq!(
+            disk[1].message.as_deref(),
+            Some("kubelet has disk pressure")
+        );
     }
 }

@@ -1221,6 +1221,64 @@ impl PodSyncer {
         lifecycle::kill_container(self.cri.as_ref(), &record, &target, grace, None).await
     }
 
+    /// Stops a pod that is to end without being deleted (evicted): its
+    /// running containers with `grace` seconds (preStop hooks first), then
+    /// its sandboxes; containers and logs stay. Returns the status they
+    /// leave (the caller sets the phase).
+    pub async fn stop_pod(&self, pod: &Pod, grace: i64) -> cri::Result<PodStatus> {
+        let labels = Self::labels(pod);
+        let sandboxes = self.cri.list_pod_sandbox(&labels).await?;
+        let containers = self.cri.list_containers(&labels).await?;
+        let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+        self.prober.forget(&ids);
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let stops = containers.iter().filter_map(|c| {
+            let s = sandboxes.iter().find(|s| s.id == c.sandbox_id)?;
+            match c.state {
+                cri::ContainerState::Running => {
+                    Some(self.kill_container(s, c, ip.clone(), grace).boxed())
+                }
+                cri::ContainerState::Created => {
+                    Some(self.cri.stop_container(&c.id, grace.max(0)).boxed())
+                }
+                _ => None,
+            }
+        });
+        for r in futures::future::join_all(stops).await {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let latest = sandboxes.iter().max_by_key(|s| (s.attempt, s.created_at));
+        let by_name = match latest {
+            Some(s) => self.containers(pod, &s.id).await?,
+            None => HashMap::new(),
+        };
+        let status = self.status(
+            pod,
+            (!ip.is_empty()).then_some(ip.as_str()),
+            &by_name,
+            &Plan::default(),
+            false,
+        );
+        for s in &sandboxes {
+            if s.state == SandboxState::Ready {
+                match self.cri.stop_pod_sandbox(&s.id).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(status)
+    }
+
     /// A finished pod: its sandboxes are stopped (containers and logs stay
     /// until the pod is deleted).
     pub async fn stop_sandboxes(&self, pod: &Pod) -> cri::Result<()> {
@@ -1246,7 +1304,7 @@ impl PodSyncer {
     }
 }
 
-fn set_condition(
+pub(crate) fn set_condition(
     st: &mut PodStatus,
     type_: &str,
     ok: bool,

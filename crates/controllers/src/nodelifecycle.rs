@@ -10,6 +10,10 @@
 //!   (Unknown) or `node.kubernetes.io/not-ready` (False), each NoSchedule
 //!   and NoExecute, and `node.kubernetes.io/unschedulable` NoSchedule for
 //!   cordoned nodes; they go away when the node is healthy again;
+//! - NoSchedule taints follow the other conditions (TaintNodesByCondition):
+//!   MemoryPressure, DiskPressure, PIDPressure and NetworkUnavailable True
+//!   give `node.kubernetes.io/memory-pressure`, `disk-pressure`,
+//!   `pid-pressure` and `network-unavailable`;
 //! - pods on a node with NoExecute taints they do not tolerate are
 //!   deleted at once, those tolerating for tolerationSeconds when that
 //!   time has passed since the taint's timeAdded (the API server gives
@@ -35,6 +39,26 @@ use crate::Ctx;
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+pub const MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
+pub const DISK_PRESSURE: &str = "node.kubernetes.io/disk-pressure";
+pub const PID_PRESSURE: &str = "node.kubernetes.io/pid-pressure";
+pub const NETWORK_UNAVAILABLE: &str = "node.kubernetes.io/network-unavailable";
+/// Conditions whose True status taints the node NoSchedule.
+const CONDITION_TAINTS: [(&str, &str); 4] = [
+    ("MemoryPressure", MEMORY_PRESSURE),
+    ("DiskPressure", DISK_PRESSURE),
+    ("PIDPressure", PID_PRESSURE),
+    ("NetworkUnavailable", NETWORK_UNAVAILABLE),
+];
+const MANAGED: [&str; 7] = [
+    UNREACHABLE,
+    NOT_READY,
+    UNSCHEDULABLE,
+    MEMORY_PRESSURE,
+    DISK_PRESSURE,
+    PID_PRESSURE,
+    NETWORK_UNAVAILABLE,
+];
 const MONITOR_PERIOD: Duration = Duration::from_secs(5);
 
 /// The node's Ready condition status ("True", "False", "Unknown", or None).
@@ -48,11 +72,24 @@ pub fn ready_status(node: &Node) -> Option<&str> {
         .map(|c| c.status.as_str())
 }
 
+/// The condition types that are True on `node` (besides Ready).
+pub fn true_conditions(node: &Node) -> Vec<&str> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ != "Ready" && c.status == "True")
+        .map(|c| c.type_.as_str())
+        .collect()
+}
+
 /// The taints the controller manages that `node` should carry, given its
-/// Ready status and whether it is cordoned.
+/// Ready status, whether it is cordoned and its other True conditions.
 pub fn wanted_taints(
     ready: Option<&str>,
     unschedulable: bool,
+    conditions: &[&str],
 ) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     match ready {
@@ -69,6 +106,11 @@ pub fn wanted_taints(
     if unschedulable {
         out.push((UNSCHEDULABLE, "NoSchedule"));
     }
+    for (condition, taint) in CONDITION_TAINTS {
+        if conditions.contains(&condition) {
+            out.push((taint, "NoSchedule"));
+        }
+    }
     out
 }
 
@@ -79,7 +121,7 @@ pub fn reconcile_taints(
     wanted: &[(&str, &str)],
     now: Timestamp,
 ) -> Option<Vec<Taint>> {
-    let managed = |t: &Taint| [UNREACHABLE, NOT_READY, UNSCHEDULABLE].contains(&t.key.as_str());
+    let managed = |t: &Taint| MANAGED.contains(&t.key.as_str());
     let mut out: Vec<Taint> = current.iter().filter(|t| !managed(t)).cloned().collect();
     for (key, effect) in wanted {
         match current
@@ -277,6 +319,12 @@ impl Monitor {
                 );
             }
             let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+            // A node just marked Unknown has no True conditions left.
+            let conditions = if silent {
+                Vec::new()
+            } else {
+                true_conditions(&node)
+            };
             let current = node
                 .spec
                 .as_ref()
@@ -284,7 +332,7 @@ impl Monitor {
                 .unwrap_or_default();
             let taints = match reconcile_taints(
                 &current,
-                &wanted_taints(ready.as_deref(), unschedulable),
+                &wanted_taints(ready.as_deref(), unschedulable, &conditions),
                 now,
             ) {
                 Some(new) => {
@@ -478,7 +526,7 @@ mod tests {
             (None, false, vec![], None),
         ];
         for (ready, cordoned, current, want) in cases {
-            let got = reconcile_taints(&current, &wanted_taints(ready, cordoned), now);
+            let got = reconcile_taints(&current, &wanted_taints(ready, cordoned, &[]), now);
             let keys = got
                 .as_ref()
                 .map(|t| t.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
@@ -487,12 +535,101 @@ mod tests {
         // An existing taint keeps its timeAdded.
         let kept = reconcile_taints(
             &[taint(UNREACHABLE, "NoExecute", Some(5))],
-            &wanted_taints(Some("Unknown"), false),
+            &wanted_taints(Some("Unknown"), false, &[]),
             now,
         )
         .unwrap();
         let ne = kept.iter().find(|t| t.effect == "NoExecute").unwrap();
         assert_eq!(ne.time_added.as_ref().unwrap().0.as_second(), 5);
+    }
+
+    #[test]
+    fn taints_follow_pressure_conditions() {
+        let now = Timestamp::from_second(100).unwrap();
+        let custom = taint("dedicated", "NoSchedule", None);
+        let disk = taint(DISK_PRESSURE, "NoSchedule", None);
+        // (ready, True conditions, current taints, wanted keys or None: unchanged)
+        let cases: Vec<(Option<&str>, Vec<&str>, Vec<Taint>, Option<Vec<&str>>)> = vec![
+            (
+                Some("True"),
+                vec!["MemoryPressure"],
+                vec![],
+                Some(vec![MEMORY_PRESSURE]),
+            ),
+            (
+                Some("True"),
+                vec!["DiskPressure"],
+                vec![custom.clone()],
+                Some(vec!["dedicated", DISK_PRESSURE]),
+            ),
+            (Some("True"), vec!["DiskPressure"], vec![disk.clone()], None),
+            (
+                Some("True"),
+                vec![],
+                vec![disk.clone(), custom.clone()],
+                Some(vec!["dedicated"]),
+            ),
+            (
+                Some("True"),
+                vec!["PIDPressure"],
+                vec![],
+                Some(vec![PID_PRESSURE]),
+            ),
+            (
+                Some("True"),
+                vec!["NetworkUnavailable"],
+                vec![],
+                Some(vec![NETWORK_UNAVAILABLE]),
+            ),
+            (
+                Some("True"),
+                vec!["MemoryPressure", "DiskPressure", "PIDPressure"],
+                vec![],
+                Some(vec![MEMORY_PRESSURE, DISK_PRESSURE, PID_PRESSURE]),
+            ),
+            // Unknown conditions are not True: no pressure taints.
+            (
+                Some("Unknown"),
+                vec![],
+                vec![disk.clone()],
+                Some(vec![UNREACHABLE, UNREACHABLE]),
+            ),
+            (
+                Some("False"),
+                vec!["DiskPressure"],
+                vec![],
+                Some(vec![NOT_READY, NOT_READY, DISK_PRESSURE]),
+            ),
+            // Conditions it does not know leave taints alone.
+            (Some("True"), vec!["SomethingElse"], vec![], None),
+        ];
+        for (ready, conditions, current, want) in cases {
+            let got = reconcile_taints(&current, &wanted_taints(ready, false, &conditions), now);
+            let keys = got
+                .as_ref()
+                .map(|t| t.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
+            assert_eq!(keys, want, "{ready:?} {conditions:?}");
+            if let Some(new) = got {
+                for t in new.iter().filter(|t| t.key.ends_with("-pressure")) {
+                    assert_eq!(t.effect, "NoSchedule");
+                    assert!(
+                        t.time_added.is_none(),
+                        "NoSchedule taints carry no timeAdded"
+                    );
+                }
+            }
+        }
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "DiskPressure", "status": "True"},
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "PIDPressure", "status": "Unknown"}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(true_conditions(&node), ["DiskPressure"]);
     }
 
     #[test]

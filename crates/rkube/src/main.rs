@@ -240,9 +240,43 @@ struct NodeArgs {
     /// <data-dir>/agent/pod-manifests; created if missing).
     #[arg(long)]
     pod_manifest_path: Option<PathBuf>,
+    /// Hard eviction thresholds, as the kubelet's: comma-separated
+    /// `signal<quantity` or `signal<percent%` (signals: memory.available,
+    /// nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree, pid.available); met, the node evicts a pod at
+    /// once. Replaces the default list entirely.
+    #[arg(long, default_value = agent::eviction::DEFAULT_HARD)]
+    eviction_hard: String,
+    /// Soft eviction thresholds (same syntax): pods are evicted once one
+    /// has been met for its --eviction-soft-grace-period.
+    #[arg(long, default_value = "")]
+    eviction_soft: String,
+    /// Grace periods of the soft thresholds, e.g. `memory.available=1m30s`.
+    #[arg(long, default_value = "")]
+    eviction_soft_grace_period: String,
+    /// How long a pressure condition stays True after its thresholds stop
+    /// being met.
+    #[arg(long, default_value = "5m", value_parser = agent::eviction::parse_go_duration)]
+    eviction_pressure_transition_period: Duration,
+    /// Longest grace period (seconds) a soft eviction gives a pod; 0 or
+    /// less: the pod's own terminationGracePeriodSeconds.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    eviction_max_pod_grace_period: i64,
 }
 
 impl NodeArgs {
+    /// The eviction settings; an error names the flag that is wrong.
+    fn eviction(&self) -> anyhow::Result<agent::eviction::Config> {
+        agent::eviction::Config::new(
+            &self.eviction_hard,
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+            self.eviction_pressure_transition_period,
+            self.eviction_max_pod_grace_period,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid eviction settings: {e}"))
+    }
+
     fn config(
         &self,
         name: String,
@@ -374,6 +408,8 @@ fn tokio_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> any
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    // Bad node flags fail before anything starts.
+    let eviction = args.node.eviction()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let datastore = Datastore::parse(&args.datastore_endpoint, &args.data_dir)?;
@@ -569,6 +605,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &pki.ca_cert)?);
         config.image_gc.validate().map_err(anyhow::Error::msg)?;
+        config.eviction = eviction;
         if let Some(proxy) = args.node.proxy_config(&config) {
             let admin = admin.clone();
             components.spawn(async move {
@@ -678,6 +715,7 @@ fn nth_service_ip(cidr: &str, n: u32) -> Option<std::net::IpAddr> {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let eviction = args.node.eviction()?;
     let (client, ca) = join::client(&args.server, &args.token).await?;
     let Some(count) = args.simulated_nodes else {
         let mut config = args.node.config(
@@ -688,6 +726,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         );
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
         config.image_gc.validate().map_err(anyhow::Error::msg)?;
+        config.eviction = eviction;
         if let Some(proxy) = args.node.proxy_config(&config) {
             tokio::spawn(run_proxy(client.clone(), proxy));
         }
