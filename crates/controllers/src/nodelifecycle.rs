@@ -209,6 +209,23 @@ struct Monitor {
     /// node -> (heartbeat signature, when we saw it change)
     seen: Mutex<HashMap<String, (String, Instant)>>,
     recorder: runtime::Recorder,
+    /// Woken when a node's taints no longer match its conditions (a
+    /// pressure condition came or went): taint at once, as Kubernetes'
+    /// controller does on node updates, not at the next period.
+    retaint: tokio::sync::Notify,
+}
+
+/// Whether `node`'s managed taints differ from what its conditions call
+/// for.
+fn taints_stale(node: &Node) -> bool {
+    let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+    let current = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let wanted = wanted_taints(ready_status(node), unschedulable, &true_conditions(node));
+    reconcile_taints(&current, &wanted, Timestamp::now()).is_some()
 }
 
 fn heartbeat(node: &Node, lease: Option<&Lease>) -> String {
@@ -239,6 +256,7 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, grace: Duration) {
         grace,
         seen: Mutex::new(HashMap::new()),
         recorder: ctx.recorder("node-controller"),
+        retaint: tokio::sync::Notify::new(),
     });
     let leases = lease_inf.store();
     {
@@ -254,6 +272,9 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, grace: Duration) {
             let lease = leases
                 .get(&kube::runtime::reflector::ObjectRef::new(&name).within("kube-node-lease"));
             m2.observe(&name, heartbeat(node, lease.as_deref()));
+            if taints_stale(node) {
+                m2.retaint.notify_one();
+            }
         });
     }
     {
@@ -280,7 +301,10 @@ pub fn start(ctx: &Ctx, set: &mut tokio::task::JoinSet<()>, grace: Duration) {
             if let Err(e) = m.pass().await {
                 tracing::debug!(error = %e, "node lifecycle pass failed");
             }
-            tokio::time::sleep(MONITOR_PERIOD).await;
+            tokio::select! {
+                _ = tokio::time::sleep(MONITOR_PERIOD) => {}
+                _ = m.retaint.notified() => {}
+            }
         }
     });
 }

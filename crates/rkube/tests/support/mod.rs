@@ -40,6 +40,45 @@ pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) ->
 pub struct LocalNode {
     pub server: Server,
     _images: tempfile::TempDir,
+    /// The data dir's own filesystem, when the test gave it one (unmounted
+    /// after the server is gone).
+    _data_fs: Option<Tmpfs>,
+}
+
+/// A tmpfs mounted for a test; unmounted (lazily: the runtime may still
+/// hold mounts below it) and its mount point removed when dropped.
+pub struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `256M`) at `path` (created); None,
+    /// after printing why, where mounting fails.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "skipping: mounting a tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Tmpfs {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 impl LocalNode {
@@ -81,6 +120,17 @@ impl Drop for LocalNode {
 /// `rkube server` with a local node named `node` (and `extra` flags), once
 /// the node is Ready; None, after printing why, where containerd cannot run.
 pub fn local_node(node: &str, extra: &[&str]) -> Option<LocalNode> {
+    local_node_with(node, extra, None)
+}
+
+/// [`local_node`] with its data dir (the node filesystem: agent, runtime
+/// and images) on a tmpfs of `size` of its own: a small disk a test can
+/// fill. None, after printing why, where that cannot be.
+pub fn local_node_on_tmpfs(node: &str, extra: &[&str], size: &str) -> Option<LocalNode> {
+    local_node_with(node, extra, Some(size))
+}
+
+fn local_node_with(node: &str, extra: &[&str], tmpfs: Option<&str>) -> Option<LocalNode> {
     if let Some(why) = missing_node_prerequisite() {
         eprintln!("skipping: {why}");
         return None;
@@ -99,7 +149,13 @@ pub fn local_node(node: &str, extra: &[&str]) -> Option<LocalNode> {
     let args: Vec<&str> = std::iter::once(name.as_str())
         .chain(extra.iter().copied())
         .collect();
-    let server = Server::start_with_local_node(&args, images.path());
+    let mut data_fs = None;
+    let server = Server::start_with_local_node_in(&args, images.path(), |data_dir| {
+        if let Some(size) = tmpfs {
+            data_fs = Some(Tmpfs::mount(data_dir, size).ok_or(())?);
+        }
+        Ok(())
+    })?;
     eventually(90, &format!("node {node} Ready"), || {
         let out = server.kubectl(&["get", "node", node, "-o", "json"]);
         let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -112,6 +168,7 @@ pub fn local_node(node: &str, extra: &[&str]) -> Option<LocalNode> {
     Some(LocalNode {
         server,
         _images: images,
+        _data_fs: data_fs,
     })
 }
 
@@ -192,6 +249,16 @@ impl Server {
     /// as `scripts/server` runs it; `images` is put in the agent's image
     /// folder first.
     pub fn start_with_local_node(extra: &[&str], images: &Path) -> Server {
+        Server::start_with_local_node_in(extra, images, |_| Ok(())).unwrap()
+    }
+
+    /// [`Server::start_with_local_node`], calling `prepare` with the data
+    /// dir before anything is put there (None when it fails).
+    pub fn start_with_local_node_in(
+        extra: &[&str],
+        images: &Path,
+        prepare: impl FnOnce(&Path) -> Result<(), ()>,
+    ) -> Option<Server> {
         let mut s = Server {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
@@ -199,6 +266,7 @@ impl Server {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             local_node: true,
         };
+        prepare(&s.data_dir()).ok()?;
         let dest = s.data_dir().join("agent/images");
         std::fs::create_dir_all(&dest).unwrap();
         for f in std::fs::read_dir(images).unwrap() {
@@ -206,7 +274,7 @@ impl Server {
             std::fs::copy(&f, dest.join(f.file_name().unwrap())).unwrap();
         }
         s.spawn();
-        s
+        Some(s)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -230,6 +298,16 @@ impl Server {
             // Any free port for the streaming server: tests run side by side.
             "--kubelet-port=0".to_owned(),
         ];
+        // The kubelet's default disk thresholds (imagefs.available<15%)
+        // would put a node on a well-used build machine under DiskPressure,
+        // rejecting every pod: tests that do not test eviction keep only
+        // the memory threshold and near-full disks.
+        if !self.extra.iter().any(|a| a.starts_with("--eviction-hard")) {
+            args.push(
+                "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%"
+                    .to_owned(),
+            );
+        }
         if !self.extra.iter().any(|a| a.starts_with("--cluster-cidr")) {
             args.push(format!(
                 "--cluster-cidr=10.{}.{}.0/24",

@@ -1,0 +1,292 @@
+//! Node-pressure eviction on a real local node (containerd + runc) whose
+//! data dir — the node filesystem, with the runtime's images on it — is a
+//! 256 MiB tmpfs, with `--eviction-hard=nodefs.available<40%,...` and a
+//! 5 s pressure transition period:
+//!
+//! 1. a ballast file in the data dir puts the node under DiskPressure:
+//!    the condition (KubeletHasDiskPressure) and the
+//!    `node.kubernetes.io/disk-pressure:NoSchedule` taint appear, an
+//!    `EvictionThresholdMet` event is recorded on the node; a pod bound to
+//!    the node is rejected (Failed, Evicted, "Pod was rejected: The node
+//!    had condition: [DiskPressure]. "), one left to the scheduler stays
+//!    unscheduled;
+//! 2. without the ballast the condition goes back to False, the taint
+//!    goes, the waiting pod is scheduled and runs;
+//! 3. a ReplicaSet's BestEffort pod fills an emptyDir next to a small
+//!    pod: it (and only it) is evicted — Failed, reason Evicted, the
+//!    kubelet's message, a DisruptionTarget condition (TerminationByKubelet),
+//!    an `Evicted` event — and is not started again; the ReplicaSet
+//!    replaces it (its second pod finds the marker and does not fill);
+//!    the emptyDir goes with the evicted pod and the pressure with it.
+//!
+//! Skipped, with the reason printed, where containerd cannot run or a
+//! tmpfs cannot be mounted.
+
+mod support;
+
+use serde_json::Value;
+use support::eventually;
+
+const NODE: &str = "evict-node";
+
+fn condition<'a>(v: &'a Value, type_: &str) -> Option<&'a Value> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn disk_pressure(node: &support::LocalNode) -> Option<(String, String)> {
+    let n = node.json(&["get", "node", NODE, "-o", "json"]);
+    let c = condition(&n, "DiskPressure")?;
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["reason"].as_str()?.to_owned(),
+    ))
+}
+
+fn tainted(node: &support::LocalNode) -> bool {
+    let n = node.json(&["get", "node", NODE, "-o", "json"]);
+    n["spec"]["taints"].as_array().is_some_and(|ts| {
+        ts.iter()
+            .any(|t| t["key"] == "node.kubernetes.io/disk-pressure" && t["effect"] == "NoSchedule")
+    })
+}
+
+fn pod(node: &support::LocalNode, name: &str) -> Value {
+    node.json(&["get", "pod", name, "-o", "json"])
+}
+
+fn events(node: &support::LocalNode, reason: &str) -> Vec<Value> {
+    let v = node.json(&["get", "events", "-A", "-o", "json"]);
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == reason)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn disk_pressure_rejects_then_evicts_the_pod_filling_the_disk() {
+    let marker = tempfile::tempdir().unwrap();
+    let Some(node) = support::local_node_on_tmpfs(
+        NODE,
+        &[
+            "--eviction-hard=nodefs.available<40%,imagefs.available<40%",
+            "--eviction-pressure-transition-period=5s",
+        ],
+        "256M",
+    ) else {
+        return;
+    };
+    let data = node.data_dir();
+    assert_eq!(
+        disk_pressure(&node),
+        Some(("False".into(), "KubeletHasNoDiskPressure".into())),
+        "a fresh node has room: {}",
+        node.log()
+    );
+
+    // 1. A ballast file: pressure, taint, rejection.
+    let ballast = data.join("ballast");
+    let out = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1048576", "count=180"])
+        .arg(format!("of={}", ballast.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dd: {out:?}");
+    eventually(60, "DiskPressure True", || {
+        (disk_pressure(&node) == Some(("True".into(), "KubeletHasDiskPressure".into())))
+            .then_some(())
+    });
+    let n = node.json(&["get", "node", NODE, "-o", "json"]);
+    assert_eq!(
+        condition(&n, "DiskPressure").unwrap()["message"],
+        "kubelet has disk pressure"
+    );
+    eventually(30, "the disk-pressure taint", || {
+        tainted(&node).then_some(())
+    });
+    eventually(30, "an EvictionThresholdMet event on the node", || {
+        events(&node, "EvictionThresholdMet").into_iter().find(|e| {
+            e["involvedObject"]["kind"] == "Node"
+                && e["involvedObject"]["name"] == NODE
+                && e["message"] == "Attempting to reclaim ephemeral-storage"
+                && e["type"] == "Warning"
+        })
+    });
+    node.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: bound}}
+spec:
+  nodeName: {NODE}
+  containers:
+  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: waiting}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+"#
+        ),
+    );
+    let rejected = eventually(30, "the bound pod rejected", || {
+        let p = pod(&node, "bound");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    assert_eq!(rejected["status"]["reason"], "Evicted");
+    assert_eq!(
+        rejected["status"]["message"],
+        "Pod was rejected: The node had condition: [DiskPressure]. "
+    );
+    assert!(
+        rejected["status"]["containerStatuses"]
+            .as_array()
+            .is_none_or(|cs| cs.iter().all(|c| c["state"]["running"].is_null())),
+        "a rejected pod never runs: {rejected}"
+    );
+    eventually(30, "the waiting pod unschedulable", || {
+        let p = pod(&node, "waiting");
+        let c = condition(&p, "PodScheduled")?;
+        (c["status"] == "False" && p["spec"]["nodeName"].is_null()).then_some(())
+    });
+
+    // 2. Room again: the condition and the taint go, the pod runs.
+    std::fs::remove_file(&ballast).unwrap();
+    eventually(60, "DiskPressure False", || {
+        (disk_pressure(&node) == Some(("False".into(), "KubeletHasNoDiskPressure".into())))
+            .then_some(())
+    });
+    eventually(30, "the taint removed", || (!tainted(&node)).then_some(()));
+    eventually(120, "the waiting pod running", || {
+        (pod(&node, "waiting")["status"]["phase"] == "Running").then_some(())
+    });
+    // The rejected pod stays rejected.
+    assert_eq!(pod(&node, "bound")["status"]["phase"], "Failed");
+
+    // 3. A pod filling its emptyDir is evicted; the small one stays.
+    node.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: small}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: filler}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: filler}}}}
+  template:
+    metadata: {{labels: {{app: filler}}}}
+    spec:
+      terminationGracePeriodSeconds: 30
+      volumes:
+      - {{name: scratch, emptyDir: {{}}}}
+      - {{name: marker, hostPath: {{path: "{}", type: Directory}}}}
+      containers:
+      - name: fill
+        image: busybox
+        imagePullPolicy: Never
+        volumeMounts:
+        - {{name: scratch, mountPath: /scratch}}
+        - {{name: marker, mountPath: /marker}}
+        command:
+        - sh
+        - -c
+        - |
+          if [ ! -e /marker/filled ]; then
+            touch /marker/filled
+            dd if=/dev/zero of=/scratch/big bs=1048576 count=180
+          fi
+          exec sleep 3600
+"#,
+            marker.path().display()
+        ),
+    );
+    let filler_pods = || -> Vec<Value> {
+        let v = node.json(&["get", "pods", "-l", "app=filler", "-o", "json"]);
+        v["items"].as_array().cloned().unwrap_or_default()
+    };
+    let evicted = eventually(120, "the filling pod evicted", || {
+        filler_pods()
+            .into_iter()
+            .find(|p| p["status"]["phase"] == "Failed")
+    });
+    let name = evicted["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(
+        marker.path().join("filled").exists(),
+        "the evicted pod was the one that filled"
+    );
+    assert_eq!(evicted["status"]["reason"], "Evicted", "{evicted}");
+    let message = evicted["status"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("The node was low on resource: ephemeral-storage. Threshold quantity: ")
+            && message.contains(", available: "),
+        "{message}"
+    );
+    let dt = condition(&evicted, "DisruptionTarget").expect("a DisruptionTarget condition");
+    assert_eq!(dt["status"], "True");
+    assert_eq!(dt["reason"], "TerminationByKubelet");
+    assert_eq!(dt["message"].as_str(), Some(message));
+    assert!(
+        evicted["status"]["containerStatuses"][0]["state"]["terminated"].is_object(),
+        "{evicted}"
+    );
+    eventually(30, "an Evicted event on the pod", || {
+        events(&node, "Evicted").into_iter().find(|e| {
+            e["involvedObject"]["name"] == name.as_str()
+                && e["type"] == "Warning"
+                && e["message"].as_str() == Some(message)
+        })
+    });
+    // The ReplicaSet replaces it; the replacement does not fill.
+    eventually(120, "a replacement filler pod running", || {
+        filler_pods()
+            .into_iter()
+            .find(|p| p["metadata"]["name"] != name.as_str() && p["status"]["phase"] == "Running")
+    });
+    // With the evicted pod's emptyDir gone, so is the pressure.
+    eventually(60, "DiskPressure False after the eviction", || {
+        (disk_pressure(&node) == Some(("False".into(), "KubeletHasNoDiskPressure".into())))
+            .then_some(())
+    });
+    eventually(30, "the taint removed again", || {
+        (!tainted(&node)).then_some(())
+    });
+    let uid = evicted["metadata"]["uid"].as_str().unwrap();
+    assert!(
+        !data.join("agent/pods").join(uid).join("volumes").exists(),
+        "the evicted pod's volumes are torn down"
+    );
+    // Only the filler went; the evicted pod never ran again.
+    assert_eq!(pod(&node, "small")["status"]["phase"], "Running");
+    assert_eq!(pod(&node, "waiting")["status"]["phase"], "Running");
+    let again = pod(&node, &name);
+    assert_eq!(again["status"]["phase"], "Failed");
+    assert!(
+        again["status"]["containerStatuses"][0]["state"]["running"].is_null(),
+        "{again}"
+    );
+    let evictions = filler_pods()
+        .into_iter()
+        .filter(|p| p["status"]["phase"] == "Failed")
+        .count();
+    assert_eq!(evictions, 1);
+}
