@@ -440,6 +440,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn pressure_conditions_carry_the_kubelets_reasons() {
         let t = Timestamp::from_second(1_700_000_000).unwrap();
         let later = Timestamp::from_second(1_700_000_100).unwrap();

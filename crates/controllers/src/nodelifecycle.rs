@@ -522,6 +522,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn taints_follow_readiness() {
         let now = Timestamp::from_second(100).unwrap();
         let custom = taint("dedicated", "NoSchedule", None);
@@ -568,6 +569,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn taints_follow_pressure_conditions() {
         let now = Timestamp::from_second(100).unwrap();
         let custom = taint("dedicated", "NoSchedule", None);

@@ -1,3 +1,6 @@
+// Data tables: their row types are spelled out where they are used.
+#![allow(clippy::type_complexity)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
