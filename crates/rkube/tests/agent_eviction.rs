@@ -19,6 +19,13 @@
 //!    replaces it (its second pod finds the marker and does not fill);
 //!    the emptyDir goes with the evicted pod and the pressure with it.
 //!
+//! And with `--eviction-hard=memory.available<100%` (always met: memory
+//! pressure without exhausting the machine): MemoryPressure
+//! (KubeletHasInsufficientMemory) and its taint; a BestEffort pod is
+//! rejected, Burstable ones are admitted and then evicted one per pass,
+//! first the one using more memory than it requests, with the kubelet's
+//! message naming the container.
+//!
 //! Skipped, with the reason printed, where containerd cannot run or a
 //! tmpfs cannot be mounted.
 
@@ -235,6 +242,7 @@ spec:
     );
     assert_eq!(evicted["status"]["reason"], "Evicted", "{evicted}");
     let message = evicted["status"]["message"].as_str().unwrap();
+    eprintln!("eviction message: {message}");
     assert!(
         message
             .starts_with("The node was low on resource: ephemeral-storage. Threshold quantity: ")
@@ -289,4 +297,119 @@ spec:
         .filter(|p| p["status"]["phase"] == "Failed")
         .count();
     assert_eq!(evictions, 1);
+}
+
+#[test]
+fn memory_pressure_rejects_best_effort_and_evicts_the_pod_over_its_request_first() {
+    const MEM_NODE: &str = "mem-node";
+    let Some(node) = support::local_node(
+        MEM_NODE,
+        &[
+            "--eviction-hard=memory.available<100%",
+            "--eviction-pressure-transition-period=5s",
+        ],
+    ) else {
+        return;
+    };
+    let n = eventually(60, "MemoryPressure True", || {
+        let n = node.json(&["get", "node", MEM_NODE, "-o", "json"]);
+        (condition(&n, "MemoryPressure")?["status"] == "True").then_some(n)
+    });
+    let c = condition(&n, "MemoryPressure").unwrap();
+    assert_eq!(c["reason"], "KubeletHasInsufficientMemory");
+    assert_eq!(c["message"], "kubelet has insufficient memory available");
+    assert_eq!(condition(&n, "DiskPressure").unwrap()["status"], "False");
+    eventually(30, "the memory-pressure taint", || {
+        let n = node.json(&["get", "node", MEM_NODE, "-o", "json"]);
+        n["spec"]["taints"]
+            .as_array()?
+            .iter()
+            .any(|t| {
+                t["key"] == "node.kubernetes.io/memory-pressure" && t["effect"] == "NoSchedule"
+            })
+            .then_some(())
+    });
+    // Bound to the node directly: the taint keeps the scheduler away.
+    node.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: besteffort}}
+spec:
+  nodeName: {MEM_NODE}
+  containers:
+  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  nodeName: {MEM_NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hog
+    image: busybox
+    imagePullPolicy: Never
+    resources: {{requests: {{memory: 1Mi}}}}
+    command: [sh, -c, "head -c 40000000 /dev/zero > /dev/shm/hog; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: modest}}
+spec:
+  nodeName: {MEM_NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    resources: {{requests: {{memory: 1Gi}}}}
+    command: [sleep, "3600"]
+"#
+        ),
+    );
+    let rejected = eventually(30, "the BestEffort pod rejected", || {
+        let p = pod(&node, "besteffort");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    assert_eq!(rejected["status"]["reason"], "Evicted");
+    assert_eq!(
+        rejected["status"]["message"],
+        "Pod was rejected: The node had condition: [MemoryPressure]. "
+    );
+    // Both Burstable pods were admitted; they go one per pass, the one
+    // over its request first.
+    let (hog, modest) = eventually(120, "both Burstable pods evicted", || {
+        let (h, m) = (pod(&node, "hog"), pod(&node, "modest"));
+        (h["status"]["phase"] == "Failed" && m["status"]["phase"] == "Failed").then_some((h, m))
+    });
+    for p in [&hog, &modest] {
+        assert_eq!(p["status"]["reason"], "Evicted", "{p}");
+        assert!(
+            p["status"]["containerStatuses"][0]["state"]["terminated"].is_object(),
+            "admitted, it ran: {p}"
+        );
+    }
+    let evicted_at = |p: &Value| -> String {
+        condition(p, "DisruptionTarget").unwrap()["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        evicted_at(&hog) < evicted_at(&modest),
+        "the pod over its request goes first: hog at {}, modest at {}",
+        evicted_at(&hog),
+        evicted_at(&modest)
+    );
+    let message = hog["status"]["message"].as_str().unwrap();
+    eprintln!("eviction message: {message}");
+    assert!(
+        message.starts_with("The node was low on resource: memory. Threshold quantity: ")
+            && message.contains("Container hog was using ")
+            && message.ends_with(", request is 1Mi, has larger consumption of memory. "),
+        "{message}"
+    );
 }

@@ -608,3 +608,18 @@ fn disk_use_is_counted_like_du() {
         FsUse::default()
     );
 }
+
+#[test]
+fn this_host_has_every_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (obs, separate) = observe::node(dir.path(), Some(dir.path()));
+    assert!(!separate, "one directory is one filesystem");
+    for s in Signal::ALL {
+        let o = obs.get(&s).unwrap_or_else(|| panic!("{s:?} not measured"));
+        assert!(o.capacity > 0 && o.available <= o.capacity, "{s:?}: {o:?}");
+    }
+    assert_eq!(
+        obs[&Signal::NodeFsAvailable],
+        obs[&Signal::ImageFsAvailable]
+    );
+}
