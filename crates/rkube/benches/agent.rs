@@ -599,6 +599,11 @@ async fn main() {
                 help.contains("--disable-proxy")
                     .then_some("--disable-proxy"),
             )
+            // The kubelet's default disk thresholds would reject every pod
+            // on a well-used build machine (imagefs.available<15%).
+            .args(help.contains("--eviction-hard").then_some(
+                "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%",
+            ))
             .env("RKUBE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log("agent.log"))

@@ -255,7 +255,11 @@ fn start_ns_node(
         .arg(format!("--token={}", token.trim()))
         .arg(format!("--data-dir={}", data_dir.display()))
         .arg(format!("--node-name=node{k}"))
-        .args(["--pod-masquerade=false", "--kubelet-port=0"])
+        .args([
+            "--pod-masquerade=false",
+            "--kubelet-port=0",
+            support::TEST_EVICTION_HARD,
+        ])
         .arg(format!("--node-ip={}", link.node_ip(k)))
         .arg(format!("--cni-bridge=rkb{}-{k}", link.id))
         .arg(format!("--cluster-dns={cluster_dns}"))

@@ -204,6 +204,13 @@ pub fn missing_node_prerequisite() -> Option<String> {
     None
 }
 
+/// The hard eviction thresholds of test nodes: the kubelet's defaults
+/// (imagefs.available<15%) would put a node on a well-used build machine
+/// under DiskPressure, rejecting every pod, so only the memory threshold
+/// and near-full disks count.
+pub const TEST_EVICTION_HARD: &str =
+    "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%";
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -298,15 +305,9 @@ impl Server {
             // Any free port for the streaming server: tests run side by side.
             "--kubelet-port=0".to_owned(),
         ];
-        // The kubelet's default disk thresholds (imagefs.available<15%)
-        // would put a node on a well-used build machine under DiskPressure,
-        // rejecting every pod: tests that do not test eviction keep only
-        // the memory threshold and near-full disks.
+        // Tests that do not test eviction: see TEST_EVICTION_HARD.
         if !self.extra.iter().any(|a| a.starts_with("--eviction-hard")) {
-            args.push(
-                "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%"
-                    .to_owned(),
-            );
+            args.push(TEST_EVICTION_HARD.to_owned());
         }
         if !self.extra.iter().any(|a| a.starts_with("--cluster-cidr")) {
             args.push(format!(
