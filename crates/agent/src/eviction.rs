@@ -24,7 +24,12 @@
 //!   pod's own;
 //! - while a pressure condition holds, [`admit`] rejects new pods: all of
 //!   them under DiskPressure or PIDPressure, BestEffort ones (not
-//!   tolerating the memory-pressure taint) under MemoryPressure.
+//!   tolerating the memory-pressure taint) under MemoryPressure;
+//! - whatever the node's state, a pod over its own local storage limits
+//!   ([`local_storage_violation`]: an emptyDir over its `sizeLimit`, the
+//!   pod over the sum of its containers' `ephemeral-storage` limits, a
+//!   container's writable layer and logs over its limit) is evicted at
+//!   once (grace 0), and that pass evicts nothing else.
 //!
 //! The decisions here are pure (tested by tables in `eviction/tests.rs`);
 //! the measuring is in `eviction/observe.rs`; the agent's loop that acts
@@ -481,6 +486,8 @@ pub struct PodUsage {
     pub containers: Vec<ContainerUsage>,
     /// Local volumes on the node filesystem (emptyDir not in memory).
     pub volumes: FsUse,
+    /// Each emptyDir volume's bytes by name (`Memory` ones too).
+    pub empty_dirs: BTreeMap<String, u64>,
 }
 
 impl PodUsage {
@@ -667,6 +674,102 @@ pub fn message(
         }
     }
     m
+}
+
+fn limit(c: &Container, resource: &str) -> Option<i128> {
+    let q = c.resources.as_ref()?.limits.as_ref()?.get(resource)?;
+    Some(Quantity::parse(&q.0)?.value())
+}
+
+/// Whether the pod declares any local storage limit (only those pods are
+/// measured when the node is not under pressure).
+pub fn has_local_storage_limits(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| limit(c, "ephemeral-storage").is_some())
+        || spec.volumes.iter().flatten().any(|v| {
+            v.empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.as_ref())
+                .is_some()
+        })
+}
+
+/// The kubelet's local storage eviction: the message when the pod uses
+/// more local storage than its own limits allow — an emptyDir over its
+/// `sizeLimit`, then the pod over its containers' summed
+/// `ephemeral-storage` limits, then a container (writable layer and
+/// logs) over its own.
+pub fn local_storage_violation(pod: &Pod, usage: &PodUsage) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    for v in spec.volumes.iter().flatten() {
+        let Some(size) = v
+            .empty_dir
+            .as_ref()
+            .and_then(|e| e.size_limit.as_ref())
+            .and_then(|q| Quantity::parse(&q.0))
+        else {
+            continue;
+        };
+        let used = usage.empty_dirs.get(&v.name).copied();
+        if let Some(used) = used.filter(|u| size.milli > 0 && i128::from(*u) > size.value()) {
+            tracing::debug!(volume = v.name, used, "emptyDir over its sizeLimit");
+            return Some(format!(
+                "Usage of EmptyDir volume {:?} exceeds the limit {:?}. ",
+                v.name,
+                size.to_string()
+            ));
+        }
+    }
+    let container_use = |c: &ContainerUsage| {
+        i128::from(c.rootfs.unwrap_or_default().bytes + c.logs.unwrap_or_default().bytes)
+    };
+    let limits: Vec<Quantity> = spec
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let q = c
+                .resources
+                .as_ref()?
+                .limits
+                .as_ref()?
+                .get("ephemeral-storage")?;
+            Quantity::parse(&q.0)
+        })
+        .collect();
+    if !limits.is_empty() {
+        let total: Quantity = limits.into_iter().sum();
+        let used = usage.containers.iter().map(container_use).sum::<i128>()
+            + i128::from(usage.volumes.bytes);
+        if used > total.value() {
+            return Some(format!(
+                "Pod ephemeral local storage usage exceeds the total limit of containers {total}. "
+            ));
+        }
+    }
+    for c in &spec.containers {
+        let (Some(l), Some(u)) = (
+            limit(c, "ephemeral-storage"),
+            usage.containers.iter().find(|u| u.name == c.name),
+        ) else {
+            continue;
+        };
+        if container_use(u) > l {
+            let q = c
+                .resources
+                .as_ref()?
+                .limits
+                .as_ref()?
+                .get("ephemeral-storage")?;
+            return Some(format!(
+                "Container {} exceeded its local ephemeral storage limit {:?}. ",
+                c.name, q.0
+            ));
+        }
+    }
+    None
 }
 
 /// The pod's kill grace period for an eviction by `threshold`.

@@ -787,6 +787,9 @@ impl Shared {
                 tracing::warn!(error = %e, "writing the node's pressure conditions failed");
             }
         }
+        if self.local_storage_eviction().await? {
+            return Ok(());
+        }
         let Some(threshold) = out.act_on.first() else {
             return Ok(());
         };
@@ -817,19 +820,7 @@ impl Shared {
         if !self.api_synced.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let evicted = self.evicted.lock().unwrap().clone();
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| {
-                p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                    == Some(self.config.node_name.as_str())
-                    && !terminal(p)
-                    && p.metadata.deletion_timestamp.is_none()
-                    && !evicted.contains(p.metadata.uid.as_deref().unwrap_or_default())
-            })
-            .collect();
+        let pods = self.active_pods();
         let usage = self.pod_usage(&pods).await;
         let candidates: Vec<(&Pod, Option<&eviction::PodUsage>)> = pods
             .iter()
@@ -851,6 +842,55 @@ impl Shared {
         }
         tracing::warn!(signal = signal.name(), "no pod to evict");
         Ok(())
+    }
+
+    /// The pods the eviction manager may act on: this node's, running or
+    /// about to, not being deleted, not evicted already.
+    fn active_pods(&self) -> Vec<Arc<Pod>> {
+        let evicted = self.evicted.lock().unwrap().clone();
+        self.pods
+            .state()
+            .into_iter()
+            .filter(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                    == Some(self.config.node_name.as_str())
+                    && !terminal(p)
+                    && p.metadata.deletion_timestamp.is_none()
+                    && !evicted.contains(p.metadata.uid.as_deref().unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Evicts (grace 0) every pod over its own local storage limits; true
+    /// when one was.
+    async fn local_storage_eviction(&self) -> anyhow::Result<bool> {
+        if !self.api_synced.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let pods: Vec<Arc<Pod>> = self
+            .active_pods()
+            .into_iter()
+            .filter(|p| eviction::has_local_storage_limits(p) && !eviction::is_critical(p))
+            .collect();
+        if pods.is_empty() {
+            return Ok(false);
+        }
+        let Some(usage) = self.pod_usage(&pods).await else {
+            return Ok(false);
+        };
+        let mut evicted = false;
+        for pod in &pods {
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            let Some(message) = usage
+                .get(uid)
+                .and_then(|u| eviction::local_storage_violation(pod, u))
+            else {
+                continue;
+            };
+            self.evict(pod, 0, message).await?;
+            evicted = true;
+        }
+        Ok(evicted)
     }
 
     fn node_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -893,7 +933,7 @@ impl Shared {
                     (
                         uid,
                         (
-                            eviction::observe::volumes(&pod_dir),
+                            eviction::observe::empty_dirs(&pod_dir),
                             eviction::observe::logs(&logs),
                         ),
                     )
@@ -903,7 +943,7 @@ impl Shared {
         .await
         .ok()?;
         let mut out = HashMap::new();
-        for (uid, (volumes, logs)) in measured {
+        for (uid, ((volumes, empty_dirs), logs)) in measured {
             let containers = stats
                 .iter()
                 .filter(|s| s.labels.get(LABEL_POD_UID) == Some(&uid))
@@ -922,6 +962,7 @@ impl Shared {
                 eviction::PodUsage {
                     containers,
                     volumes,
+                    empty_dirs,
                 },
             );
         }

@@ -3,6 +3,9 @@
 //! 256 MiB tmpfs, with `--eviction-hard=nodefs.available<40%,...` and a
 //! 5 s pressure transition period:
 //!
+//! 0. a pod writing more than its emptyDir's `sizeLimit` is evicted at
+//!    once, pressure or not ("Usage of EmptyDir volume ... exceeds the
+//!    limit ...");
 //! 1. a ballast file in the data dir puts the node under DiskPressure:
 //!    the condition (KubeletHasDiskPressure) and the
 //!    `node.kubernetes.io/disk-pressure:NoSchedule` taint appear, an
@@ -95,6 +98,40 @@ fn disk_pressure_rejects_then_evicts_the_pod_filling_the_disk() {
         "a fresh node has room: {}",
         node.log()
     );
+
+    // 0. Over its own emptyDir sizeLimit: evicted without node pressure.
+    node.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes:
+  - {name: scratch, emptyDir: {sizeLimit: 4Mi}}
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+    command: [sh, -c, "dd if=/dev/zero of=/scratch/f bs=1048576 count=8; exec sleep 3600"]
+"#,
+    );
+    let limited = eventually(60, "the pod over its sizeLimit evicted", || {
+        let p = pod(&node, "limited");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    assert_eq!(limited["status"]["reason"], "Evicted");
+    assert_eq!(
+        limited["status"]["message"],
+        "Usage of EmptyDir volume \"scratch\" exceeds the limit \"4Mi\". "
+    );
+    assert_eq!(
+        condition(&limited, "DisruptionTarget").unwrap()["reason"],
+        "TerminationByKubelet"
+    );
+    assert_eq!(disk_pressure(&node).unwrap().0, "False");
 
     // 1. A ballast file: pressure, taint, rejection.
     let ballast = data.join("ballast");

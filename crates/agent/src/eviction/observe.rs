@@ -15,7 +15,7 @@
 //!   `ListContainerStats`; logs and emptyDir volumes (not `Memory`
 //!   medium: those are tmpfs mounts) by walking their directories.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -226,17 +226,27 @@ pub fn du(dir: &Path) -> FsUse {
 /// Use of a pod's emptyDir volumes under `pod_dir` (tmpfs ones, being
 /// other filesystems, count nothing).
 pub fn volumes(pod_dir: &Path) -> FsUse {
+    empty_dirs(pod_dir).0
+}
+
+/// A pod's emptyDir volumes: the node-filesystem total (not `Memory`
+/// ones: they are tmpfs mounts), and each volume's bytes by name (all).
+pub fn empty_dirs(pod_dir: &Path) -> (FsUse, BTreeMap<String, u64>) {
     let dir = pod_dir.join("volumes").join("kubernetes.io~empty-dir");
-    let Ok(parent) = std::fs::metadata(&dir) else {
-        return FsUse::default();
-    };
     let mut total = FsUse::default();
+    let mut each = BTreeMap::new();
+    let Ok(parent) = std::fs::metadata(&dir) else {
+        return (total, each);
+    };
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        if e.metadata().is_ok_and(|m| m.dev() == parent.dev()) {
-            total = total + du(&e.path());
+        let Ok(m) = e.metadata() else { continue };
+        let used = du(&e.path());
+        each.insert(e.file_name().to_string_lossy().into_owned(), used.bytes);
+        if m.dev() == parent.dev() {
+            total = total + used;
         }
     }
-    total
+    (total, each)
 }
 
 /// Each container's log use under the pod's log directory

@@ -316,6 +316,7 @@ fn usage(containers: &[(&str, u64, u64, u64)], volumes: u64) -> PodUsage {
             bytes: volumes,
             inodes: 1,
         },
+        empty_dirs: BTreeMap::new(),
     }
 }
 
@@ -622,4 +623,115 @@ fn this_host_has_every_signal() {
         obs[&Signal::NodeFsAvailable],
         obs[&Signal::ImageFsAvailable]
     );
+}
+
+#[test]
+fn pods_over_their_own_local_storage_limits() {
+    let spec = |containers: serde_json::Value, volumes: serde_json::Value| {
+        pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": containers, "volumes": volumes}}),
+        )
+    };
+    let limited = |name: &str, l: &str| json!({"name": name, "resources": {"limits": {"ephemeral-storage": l}}});
+    let plain = |name: &str| json!({"name": name});
+    let scratch = json!([
+        {"name": "scratch", "emptyDir": {"sizeLimit": "10Mi"}},
+        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "free", "emptyDir": {}}
+    ]);
+    const MI: u64 = 1 << 20;
+    // (pod, container usage (name, rootfs, logs), node-fs volumes, emptyDir sizes, message)
+    let cases: Vec<(
+        Pod,
+        Vec<(&str, u64, u64)>,
+        u64,
+        Vec<(&str, u64)>,
+        Option<&str>,
+    )> = vec![
+        (
+            spec(json!([plain("c")]), json!([])),
+            vec![("c", 900 * MI, 0)],
+            0,
+            vec![],
+            None,
+        ),
+        (
+            spec(json!([plain("c")]), scratch.clone()),
+            vec![("c", 0, 0)],
+            10 * MI,
+            vec![("scratch", 10 * MI), ("cache", MI)],
+            None,
+        ),
+        (
+            spec(json!([plain("c")]), scratch.clone()),
+            vec![("c", 0, 0)],
+            11 * MI,
+            vec![("scratch", 11 * MI), ("free", 500 * MI)],
+            Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"10Mi\". "),
+        ),
+        // A Memory emptyDir counts against its sizeLimit too.
+        (
+            spec(json!([plain("c")]), scratch.clone()),
+            vec![("c", 0, 0)],
+            0,
+            vec![("cache", 2 * MI)],
+            Some("Usage of EmptyDir volume \"cache\" exceeds the limit \"1Mi\". "),
+        ),
+        // Pod total: containers' layers and logs plus local volumes over
+        // the summed limits (the sum printed as Kubernetes sums).
+        (
+            spec(
+                json!([limited("a", "10Mi"), limited("b", "10Mi"), plain("c")]),
+                json!([{"name": "free", "emptyDir": {}}]),
+            ),
+            vec![("a", MI, MI), ("b", MI, 0), ("c", 0, 0)],
+            18 * MI,
+            vec![("free", 18 * MI)],
+            Some("Pod ephemeral local storage usage exceeds the total limit of containers 20Mi. "),
+        ),
+        (
+            spec(
+                json!([limited("a", "10Mi"), limited("b", "10Mi")]),
+                json!([]),
+            ),
+            vec![("a", 5 * MI, 0), ("b", 9 * MI, MI)],
+            0,
+            vec![],
+            None,
+        ),
+        // One container over its own limit, the pod within its total.
+        (
+            spec(
+                json!([limited("a", "10Mi"), limited("b", "100Mi")]),
+                json!([]),
+            ),
+            vec![("a", 10 * MI, 1), ("b", 0, 0)],
+            0,
+            vec![],
+            Some("Container a exceeded its local ephemeral storage limit \"10Mi\". "),
+        ),
+    ];
+    for (p, containers, volumes, dirs, want) in cases {
+        let mut u = usage(
+            &containers
+                .iter()
+                .map(|(n, r, l)| (*n, 0, *r, *l))
+                .collect::<Vec<_>>(),
+            volumes,
+        );
+        u.empty_dirs = dirs.iter().map(|(n, b)| (n.to_string(), *b)).collect();
+        assert_eq!(
+            local_storage_violation(&p, &u).as_deref(),
+            want,
+            "{containers:?} {dirs:?}"
+        );
+        let declared = has_local_storage_limits(&p);
+        if want.is_some() {
+            assert!(declared);
+        }
+    }
+    assert!(!has_local_storage_limits(&spec(
+        json!([plain("c")]),
+        json!([{"name": "v", "emptyDir": {}}])
+    )));
 }
