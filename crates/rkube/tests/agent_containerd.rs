@@ -111,6 +111,17 @@ fn pods_run_as_containers_on_containerd() {
         cni_bridge: "rkube-test0".into(),
         pod_cidr: "10.41.0.0/24".into(),
         masquerade: false,
+        // Only near-full disks count (see support::TEST_EVICTION_HARD).
+        eviction: agent::eviction::Config::new(
+            support::TEST_EVICTION_HARD
+                .strip_prefix("--eviction-hard=")
+                .unwrap(),
+            "",
+            "",
+            Duration::from_secs(300),
+            0,
+        )
+        .unwrap(),
         ..agent::Config::new(NODE, &agent_dir)
     };
     let agent = match rt.block_on(async {
