@@ -219,8 +219,9 @@ struct Shared {
     recorder: runtime::events::Recorder,
     /// The pressure conditions the eviction manager reports.
     pressure: Mutex<Pressure>,
-    /// Pods (uid) the eviction manager stopped: never started again.
-    evicted: Mutex<HashSet<String>>,
+    /// Pods (uid) the eviction manager stopped: never started again; the
+    /// Failed status to write, until it is written.
+    evicted: Mutex<HashMap<String, Option<PodStatus>>>,
     /// Pods (uid) admitted to run; others are checked against the node's
     /// pressure first.
     admitted: Mutex<HashSet<String>>,
@@ -405,7 +406,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             recorder,
             pressure: Mutex::new(Pressure::new()),
-            evicted: Mutex::new(HashSet::new()),
+            evicted: Mutex::new(HashMap::new()),
             admitted: Mutex::new(HashSet::new()),
             image_gc,
             kubelet_port,
@@ -687,7 +688,11 @@ async fn housekeeping(shared: Arc<Shared>) {
                 .iter()
                 .filter_map(|p| p.metadata.uid.clone()),
         );
-        shared.evicted.lock().unwrap().retain(|u| live.contains(u));
+        shared
+            .evicted
+            .lock()
+            .unwrap()
+            .retain(|u, _| live.contains(u));
         shared.admitted.lock().unwrap().retain(|u| live.contains(u));
         for s in sandboxes {
             if s.labels.contains_key(LABEL_POD_UID) && !live.contains(&s.uid) {
@@ -787,6 +792,7 @@ impl Shared {
                 tracing::warn!(error = %e, "writing the node's pressure conditions failed");
             }
         }
+        self.retry_evicted_status().await;
         if self.local_storage_eviction().await? {
             return Ok(());
         }
@@ -856,7 +862,7 @@ impl Shared {
                     == Some(self.config.node_name.as_str())
                     && !terminal(p)
                     && p.metadata.deletion_timestamp.is_none()
-                    && !evicted.contains(p.metadata.uid.as_deref().unwrap_or_default())
+                    && !evicted.contains_key(p.metadata.uid.as_deref().unwrap_or_default())
             })
             .collect()
     }
@@ -975,14 +981,21 @@ impl Shared {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = runtime::key_of(&pod.metadata);
         tracing::warn!(pod = key, grace, message, "evicting pod");
-        self.evicted.lock().unwrap().insert(uid.clone());
+        self.evicted.lock().unwrap().insert(uid.clone(), None);
+        let mut status = match self.syncer.stop_pod(pod, grace).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Not stopped: it may be chosen again next pass.
+                self.evicted.lock().unwrap().remove(&uid);
+                return Err(e.into());
+            }
+        };
         self.recorder.record(
             kube::Resource::object_ref(pod, &()),
             "Warning",
             eviction::REASON,
             message.clone(),
         );
-        let mut status = self.syncer.stop_pod(pod, grace).await?;
         status.phase = Some("Failed".into());
         status.reason = Some(eviction::REASON.into());
         status.message = Some(message.clone());
@@ -996,7 +1009,35 @@ impl Shared {
         for c in ["Ready", "ContainersReady", "PodReadyToStartContainers"] {
             crate::pods::set_condition(&mut status, c, false, Some("PodCompleted"), None);
         }
+        self.evicted
+            .lock()
+            .unwrap()
+            .insert(uid, Some(status.clone()));
         self.write_terminal_status(pod, status).await
+    }
+
+    /// Writes the Failed status of evicted pods whose write failed
+    /// (the API was away): they are stopped, so they must say so.
+    async fn retry_evicted_status(&self) {
+        let pending: Vec<(String, PodStatus)> = self
+            .evicted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(uid, s)| Some((uid.clone(), s.clone()?)))
+            .collect();
+        for (uid, status) in pending {
+            let pod = self
+                .pods
+                .state()
+                .into_iter()
+                .find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+            if let Some(pod) = pod.filter(|p| !terminal(p)) {
+                if let Err(e) = self.write_terminal_status(&pod, status).await {
+                    tracing::warn!(pod = runtime::key_of(&pod.metadata), error = %format!("{e:#}"), "writing an evicted pod's status");
+                }
+            }
+        }
     }
 
     /// Writes a terminal status for `pod` (retrying on conflicts with a
@@ -1047,7 +1088,7 @@ impl Shared {
                 .filter(|p| !terminal(p))
                 .filter_map(|p| p.metadata.uid.clone()),
         );
-        let evicted = self.evicted.lock().unwrap().clone();
+        let evicted: HashSet<String> = self.evicted.lock().unwrap().keys().cloned().collect();
         live.retain(|u| !evicted.contains(u));
         let mut newest: HashMap<(String, String), u32> = HashMap::new();
         for c in &containers {
@@ -1346,7 +1387,7 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
 
     // Finished pods (and those being evicted) are never started again;
     // their volumes go, as the kubelet unmounts a terminated pod's.
-    if terminal(&pod) || shared.evicted.lock().unwrap().contains(&uid) {
+    if terminal(&pod) || shared.evicted.lock().unwrap().contains_key(&uid) {
         syncer.stop_sandboxes(&pod).await?;
         crate::volumes::teardown(&syncer.pod_dir(&uid));
         return Ok(Next::Done);
