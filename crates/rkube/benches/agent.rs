@@ -599,8 +599,8 @@ async fn main() {
                 help.contains("--disable-proxy")
                     .then_some("--disable-proxy"),
             )
-            // The kubelet's default disk thresholds would reject every pod
-            // on a well-used build machine (imagefs.available<15%).
+            // A build machine's disk filling up with artifacts must not
+            // put the bench node under DiskPressure (default 5%).
             .args(help.contains("--eviction-hard").then_some(
                 "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%",
             ))

@@ -568,8 +568,8 @@ async fn main() {
             .arg(format!("--https-listen-port={port}"))
             .arg(format!("--data-dir={}", data.display()))
             .arg(format!("--cni-bridge={}", leftovers.bridge))
-            // The kubelet's default disk thresholds would reject every pod
-            // on a well-used build machine (imagefs.available<15%).
+            // A build machine's disk filling up with artifacts must not
+            // put the bench node under DiskPressure (default 5%).
             .arg("--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%")
             // A pod range and a ClusterIP range of its own (as the
             // integration tests pick theirs: from the port).

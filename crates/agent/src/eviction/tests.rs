@@ -23,8 +23,8 @@ fn thresholds_parse_as_kubelet_flags() {
             true,
             vec![
                 (Signal::MemoryAvailable, Value::Quantity(100 << 20)),
-                (Signal::NodeFsAvailable, Value::Percentage(10.0)),
-                (Signal::ImageFsAvailable, Value::Percentage(15.0)),
+                (Signal::NodeFsAvailable, Value::Percentage(5.0)),
+                (Signal::ImageFsAvailable, Value::Percentage(5.0)),
                 (Signal::NodeFsInodesFree, Value::Percentage(5.0)),
             ],
         ),

@@ -1,6 +1,6 @@
 use super::*;
 
-const NODE: &str = "Node-1";
+const NODE: &str = "node-1";
 
 fn seen(_: &str) -> String {
     "2026-01-01T00:00:00Z".to_owned()

@@ -204,10 +204,10 @@ pub fn missing_node_prerequisite() -> Option<String> {
     None
 }
 
-/// The hard eviction thresholds of test nodes: the kubelet's defaults
-/// (imagefs.available<15%) would put a node on a well-used build machine
-/// under DiskPressure, rejecting every pod, so only the memory threshold
-/// and near-full disks count.
+/// The hard eviction thresholds of test nodes: a build machine's disk
+/// filling up with build artifacts must not put test nodes under
+/// DiskPressure (rejecting every pod) even near the default 5%, so only the
+/// memory threshold and nearly full disks count.
 pub const TEST_EVICTION_HARD: &str =
     "--eviction-hard=memory.available<100Mi,nodefs.available<1%,imagefs.available<1%";
 
