@@ -1031,7 +1031,8 @@ mod tests {
     #[test]
     fn old_replica_sets_scale_down() {
         // (desired, maxUnavailable, new (replicas, available), olds) -> targets
-        let cases: Vec<(i32, i32, (i32, i32), Vec<(i32, i32)>, Vec<i32>)> = vec![
+        type Case = (i32, i32, (i32, i32), Vec<(i32, i32)>, Vec<i32>);
+        let cases: Vec<Case> = vec![
             // 3 desired, maxUnavailable 0: new has 1 available -> one old goes.
             (3, 0, (1, 1), vec![(3, 3)], vec![2]),
             // new not available yet: keep all old.

@@ -147,16 +147,16 @@ pub fn members(svc: &Service, pods: &[Arc<Pod>]) -> Vec<Member> {
 }
 
 /// Endpoints subsets: members grouped by their resolved ports.
+/// A port as endpoints group by it: (name, port, protocol, appProtocol).
+type PortKey = (Option<String>, i32, String, Option<String>);
+
 pub fn subsets(svc: &Service, members: &[Member]) -> Vec<EndpointSubset> {
     let publish = svc
         .spec
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         == Some(true);
-    let mut groups: Vec<(
-        Vec<(Option<String>, i32, String, Option<String>)>,
-        EndpointSubset,
-    )> = Vec::new();
+    let mut groups: Vec<(Vec<PortKey>, EndpointSubset)> = Vec::new();
     for m in members {
         if m.terminating && !publish {
             continue;
@@ -214,10 +214,7 @@ pub fn subsets(svc: &Service, members: &[Member]) -> Vec<EndpointSubset> {
 
 /// The slices' contents: (ports, endpoints) chunks of at most 100.
 pub fn slice_contents(members: &[Member]) -> Vec<(Vec<SlicePort>, Vec<SliceEndpoint>)> {
-    let mut by_ports: Vec<(
-        Vec<(Option<String>, i32, String, Option<String>)>,
-        Vec<SliceEndpoint>,
-    )> = Vec::new();
+    let mut by_ports: Vec<(Vec<PortKey>, Vec<SliceEndpoint>)> = Vec::new();
     for m in members {
         let ep = SliceEndpoint {
             addresses: vec![m.ip.clone()],

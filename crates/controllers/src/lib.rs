@@ -161,47 +161,42 @@ impl Default for Config {
 
 /// Runs every controller until the returned future is dropped (leadership
 /// lost) or the process ends. Everything it starts is owned by it.
-pub fn run(
-    client: kube::Client,
-    config: Config,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let ctx = Ctx {
-            client: client.clone(),
-            informers: Arc::new(Informers::new(client)),
-        };
-        let mut set = tokio::task::JoinSet::new();
-        replicaset::start(&ctx, &mut set);
-        deployment::start(&ctx, &mut set);
-        endpoints::start(&ctx, &mut set);
-        serviceaccount::start(&ctx, &mut set);
-        servicelb::start(&ctx, &mut set);
-        if let Some(ca) = config.root_ca.clone() {
-            rootcacertpublisher::start(&ctx, ca, &mut set);
-        }
-        namespace::start(&ctx, &mut set);
-        garbagecollector::start(&ctx, &mut set);
-        job::start(&ctx, &mut set);
-        cronjob::start(&ctx, &mut set);
-        statefulset::start(&ctx, &mut set);
-        daemonset::start(&ctx, &mut set);
-        nodelifecycle::start(&ctx, &mut set, config.node_monitor_grace_period);
-        podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
-        disruption::start(&ctx, &mut set);
-        resourcequota::start(&ctx, &mut set);
-        persistentvolume::start(&ctx, &mut set, config.storage_dir.clone());
-        if let Some(cidr) = &config.cluster_cidr {
-            match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
-                Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),
-                Err(e) => tracing::error!(error = %e, "node IPAM disabled"),
-            }
-        }
-        ctx.informers.start();
-        while let Some(r) = set.join_next().await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "a controller task failed");
-            }
-        }
-        futures::future::pending::<()>().await
+pub async fn run(client: kube::Client, config: Config) {
+    let ctx = Ctx {
+        client: client.clone(),
+        informers: Arc::new(Informers::new(client)),
+    };
+    let mut set = tokio::task::JoinSet::new();
+    replicaset::start(&ctx, &mut set);
+    deployment::start(&ctx, &mut set);
+    endpoints::start(&ctx, &mut set);
+    serviceaccount::start(&ctx, &mut set);
+    servicelb::start(&ctx, &mut set);
+    if let Some(ca) = config.root_ca.clone() {
+        rootcacertpublisher::start(&ctx, ca, &mut set);
     }
+    namespace::start(&ctx, &mut set);
+    garbagecollector::start(&ctx, &mut set);
+    job::start(&ctx, &mut set);
+    cronjob::start(&ctx, &mut set);
+    statefulset::start(&ctx, &mut set);
+    daemonset::start(&ctx, &mut set);
+    nodelifecycle::start(&ctx, &mut set, config.node_monitor_grace_period);
+    podgc::start(&ctx, &mut set, config.terminated_pod_gc_threshold);
+    disruption::start(&ctx, &mut set);
+    resourcequota::start(&ctx, &mut set);
+    persistentvolume::start(&ctx, &mut set, config.storage_dir.clone());
+    if let Some(cidr) = &config.cluster_cidr {
+        match nodeipam::Ranges::parse(cidr, config.node_cidr_mask_size) {
+            Ok(ranges) => nodeipam::start(&ctx, &mut set, ranges),
+            Err(e) => tracing::error!(error = %e, "node IPAM disabled"),
+        }
+    }
+    ctx.informers.start();
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a controller task failed");
+        }
+    }
+    futures::future::pending::<()>().await
 }

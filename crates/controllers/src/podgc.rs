@@ -41,15 +41,15 @@ pub fn collect(
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
         match node {
-            Some(n) if !nodes.contains(&n) => {
-                if missing_since
-                    .get(&n)
-                    .is_some_and(|t| t.elapsed() >= QUARANTINE)
-                {
-                    let (ns, name) = id(p);
-                    out.push((ns, name, true));
-                    continue;
-                }
+            Some(n)
+                if !nodes.contains(&n)
+                    && missing_since
+                        .get(&n)
+                        .is_some_and(|t| t.elapsed() >= QUARANTINE) =>
+            {
+                let (ns, name) = id(p);
+                out.push((ns, name, true));
+                continue;
             }
             None if p.metadata.deletion_timestamp.is_some() => {
                 let (ns, name) = id(p);

@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn deletion_order() {
-        let mut pods = vec![
+        let mut pods = [
             pod("ready-old", Some("n"), "Running", Some(100)),
             pod("ready-new", Some("n"), "Running", Some(200)),
             pod("running-not-ready", Some("n"), "Running", None),

@@ -1,8 +1,10 @@
 //! Controller manager benchmark: starts the real `rkube server` (release
 //! build; controllers and scheduler in the server process) and an
 //! `rkube agent --simulated-nodes 100`, then times
-//!   - a 1,000-replica Deployment from creation to all pods available,
-//!   - a rolling update of it (new image) to all new pods available,
+//!
+//! - a 1,000-replica Deployment from creation to all pods available,
+//! - a rolling update of it (new image) to all new pods available,
+//!
 //! and prints the server's RSS idle and after the rollout (the controller
 //! manager's caches are most of the growth).
 //!

@@ -42,6 +42,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup: the size of the server's flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane (and a local node unless --disable-agent).

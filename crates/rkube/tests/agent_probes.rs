@@ -1,5 +1,5 @@
 //! Liveness, readiness and startup probes on a real local node (containerd
-//! + runc), observed through kubectl. Skipped, with the reason printed,
+//! and runc), observed through kubectl. Skipped, with the reason printed,
 //! where containerd cannot run.
 
 mod support;

@@ -8,9 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{eventually, Server};
 
-/// Polls `f` until it returns Some, for at most `secs` seconds.
-#[track_caller]
-
 fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a str> {
     obj["status"]["conditions"]
         .as_array()?
