@@ -664,6 +664,39 @@ impl PodSyncer {
         for v in by_name.values_mut() {
             v.sort_by_key(|s| std::cmp::Reverse((s.attempt, s.created_at)));
         }
+        // containerd marks an OOM kill from its own OOM event, which can
+        // land just after the exit: a fresh SIGKILL exit of a container with
+        // a memory limit is read again for up to a second before it counts
+        // as `Error`.
+        let limited = |name: &str| {
+            let spec = pod.spec.as_ref();
+            spec.into_iter()
+                .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+                .any(|c| {
+                    c.name == name
+                        && c.resources
+                            .as_ref()
+                            .and_then(|r| r.limits.as_ref())
+                            .is_some_and(|l| l.contains_key("memory"))
+                })
+        };
+        for (name, runs) in by_name.iter_mut() {
+            if !limited(name) {
+                continue;
+            }
+            for s in runs.iter_mut() {
+                for _ in 0..5 {
+                    if !oom_unsettled(s, now_nanos()) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    match self.cri.container_status(&s.id).await {
+                        Ok(fresh) => *s = fresh,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
         Ok(by_name)
     }
 
@@ -1333,6 +1366,22 @@ pub(crate) fn set_condition(
         }
         None => conds.push(new(None)),
     }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// A container killed by SIGKILL (exit 137) under two seconds ago that the
+/// runtime does not (yet) call `OOMKilled`: its OOM event may still come.
+pub(crate) fn oom_unsettled(s: &cri::ContainerStatus, now: i64) -> bool {
+    s.state == cri::ContainerState::Exited
+        && s.exit_code == 137
+        && matches!(s.reason.as_str(), "" | "Error")
+        && s.finished_at > 0
+        && now - s.finished_at < 2_000_000_000
 }
 
 #[cfg(test)]

@@ -737,3 +737,58 @@ fn host_ports_become_port_mappings() {
     assert!(s.sandbox_config(&hn, 0).port_mappings.is_empty());
     assert_eq!(s.sandbox_config(&p, 0).port_mappings, got);
 }
+
+#[test]
+fn fresh_sigkill_exits_wait_for_the_oom_reason() {
+    let now = 10_000_000_000i64;
+    let st = |state, exit_code, reason: &str, finished_at| cri::ContainerStatus {
+        id: "c1".into(),
+        name: "hog".into(),
+        attempt: 0,
+        state,
+        created_at: 1,
+        started_at: 1,
+        finished_at,
+        exit_code,
+        image: String::new(),
+        image_ref: String::new(),
+        reason: reason.to_owned(),
+        message: String::new(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        log_path: String::new(),
+    };
+    let exited = cri::ContainerState::Exited;
+    let cases = [
+        (
+            "just killed, runtime says Error",
+            st(exited, 137, "Error", now - 100_000_000),
+            true,
+        ),
+        (
+            "just killed, no reason yet",
+            st(exited, 137, "", now - 1_900_000_000),
+            true,
+        ),
+        (
+            "already OOMKilled",
+            st(exited, 137, "OOMKilled", now),
+            false,
+        ),
+        (
+            "killed long ago",
+            st(exited, 137, "Error", now - 2_000_000_000),
+            false,
+        ),
+        ("another exit code", st(exited, 1, "Error", now), false),
+        (
+            "still running",
+            st(cri::ContainerState::Running, 0, "", 0),
+            false,
+        ),
+        ("no finish time", st(exited, 137, "Error", 0), false),
+    ];
+    for (what, s, want) in cases {
+        assert_eq!(super::oom_unsettled(&s, now), want, "{what}");
+    }
+}
