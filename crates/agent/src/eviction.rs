@@ -185,46 +185,6 @@ impl Threshold {
     }
 }
 
-/// Parses a Go duration (`1m30s`, `5m`, `300ms`, `0`).
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if t.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut rest = t;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(|| format!("missing unit in duration {t:?}"))?;
-        if n == 0 {
-            return Err(format!("invalid duration {t:?}"));
-        }
-        let num: f64 = rest[..n]
-            .parse()
-            .map_err(|_| format!("invalid duration {t:?}"))?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            unit => return Err(format!("unknown unit {unit:?} in duration {t:?}")),
-        };
-        total += num * factor;
-        rest = &rest[u..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 /// Parses `--eviction-hard` / `--eviction-soft`: comma-separated
 /// `signal<value`, the value a quantity (`100Mi`, `1000`) or a percentage
 /// (`10%`; `0%` leaves the signal out). Soft thresholds take their grace
@@ -316,7 +276,7 @@ pub fn parse_grace_periods(s: &str) -> Result<BTreeMap<Signal, Duration>, String
                 "{flag}: {stmt:?}: grace period must not be negative"
             ));
         }
-        let d = parse_go_duration(d).map_err(|e| format!("{flag}: {stmt:?}: {e}"))?;
+        let d = api::duration::parse(d.trim()).map_err(|e| format!("{flag}: {stmt:?}: {e}"))?;
         if out.insert(signal, d).is_some() {
             return Err(format!(
                 "{flag}: duplicate grace period for {}",
@@ -679,9 +639,14 @@ pub fn message(
     m
 }
 
-fn limit(c: &Container, resource: &str) -> Option<i128> {
+/// A container's limit of `resource`, as written and parsed.
+fn limit_quantity<'a>(c: &'a Container, resource: &str) -> Option<(&'a str, Quantity)> {
     let q = c.resources.as_ref()?.limits.as_ref()?.get(resource)?;
-    Some(Quantity::parse(&q.0)?.value())
+    Some((q.0.as_str(), Quantity::parse(&q.0)?))
+}
+
+fn limit(c: &Container, resource: &str) -> Option<i128> {
+    limit_quantity(c, resource).map(|(_, q)| q.value())
 }
 
 /// Whether the pod declares any local storage limit (only those pods are
@@ -732,15 +697,7 @@ pub fn local_storage_violation(pod: &Pod, usage: &PodUsage) -> Option<String> {
     let limits: Vec<Quantity> = spec
         .containers
         .iter()
-        .filter_map(|c| {
-            let q = c
-                .resources
-                .as_ref()?
-                .limits
-                .as_ref()?
-                .get("ephemeral-storage")?;
-            Quantity::parse(&q.0)
-        })
+        .filter_map(|c| Some(limit_quantity(c, "ephemeral-storage")?.1))
         .collect();
     if !limits.is_empty() {
         let total: Quantity = limits.into_iter().sum();
@@ -753,22 +710,16 @@ pub fn local_storage_violation(pod: &Pod, usage: &PodUsage) -> Option<String> {
         }
     }
     for c in &spec.containers {
-        let (Some(l), Some(u)) = (
-            limit(c, "ephemeral-storage"),
+        let (Some((written, l)), Some(u)) = (
+            limit_quantity(c, "ephemeral-storage"),
             usage.containers.iter().find(|u| u.name == c.name),
         ) else {
             continue;
         };
-        if container_use(u) > l {
-            let q = c
-                .resources
-                .as_ref()?
-                .limits
-                .as_ref()?
-                .get("ephemeral-storage")?;
+        if container_use(u) > l.value() {
             return Some(format!(
-                "Container {} exceeded its local ephemeral storage limit {:?}. ",
-                c.name, q.0
+                "Container {} exceeded its local ephemeral storage limit {written:?}. ",
+                c.name
             ));
         }
     }

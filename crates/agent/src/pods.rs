@@ -1162,24 +1162,8 @@ impl PodSyncer {
             };
             ips.insert(s.id.clone(), ip);
         }
-        let stops = containers.iter().filter_map(|c| {
-            let s = sandboxes.iter().find(|s| s.id == c.sandbox_id)?;
-            let ip = ips.get(&s.id).cloned().unwrap_or_default();
-            match c.state {
-                cri::ContainerState::Running => Some(self.kill_container(s, c, ip, grace).boxed()),
-                cri::ContainerState::Created => {
-                    Some(self.cri.stop_container(&c.id, grace.max(0)).boxed())
-                }
-                _ => None,
-            }
-        });
-        for r in futures::future::join_all(stops).await {
-            match r {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.stop_containers(&containers, &sandboxes, |id| ips.get(id).cloned(), grace)
+            .await?;
         for s in &sandboxes {
             for r in [
                 self.cri.stop_pod_sandbox(&s.id).await,
@@ -1226,6 +1210,39 @@ impl PodSyncer {
 
     /// Stops running container `c` of sandbox `s` (its preStop hook from
     /// its annotations first), with `grace` seconds in all.
+    /// Stops `containers` (those of `sandboxes`) all at once: running ones
+    /// killed with `grace` (preStop hooks first; `ip_of` a sandbox's pod
+    /// IP for httpGet hooks), created ones stopped. Gone already is fine.
+    async fn stop_containers(
+        &self,
+        containers: &[cri::Container],
+        sandboxes: &[cri::Sandbox],
+        ip_of: impl Fn(&str) -> Option<String>,
+        grace: i64,
+    ) -> cri::Result<()> {
+        let stops = containers.iter().filter_map(|c| {
+            let s = sandboxes.iter().find(|s| s.id == c.sandbox_id)?;
+            match c.state {
+                cri::ContainerState::Running => {
+                    let ip = ip_of(&s.id).unwrap_or_default();
+                    Some(self.kill_container(s, c, ip, grace).boxed())
+                }
+                cri::ContainerState::Created => {
+                    Some(self.cri.stop_container(&c.id, grace.max(0)).boxed())
+                }
+                _ => None,
+            }
+        });
+        for r in futures::future::join_all(stops).await {
+            match r {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn kill_container(
         &self,
         s: &cri::Sandbox,
@@ -1269,25 +1286,8 @@ impl PodSyncer {
             .as_ref()
             .and_then(|s| s.pod_ip.clone())
             .unwrap_or_default();
-        let stops = containers.iter().filter_map(|c| {
-            let s = sandboxes.iter().find(|s| s.id == c.sandbox_id)?;
-            match c.state {
-                cri::ContainerState::Running => {
-                    Some(self.kill_container(s, c, ip.clone(), grace).boxed())
-                }
-                cri::ContainerState::Created => {
-                    Some(self.cri.stop_container(&c.id, grace.max(0)).boxed())
-                }
-                _ => None,
-            }
-        });
-        for r in futures::future::join_all(stops).await {
-            match r {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-        }
+        self.stop_containers(&containers, &sandboxes, |_| Some(ip.clone()), grace)
+            .await?;
         let latest = sandboxes.iter().max_by_key(|s| (s.attempt, s.created_at));
         let by_name = match latest {
             Some(s) => self.containers(pod, &s.id).await?,

@@ -172,41 +172,6 @@ fn parse_field(field: &str, b: &Bounds) -> Result<u64, String> {
     Ok(bits)
 }
 
-/// A Go duration (`1h30m`, `90s`, `1.5h`) in whole seconds.
-fn parse_go_duration(s: &str) -> Result<i64, String> {
-    let err = || format!("time: invalid duration \"{s}\"");
-    if s.is_empty() {
-        return Err(err());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if n == 0 {
-            return Err(err());
-        }
-        let value: f64 = rest[..n].parse().map_err(|_| err())?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += value * unit;
-        rest = &rest[u..];
-    }
-    Ok(total as i64)
-}
-
 /// Parses a schedule as robfig/cron's `ParseStandard` does.
 pub fn parse(spec: &str) -> Result<Schedule, String> {
     let mut spec = spec.trim();
@@ -230,8 +195,9 @@ pub fn parse(spec: &str) -> Result<Schedule, String> {
             "hourly" => "0 * * * *",
             _ => {
                 if let Some(d) = desc.strip_prefix("every ") {
-                    let secs = parse_go_duration(d.trim())
-                        .map_err(|e| format!("failed to parse duration {spec}: {e}"))?;
+                    let secs = crate::duration::parse(d.trim())
+                        .map_err(|e| format!("failed to parse duration {spec}: {e}"))?
+                        .as_secs() as i64;
                     return Ok(Schedule {
                         tz,
                         kind: ScheduleKind::Every(secs.max(1)),

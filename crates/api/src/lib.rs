@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod cron;
+pub mod duration;
 pub mod fields;
 pub mod kinds;
 pub mod openapi;

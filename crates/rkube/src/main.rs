@@ -258,7 +258,7 @@ struct NodeArgs {
     eviction_soft_grace_period: String,
     /// How long a pressure condition stays True after its thresholds stop
     /// being met.
-    #[arg(long, default_value = "5m", value_parser = agent::eviction::parse_go_duration)]
+    #[arg(long, default_value = "5m", value_parser = api::duration::parse)]
     eviction_pressure_transition_period: Duration,
     /// Longest grace period (seconds) a soft eviction gives a pod; 0 or
     /// less: the pod's own terminationGracePeriodSeconds.
@@ -357,25 +357,14 @@ fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses `300ms`, `90s`, `5m`, `1h` (Go duration style, one unit).
+/// Parses a positive Go duration: `300ms`, `90s`, `5m`, `1h30m`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .ok_or_else(|| format!("missing unit in duration {s:?} (use ms, s, m or h)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-    };
-    if secs <= 0.0 {
+    let d = api::duration::parse(s)?;
+    if d.is_zero() {
         return Err(format!("duration {s:?} must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 fn main() -> anyhow::Result<()> {
