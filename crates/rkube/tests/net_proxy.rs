@@ -213,15 +213,7 @@ fn services_reach_ready_pods_by_dns_cluster_ip_and_node_port() {
         !host_seen.is_empty() && host_seen.is_subset(&pods),
         "{host_seen:?}"
     );
-    let node = s.json(&["get", "node", "proxy-node"]);
-    let node_ip = node["status"]["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .unwrap()
-        .to_owned();
+    let node_ip = s.node_internal_ip("proxy-node");
     let via_node_port = eventually(20, "an answer on the NodePort", || {
         get(format!("{node_ip}:{node_port}").parse().unwrap())
     });

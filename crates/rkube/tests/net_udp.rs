@@ -167,15 +167,7 @@ fn udp_flows_follow_the_service_when_endpoints_change() {
         programmed(&s, &cluster_ip, 53).then_some(())
     });
 
-    let node = s.json(&["get", "node", "udp-node"]);
-    let node_ip = node["status"]["addresses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["type"] == "InternalIP")
-        .and_then(|a| a["address"].as_str())
-        .unwrap()
-        .to_owned();
+    let node_ip = s.node_internal_ip("udp-node");
 
     // One client socket, one source port, for the whole test; and one
     // for the NodePort on the node's address.

@@ -511,6 +511,19 @@ impl Server {
         full.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&full)).unwrap()
     }
+
+    /// A node's InternalIP, from its status.
+    pub fn node_internal_ip(&self, node: &str) -> String {
+        let n = self.json(&["get", "node", node]);
+        n["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["type"] == "InternalIP")
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or_else(|| panic!("node {node} has no InternalIP: {n}"))
+            .to_owned()
+    }
 }
 
 fn unsafe_sigterm(pid: u32) {
