@@ -23,6 +23,13 @@ const INVALID_CREATES: &[(&str, &str, &str)] = &[
         r#"The Pod "twoprobes" is invalid: spec.containers[0].livenessProbe.httpGet: Forbidden: may not specify more than 1 handler type"#,
     ),
     (
+        "pod/novolumesource",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "novolumesource"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                "volumes": [{"name": "empty"}, {"name": "cfg", "secret": {"defaultMode": 1000}}]}}"#,
+        "spec.volumes[0]: Required value: must specify a volume type",
+    ),
+    (
         "pod/escalate",
         r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "escalate"},
             "spec": {"containers": [{"name": "c", "image": "busybox",

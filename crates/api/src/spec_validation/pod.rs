@@ -322,8 +322,137 @@ fn volumes(spec: &Value, path: &str, out: &mut Vec<Cause>) -> HashSet<String> {
         if !names.insert(name.to_owned()) {
             out.push(duplicate(&vp, name));
         }
+        volume_source(v, &format!("{path}.volumes[{i}]"), out);
     }
     names
+}
+
+/// Volume sources, in the order Kubernetes looks for them.
+const VOLUME_SOURCES: &[&str] = &[
+    "hostPath",
+    "emptyDir",
+    "gitRepo",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "flocker",
+    "persistentVolumeClaim",
+    "rbd",
+    "quobyte",
+    "cinder",
+    "cephfs",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "vsphereVolume",
+    "azureDisk",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "scaleIO",
+    "configMap",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
+    "projected",
+];
+
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+];
+
+/// One volume's source: exactly one, with the fields its kind requires
+/// (the sources rkube's agent mounts are checked in depth).
+fn volume_source(v: &Value, vp: &str, out: &mut Vec<Cause>) {
+    let mut found = 0;
+    for key in VOLUME_SOURCES {
+        if v.get(key).is_none_or(Value::is_null) {
+            continue;
+        }
+        found += 1;
+        if found > 1 {
+            out.push(forbidden(
+                &format!("{vp}.{key}"),
+                "may not specify more than 1 volume type",
+            ));
+        }
+    }
+    if found == 0 {
+        out.push(required(vp, "must specify a volume type"));
+        return;
+    }
+    let need = |src: &str, field: &str, out: &mut Vec<Cause>| {
+        if let Some(x) = v.get(src).filter(|x| x.is_object()) {
+            if str_of(x, field).is_empty() {
+                out.push(required(&format!("{vp}.{src}.{field}"), ""));
+            }
+        }
+    };
+    need("hostPath", "path", out);
+    need("secret", "secretName", out);
+    need("configMap", "name", out);
+    need("persistentVolumeClaim", "claimName", out);
+    if let Some(t) = v.get("hostPath").and_then(|h| h.get("type")) {
+        if !HOST_PATH_TYPES.contains(&t.as_str().unwrap_or("?")) {
+            out.push(not_supported(
+                &format!("{vp}.hostPath.type"),
+                t,
+                &HOST_PATH_TYPES[1..],
+            ));
+        }
+    }
+    for src in ["secret", "configMap", "downwardAPI", "projected"] {
+        let Some(x) = v.get(src) else { continue };
+        if let Some(m) = x.get("defaultMode") {
+            file_mode(m, &format!("{vp}.{src}.defaultMode"), out);
+        }
+        for (j, item) in arr(x, "items").iter().enumerate() {
+            let ip = format!("{vp}.{src}.items[{j}]");
+            if src != "downwardAPI" && str_of(item, "key").is_empty() {
+                out.push(required(&format!("{ip}.key"), ""));
+            }
+            relative_path(item.get("path"), &format!("{ip}.path"), out);
+            if let Some(m) = item.get("mode") {
+                file_mode(m, &format!("{ip}.mode"), out);
+            }
+        }
+    }
+}
+
+/// A file mode: 0 to 0777.
+fn file_mode(m: &Value, field: &str, out: &mut Vec<Cause>) {
+    if !m.as_i64().is_some_and(|n| (0..=0o777).contains(&n)) {
+        out.push(invalid(
+            field,
+            m,
+            "must be a number between 0 and 0777 (octal), both inclusive",
+        ));
+    }
+}
+
+/// A path inside a volume: required, relative, without `..`.
+fn relative_path(p: Option<&Value>, field: &str, out: &mut Vec<Cause>) {
+    let s = p.and_then(Value::as_str).unwrap_or("");
+    if s.is_empty() {
+        out.push(required(field, ""));
+        return;
+    }
+    if s.starts_with('/') {
+        out.push(invalid(field, &Value::from(s), "must be a relative path"));
+    }
+    if s.split('/').any(|part| part == "..") {
+        out.push(invalid(field, &Value::from(s), "must not contain '..'"));
+    }
 }
 
 fn duplicate(field: &str, value: &str) -> Cause {
@@ -681,6 +810,33 @@ mod tests {
             (
                 "",
                 "Pod",
+                json!({"spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [
+                    {"name": "none"},
+                    {"name": "two", "emptyDir": {}, "configMap": {"name": "x"}},
+                    {"name": "hp", "hostPath": {"type": "Pipe"}},
+                    {"name": "s", "secret": {"defaultMode": 1000, "items": [{"path": "/abs"}, {"key": "k", "path": "a/../b", "mode": -1}]}},
+                    {"name": "cm", "configMap": {}},
+                    {"name": "pvc", "persistentVolumeClaim": {"readOnly": true}},
+                    {"name": "ok", "projected": {"sources": [], "defaultMode": 420}},
+                ]}}),
+                vec![
+                    "spec.volumes[0]: Required value: must specify a volume type",
+                    "spec.volumes[1].configMap: Forbidden: may not specify more than 1 volume type",
+                    "spec.volumes[2].hostPath.path: Required value",
+                    r#"spec.volumes[2].hostPath.type: Unsupported value: "Pipe": supported values: "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket""#,
+                    "spec.volumes[3].secret.secretName: Required value",
+                    "spec.volumes[3].secret.defaultMode: Invalid value: 1000: must be a number between 0 and 0777 (octal), both inclusive",
+                    "spec.volumes[3].secret.items[0].key: Required value",
+                    r#"spec.volumes[3].secret.items[0].path: Invalid value: "/abs": must be a relative path"#,
+                    r#"spec.volumes[3].secret.items[1].path: Invalid value: "a/../b": must not contain '..'"#,
+                    "spec.volumes[3].secret.items[1].mode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive",
+                    "spec.volumes[4].configMap.name: Required value",
+                    "spec.volumes[5].persistentVolumeClaim.claimName: Required value",
+                ],
+            ),
+            (
+                "",
+                "Pod",
                 json!({"spec": {"containers": [{"name": "Bad_Name", "image": "i", "resources": {"limits": {"cpu": "lots"}}}]}}),
                 vec![
                     "spec.containers[0].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
@@ -690,7 +846,7 @@ mod tests {
             (
                 "",
                 "Pod",
-                json!({"spec": {"volumes": [{"name": "v"}, {"name": "v"}], "containers": [{"name": "c", "image": "i",
+                json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}], "containers": [{"name": "c", "image": "i",
                     "volumeMounts": [{"name": "data", "mountPath": "/d"}],
                     "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}]}}),
                 vec![
