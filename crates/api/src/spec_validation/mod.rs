@@ -112,6 +112,37 @@ pub(crate) fn at<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key).unwrap_or(&Value::Null)
 }
 
+/// Exactly one of `sources` set in `obj` (a pod volume, a PV's spec):
+/// each after the first is Forbidden, none is Required on `path`.
+/// Returns how many are set.
+pub(crate) fn one_volume_source(
+    obj: &Value,
+    sources: &[&str],
+    path: &str,
+    out: &mut Vec<crate::validation::Cause>,
+) -> usize {
+    let mut found = 0;
+    for key in sources {
+        if obj.get(*key).is_none_or(Value::is_null) {
+            continue;
+        }
+        found += 1;
+        if found > 1 {
+            out.push(crate::validation::forbidden(
+                &format!("{path}.{key}"),
+                "may not specify more than 1 volume type",
+            ));
+        }
+    }
+    if found == 0 {
+        out.push(crate::validation::required(
+            path,
+            "must specify a volume type",
+        ));
+    }
+    found
+}
+
 pub(crate) fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)

@@ -374,21 +374,7 @@ const HOST_PATH_TYPES: &[&str] = &[
 /// One volume's source: exactly one, with the fields its kind requires
 /// (the sources rkube's agent mounts are checked in depth).
 fn volume_source(v: &Value, vp: &str, out: &mut Vec<Cause>) {
-    let mut found = 0;
-    for key in VOLUME_SOURCES {
-        if v.get(key).is_none_or(Value::is_null) {
-            continue;
-        }
-        found += 1;
-        if found > 1 {
-            out.push(forbidden(
-                &format!("{vp}.{key}"),
-                "may not specify more than 1 volume type",
-            ));
-        }
-    }
-    if found == 0 {
-        out.push(required(vp, "must specify a volume type"));
+    if super::one_volume_source(v, VOLUME_SOURCES, vp, out) == 0 {
         return;
     }
     let need = |src: &str, field: &str, out: &mut Vec<Cause>| {

@@ -177,21 +177,7 @@ pub(crate) fn pv_spec(spec: &Value, out: &mut Vec<Cause>) {
             }
         }
     }
-    let mut sources = 0;
-    for s in PV_SOURCES {
-        if spec.get(*s).is_some_and(|v| !v.is_null()) {
-            sources += 1;
-            if sources > 1 {
-                out.push(forbidden(
-                    &format!("spec.{s}"),
-                    "may not specify more than 1 volume type",
-                ));
-            }
-        }
-    }
-    if sources == 0 {
-        out.push(required("spec", "must specify a volume type"));
-    }
+    super::one_volume_source(spec, PV_SOURCES, "spec", out);
     if let Some(p) = spec.get("hostPath").and_then(|h| h.get("path")) {
         if p.as_str().is_none_or(str::is_empty) {
             out.push(required("spec.hostPath.path", ""));
