@@ -219,9 +219,9 @@ struct Shared {
     recorder: runtime::events::Recorder,
     /// The pressure conditions the eviction manager reports.
     pressure: Mutex<Pressure>,
-    /// Pods (uid) the eviction manager stopped: never started again; the
-    /// Failed status to write, until it is written.
-    evicted: Mutex<HashMap<String, Option<PodStatus>>>,
+    /// Pods (uid) the eviction manager chose: never started again. Their
+    /// workers stop them and write their Failed status.
+    evicted: Mutex<HashMap<String, Eviction>>,
     /// Pods (uid) admitted to run; others are checked against the node's
     /// pressure first.
     admitted: Mutex<HashSet<String>>,
@@ -230,6 +230,15 @@ struct Shared {
 }
 
 /// Tasks aborted when dropped (a failed start leaves none behind).
+/// A pod the eviction manager chose.
+#[derive(Clone, Debug)]
+enum Eviction {
+    /// Its worker is to stop it with this grace period.
+    Stopping { grace: i64, message: String },
+    /// Stopped: the Failed status, written until the API has it.
+    Stopped(PodStatus),
+}
+
 struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
@@ -792,7 +801,6 @@ impl Shared {
                 tracing::warn!(error = %e, "writing the node's pressure conditions failed");
             }
         }
-        self.retry_evicted_status().await;
         if self.local_storage_eviction().await? {
             return Ok(());
         }
@@ -843,7 +851,8 @@ impl Shared {
             let message = eviction::message(signal, threshold, obs.get(&signal), pod, usage);
             let grace =
                 eviction::grace_period(threshold, pod, self.config.eviction.max_pod_grace_period);
-            self.evict(pod, grace, message).await?;
+            self.evict(pod, grace, message);
+            self.wait_evicted(&[pod], grace).await;
             return Ok(());
         }
         tracing::warn!(signal = signal.name(), "no pod to evict");
@@ -884,7 +893,7 @@ impl Shared {
         let Some(usage) = self.pod_usage(&pods).await else {
             return Ok(false);
         };
-        let mut evicted = false;
+        let mut evicted = Vec::new();
         for pod in &pods {
             let uid = pod.metadata.uid.as_deref().unwrap_or_default();
             let Some(message) = usage
@@ -893,10 +902,11 @@ impl Shared {
             else {
                 continue;
             };
-            self.evict(pod, 0, message).await?;
-            evicted = true;
+            self.evict(pod, 0, message);
+            evicted.push(pod.as_ref());
         }
-        Ok(evicted)
+        self.wait_evicted(&evicted, 0).await;
+        Ok(!evicted.is_empty())
     }
 
     fn node_ref(&self) -> k8s_openapi::api::core::v1::ObjectReference {
@@ -975,73 +985,50 @@ impl Shared {
         Some(out)
     }
 
-    /// Stops `pod` and marks it Failed/Evicted with a DisruptionTarget
-    /// condition, as the kubelet does.
-    async fn evict(&self, pod: &Pod, grace: i64, message: String) -> anyhow::Result<()> {
+    /// Chooses `pod` for eviction: its worker stops it (never to start
+    /// again) and marks it Failed/Evicted, serialized with its syncs.
+    fn evict(&self, pod: &Pod, grace: i64, message: String) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let key = runtime::key_of(&pod.metadata);
         tracing::warn!(pod = key, grace, message, "evicting pod");
-        self.evicted.lock().unwrap().insert(uid.clone(), None);
-        let mut status = match self.syncer.stop_pod(pod, grace).await {
-            Ok(s) => s,
-            Err(e) => {
-                // Not stopped: it may be chosen again next pass.
-                self.evicted.lock().unwrap().remove(&uid);
-                return Err(e.into());
-            }
-        };
         self.recorder.record(
             kube::Resource::object_ref(pod, &()),
             "Warning",
             eviction::REASON,
             message.clone(),
         );
-        status.phase = Some("Failed".into());
-        status.reason = Some(eviction::REASON.into());
-        status.message = Some(message.clone());
-        crate::pods::set_condition(
-            &mut status,
-            "DisruptionTarget",
-            true,
-            Some("TerminationByKubelet"),
-            Some(message),
-        );
-        for c in ["Ready", "ContainersReady", "PodReadyToStartContainers"] {
-            crate::pods::set_condition(&mut status, c, false, Some("PodCompleted"), None);
-        }
         self.evicted
             .lock()
             .unwrap()
-            .insert(uid, Some(status.clone()));
-        self.write_terminal_status(pod, status).await
+            .insert(uid, Eviction::Stopping { grace, message });
+        self.queue.add(key);
     }
 
-    /// Writes the Failed status of evicted pods whose write failed
-    /// (the API was away): they are stopped, so they must say so.
-    async fn retry_evicted_status(&self) {
-        let pending: Vec<(String, PodStatus)> = self
-            .evicted
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(uid, s)| Some((uid.clone(), s.clone()?)))
-            .collect();
-        for (uid, status) in pending {
-            let pod = self
-                .pods
-                .state()
-                .into_iter()
-                .find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
-            if let Some(pod) = pod.filter(|p| !terminal(p)) {
-                if let Err(e) = self.write_terminal_status(&pod, status).await {
-                    tracing::warn!(pod = runtime::key_of(&pod.metadata), error = %format!("{e:#}"), "writing an evicted pod's status");
-                }
+    /// Waits until the workers have stopped `pods` (as the kubelet's
+    /// eviction manager waits for the pods it evicted to be cleaned up),
+    /// at most their grace period and half a minute.
+    async fn wait_evicted(&self, pods: &[&Pod], grace: i64) {
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(grace.max(0) as u64)
+            + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            let stopping = {
+                let evicted = self.evicted.lock().unwrap();
+                pods.iter().any(|p| {
+                    matches!(
+                        evicted.get(p.metadata.uid.as_deref().unwrap_or_default()),
+                        Some(Eviction::Stopping { .. })
+                    )
+                })
+            };
+            if !stopping {
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        tracing::warn!("evicted pods not stopped in time");
     }
 
-    /// Writes a terminal status for `pod` (retrying on conflicts with a
-    /// fresh copy).
     async fn write_terminal_status(&self, pod: &Pod, status: PodStatus) -> anyhow::Result<()> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -1385,9 +1372,20 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
         return Ok(Next::Done);
     }
 
-    // Finished pods (and those being evicted) are never started again;
-    // their volumes go, as the kubelet unmounts a terminated pod's.
-    if terminal(&pod) || shared.evicted.lock().unwrap().contains_key(&uid) {
+    // Evicted pods are stopped and marked Failed; pods past their
+    // activeDeadlineSeconds too.
+    let eviction = shared.evicted.lock().unwrap().get(&uid).cloned();
+    let mut ended = terminal(&pod);
+    if let Some(e) = eviction {
+        finish_eviction(&shared, &pod, e).await?;
+        ended = true;
+    } else if !ended && deadline_left(&pod).is_some_and(|d| d.is_zero()) {
+        stop_past_deadline(&shared, &pod).await?;
+        ended = true;
+    }
+    // Finished pods are never started again; their volumes go, as the
+    // kubelet unmounts a terminated pod's.
+    if ended {
         syncer.stop_sandboxes(&pod).await?;
         crate::volumes::teardown(&syncer.pod_dir(&uid));
         return Ok(Next::Done);
@@ -1414,8 +1412,100 @@ async fn reconcile(shared: Arc<Shared>, key: String) -> Result<Next, Error> {
     }
     if matches!(synced.status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         syncer.stop_sandboxes(&pod).await?;
+        return Ok(Next::Done);
     }
-    Ok(synced.requeue_after.map_or(Next::Done, Next::After))
+    // Looked at again when its deadline passes (startTime is known once
+    // the first status is written, which queues the pod again).
+    let requeue = match (synced.requeue_after, deadline_left(&pod)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(requeue.map_or(Next::Done, Next::After))
+}
+
+/// How long `pod` may still run by its `activeDeadlineSeconds`, counted
+/// from its startTime as the kubelet does; None without either.
+fn deadline_left(pod: &Pod) -> Option<Duration> {
+    let secs = pod.spec.as_ref()?.active_deadline_seconds?;
+    let start = pod.status.as_ref()?.start_time.as_ref()?.0;
+    let end = start.as_second().saturating_add(secs);
+    let left = end - Timestamp::now().as_second();
+    Some(Duration::from_secs(left.max(0) as u64))
+}
+
+/// Stops an evicted pod and writes its Failed/Evicted status with a
+/// DisruptionTarget condition, as the kubelet does. A failure is retried
+/// by the queue; the pod never runs again meanwhile.
+async fn finish_eviction(shared: &Shared, pod: &Pod, e: Eviction) -> Result<(), Error> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let status = match e {
+        Eviction::Stopping { grace, message } => {
+            let mut status = shared.syncer.stop_pod(pod, grace).await?;
+            status.phase = Some("Failed".into());
+            status.reason = Some(eviction::REASON.into());
+            status.message = Some(message.clone());
+            crate::pods::set_condition(
+                &mut status,
+                "DisruptionTarget",
+                true,
+                Some("TerminationByKubelet"),
+                Some(message),
+            );
+            terminated_conditions(pod, &mut status);
+            shared
+                .evicted
+                .lock()
+                .unwrap()
+                .insert(uid, Eviction::Stopped(status.clone()));
+            status
+        }
+        Eviction::Stopped(status) => status,
+    };
+    if !terminal(pod) {
+        shared
+            .write_terminal_status(pod, status)
+            .await
+            .map_err(|e| Error(format!("writing an evicted pod's status: {e:#}")))?;
+    }
+    Ok(())
+}
+
+/// Stops a pod past its `activeDeadlineSeconds` with its grace period and
+/// marks it Failed/DeadlineExceeded (the kubelet's active deadline handler).
+async fn stop_past_deadline(shared: &Shared, pod: &Pod) -> Result<(), Error> {
+    const REASON: &str = "DeadlineExceeded";
+    const MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+    tracing::info!(
+        pod = runtime::key_of(&pod.metadata),
+        "pod past its active deadline"
+    );
+    shared.recorder.record(
+        kube::Resource::object_ref(pod, &()),
+        "Normal",
+        REASON,
+        MESSAGE.into(),
+    );
+    let mut status = shared.syncer.stop_pod(pod, grace_of(pod)).await?;
+    status.phase = Some("Failed".into());
+    status.reason = Some(REASON.into());
+    status.message = Some(MESSAGE.into());
+    terminated_conditions(pod, &mut status);
+    shared
+        .write_terminal_status(pod, status)
+        .await
+        .map_err(|e| {
+            Error(format!(
+                "writing the status of a pod past its deadline: {e:#}"
+            ))
+        })
+}
+
+/// The conditions and container states of a pod the kubelet ended.
+fn terminated_conditions(pod: &Pod, status: &mut PodStatus) {
+    for c in ["Ready", "ContainersReady", "PodReadyToStartContainers"] {
+        crate::pods::set_condition(status, c, false, Some("PodCompleted"), None);
+    }
+    crate::pods::settle_terminated(&pod.spec.clone().unwrap_or_default(), status);
 }
 
 /// Deletes a mirror pod at once (only that one: its uid).

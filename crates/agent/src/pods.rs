@@ -1384,5 +1384,75 @@ pub(crate) fn oom_unsettled(s: &cri::ContainerStatus, now: i64) -> bool {
         && now - s.finished_at < 2_000_000_000
 }
 
+/// The status of a pod the kubelet itself ended (evicted, past its
+/// deadline): every container that had no chance to run or whose run the
+/// runtime no longer knows is reported terminated with
+/// `ContainerStatusUnknown`, as the kubelet's status manager does when it
+/// terminates a pod. App containers are only once the pod has initialized;
+/// init containers up to the last one with evidence of a start.
+pub(crate) fn settle_terminated(spec: &k8s_openapi::api::core::v1::PodSpec, st: &mut PodStatus) {
+    fn unknown() -> ContainerState {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some("ContainerStatusUnknown".into()),
+                message: Some(
+                    "The container could not be located when the pod was terminated".into(),
+                ),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }
+    }
+    fn started(s: &ContainerStatus) -> bool {
+        let waiting = s.state.as_ref().is_none_or(|st| st.waiting.is_some());
+        let ran_before = s
+            .last_state
+            .as_ref()
+            .is_some_and(|l| l.terminated.is_some());
+        !waiting || ran_before
+    }
+    fn terminated(s: &ContainerStatus) -> bool {
+        s.state.as_ref().is_some_and(|st| st.terminated.is_some())
+    }
+    let inits = st.init_container_statuses.get_or_insert_with(Vec::new);
+    let initialized = spec.init_containers.as_ref().is_none_or(Vec::is_empty)
+        || st.container_statuses.iter().flatten().any(started)
+        || inits.last().is_some_and(|last| {
+            let sidecar = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == last.name)
+                .is_some_and(|c| c.restart_policy.as_deref() == Some("Always"));
+            let state = last.state.clone().unwrap_or_default();
+            if sidecar {
+                state.running.is_some() || started(last)
+            } else {
+                state.terminated.is_some_and(|t| t.exit_code == 0)
+            }
+        });
+    if let Some(upto) = inits.iter().rposition(started) {
+        for s in &mut inits[..=upto] {
+            if !terminated(s) {
+                s.state = Some(unknown());
+                s.ready = false;
+            }
+        }
+    }
+    if inits.is_empty() {
+        st.init_container_statuses = None;
+    }
+    if initialized {
+        for s in st.container_statuses.iter_mut().flatten() {
+            if !terminated(s) {
+                s.state = Some(unknown());
+                s.ready = false;
+                s.started = Some(false);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -424,10 +424,12 @@ spec:
     });
     for p in [&hog, &modest] {
         assert_eq!(p["status"]["reason"], "Evicted", "{p}");
-        assert!(
-            p["status"]["containerStatuses"][0]["state"]["terminated"].is_object(),
-            "admitted, it ran: {p}"
-        );
+        let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+        assert!(t.is_object(), "{p}");
+        // Admitted, it ran (a container stopped before it started would
+        // be `ContainerStatusUnknown`).
+        assert_eq!(t["exitCode"], 137, "{p}");
+        assert_eq!(t["reason"], "Error", "{p}");
     }
     let evicted_at = |p: &Value| -> String {
         condition(p, "DisruptionTarget").unwrap()["lastTransitionTime"]

@@ -7,7 +7,8 @@
 //! supplementalGroups; readOnlyRootFilesystem; dropped capabilities,
 //! no_new_privs and RuntimeDefault seccomp against a plain container;
 //! runAsNonRoot on a root image (`CreateContainerConfigError`); a second
-//! deletion shortening the grace period. Skipped,
+//! deletion shortening the grace period; activeDeadlineSeconds (and
+//! lowering it on a running pod) ending a pod `DeadlineExceeded`. Skipped,
 //! with the reason printed, where containerd cannot run.
 
 mod support;
@@ -165,6 +166,30 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: deadline}}
+spec:
+  activeDeadlineSeconds: 3
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: lowered}}
+spec:
+  activeDeadlineSeconds: 3600
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    imagePullPolicy: Never
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: nonroot}}
 spec:
   securityContext: {{runAsNonRoot: true}}
@@ -224,6 +249,53 @@ fn hooks_limits_and_security_contexts() {
     assert_eq!(t["exitCode"], 137, "{p}");
     assert_eq!(p["status"]["phase"], "Failed", "{p}");
     assert_eq!(p["status"]["qosClass"], "Burstable", "{p}");
+
+    // activeDeadlineSeconds: stopped (grace 1 s; `sleep` ignores SIGTERM)
+    // and Failed, never restarted.
+    let p = eventually(60, "deadline Failed", || {
+        let p = s.json(&["get", "pod", "deadline"]);
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded", "{p}");
+    assert_eq!(
+        p["status"]["message"], "Pod was active on the node longer than the specified deadline",
+        "{p}"
+    );
+    let t = terminated(&p, 0).unwrap_or_else(|| panic!("{p}"));
+    assert_eq!(t["exitCode"], 137, "{p}");
+    assert_eq!(t["reason"], "Error", "{p}");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{p}"
+    );
+    let ev = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=deadline,reason=DeadlineExceeded,type=Normal",
+    ]);
+    assert!(
+        ev.contains("Pod was active on the node longer than the specified deadline"),
+        "{ev}"
+    );
+    // Lowered on a running pod (the one spec change a pod allows): it
+    // takes effect.
+    eventually(60, "lowered Running", || {
+        let p = s.json(&["get", "pod", "lowered"]);
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    s.ok(&[
+        "patch",
+        "pod",
+        "lowered",
+        "-p",
+        r#"{"spec":{"activeDeadlineSeconds":1}}"#,
+    ]);
+    let p = eventually(30, "lowered Failed", || {
+        let p = s.json(&["get", "pod", "lowered"]);
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    assert_eq!(p["status"]["reason"], "DeadlineExceeded", "{p}");
 
     // Users and groups.
     eventually(60, "user Succeeded", || {

@@ -792,3 +792,101 @@ fn fresh_sigkill_exits_wait_for_the_oom_reason() {
         assert_eq!(super::oom_unsettled(&s, now), want, "{what}");
     }
 }
+
+#[test]
+fn terminated_pods_settle_containers_that_never_ran_or_were_lost() {
+    fn cs(name: &str, state: &str) -> ContainerStatus {
+        let state = match state {
+            "waiting" => ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("ContainerCreating".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "running" => ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            },
+            code => ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: code.parse().unwrap(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        };
+        ContainerStatus {
+            name: name.into(),
+            state: Some(state),
+            ..Default::default()
+        }
+    }
+    fn shown(s: &ContainerStatus) -> String {
+        let st = s.state.clone().unwrap_or_default();
+        match (st.waiting, st.running, st.terminated) {
+            (Some(_), _, _) => "waiting".into(),
+            (_, Some(_), _) => "running".into(),
+            (_, _, Some(t)) => match t.reason.as_deref() {
+                Some("ContainerStatusUnknown") => {
+                    assert_eq!(t.exit_code, 137);
+                    assert_eq!(
+                        t.message.as_deref(),
+                        Some("The container could not be located when the pod was terminated")
+                    );
+                    "unknown".into()
+                }
+                _ => t.exit_code.to_string(),
+            },
+            _ => "none".into(),
+        }
+    }
+    // (init containers, app containers) before → after.
+    let table: &[(&[(&str, &str)], &[(&str, &str)], &[&str], &[&str])] = &[
+        // Never created, and running until the runtime lost it.
+        (
+            &[],
+            &[("a", "waiting"), ("b", "running"), ("c", "0")],
+            &[],
+            &["unknown", "unknown", "0"],
+        ),
+        // Stopped in the second init container: the third never ran,
+        // and neither did the app container.
+        (
+            &[("i1", "0"), ("i2", "running"), ("i3", "waiting")],
+            &[("a", "waiting")],
+            &["0", "unknown", "waiting"],
+            &["waiting"],
+        ),
+        // Initialized: every app container is settled.
+        (
+            &[("i1", "0")],
+            &[("a", "waiting"), ("b", "137")],
+            &["0"],
+            &["unknown", "137"],
+        ),
+    ];
+    for (inits, apps, want_inits, want_apps) in table {
+        let p = pod(
+            "Always",
+            apps.iter().map(|(n, _)| container(n, "busybox")).collect(),
+            inits.iter().map(|(n, _)| container(n, "busybox")).collect(),
+        );
+        let mut st = PodStatus {
+            init_container_statuses: (!inits.is_empty())
+                .then(|| inits.iter().map(|(n, s)| cs(n, s)).collect()),
+            container_statuses: Some(apps.iter().map(|(n, s)| cs(n, s)).collect()),
+            ..Default::default()
+        };
+        settle_terminated(p.spec.as_ref().unwrap(), &mut st);
+        let got_inits: Vec<String> = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .map(shown)
+            .collect();
+        let got_apps: Vec<String> = st.container_statuses.iter().flatten().map(shown).collect();
+        assert_eq!(got_inits, *want_inits, "{inits:?} {apps:?}");
+        assert_eq!(got_apps, *want_apps, "{inits:?} {apps:?}");
+    }
+}
