@@ -236,7 +236,7 @@ enum Eviction {
     /// Its worker is to stop it with this grace period.
     Stopping { grace: i64, message: String },
     /// Stopped: the Failed status, written until the API has it.
-    Stopped(PodStatus),
+    Stopped(Box<PodStatus>),
 }
 
 struct Tasks(Vec<JoinHandle<()>>);
@@ -1456,10 +1456,10 @@ async fn finish_eviction(shared: &Shared, pod: &Pod, e: Eviction) -> Result<(), 
                 .evicted
                 .lock()
                 .unwrap()
-                .insert(uid, Eviction::Stopped(status.clone()));
+                .insert(uid, Eviction::Stopped(Box::new(status.clone())));
             status
         }
-        Eviction::Stopped(status) => status,
+        Eviction::Stopped(status) => *status,
     };
     if !terminal(pod) {
         shared

@@ -3,6 +3,8 @@
 //! Kubernetes cluster would show.
 
 use api::registry::Resource;
+
+mod pod;
 use serde_json::{json, Map, Value};
 
 /// Sets `obj[key] = value` unless present.
@@ -42,13 +44,13 @@ pub fn apply(res: &Resource, obj: &mut Value) {
                 object_at(meta, "labels")[NAMESPACE_NAME_LABEL] = json!(name);
             }
         }
-        ("", "Pod") => pod_spec(object_at(obj, "spec")),
-        ("", "PodTemplate") => pod_template(object_at(obj, "template")),
+        ("", "Pod") => pod::pod(obj),
+        ("", "PodTemplate") => pod::template(object_at(obj, "template")),
         ("", "ReplicationController") => {
             let spec = object_at(obj, "spec");
             default(spec, "replicas", json!(1));
             default(spec, "minReadySeconds", json!(0));
-            pod_template(object_at(spec, "template"));
+            pod::template(object_at(spec, "template"));
         }
         ("apps", "Deployment") => {
             let spec = object_at(obj, "spec");
@@ -62,12 +64,12 @@ pub fn apply(res: &Resource, obj: &mut Value) {
                 default(ru, "maxUnavailable", json!("25%"));
                 default(ru, "maxSurge", json!("25%"));
             }
-            pod_template(object_at(spec, "template"));
+            pod::template(object_at(spec, "template"));
         }
         ("apps", "ReplicaSet") => {
             let spec = object_at(obj, "spec");
             default(spec, "replicas", json!(1));
-            pod_template(object_at(spec, "template"));
+            pod::template(object_at(spec, "template"));
         }
         ("apps", "StatefulSet") => {
             let spec = object_at(obj, "spec");
@@ -84,7 +86,7 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             if strategy["type"] == "RollingUpdate" {
                 default(object_at(strategy, "rollingUpdate"), "partition", json!(0));
             }
-            pod_template(object_at(spec, "template"));
+            pod::template(object_at(spec, "template"));
         }
         ("apps", "DaemonSet") => {
             let spec = object_at(obj, "spec");
@@ -96,7 +98,7 @@ pub fn apply(res: &Resource, obj: &mut Value) {
                 default(ru, "maxUnavailable", json!(1));
                 default(ru, "maxSurge", json!(0));
             }
-            pod_template(object_at(spec, "template"));
+            pod::template(object_at(spec, "template"));
         }
         ("batch", "Job") => job_spec(object_at(obj, "spec")),
         ("batch", "CronJob") => {
@@ -223,7 +225,7 @@ fn job_spec(spec: &mut Value) {
         spec.as_object_mut().unwrap().remove("manualSelector");
     }
     default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-    pod_template(object_at(spec, "template"));
+    pod::template(object_at(spec, "template"));
 }
 
 fn service_spec(spec: &mut Value) {
@@ -251,56 +253,6 @@ fn service_spec(spec: &mut Value) {
             }
         }
     });
-}
-
-fn pod_template(template: &mut Value) {
-    pod_spec(object_at(template, "spec"));
-}
-
-fn pod_spec(spec: &mut Value) {
-    default(spec, "restartPolicy", json!("Always"));
-    default(spec, "terminationGracePeriodSeconds", json!(30));
-    default(spec, "dnsPolicy", json!("ClusterFirst"));
-    default(spec, "securityContext", json!({}));
-    default(spec, "schedulerName", json!("default-scheduler"));
-    default(spec, "enableServiceLinks", json!(true));
-    if let Some(sa) = spec.get("serviceAccount").cloned() {
-        default(spec, "serviceAccountName", sa);
-    }
-    for key in ["containers", "initContainers"] {
-        each_in(spec, key, container);
-    }
-}
-
-fn container(c: &mut Value) {
-    let image = c
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let policy = if image_tag(&image) == "latest" {
-        "Always"
-    } else {
-        "IfNotPresent"
-    };
-    default(c, "imagePullPolicy", json!(policy));
-    default(c, "terminationMessagePath", json!("/dev/termination-log"));
-    default(c, "terminationMessagePolicy", json!("File"));
-    default(c, "resources", json!({}));
-    each_in(c, "ports", |p| default(p, "protocol", json!("TCP")));
-}
-
-/// The tag of an image reference ("latest" when there is neither tag nor
-/// digest).
-fn image_tag(image: &str) -> &str {
-    if image.contains('@') {
-        return "";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.rsplit_once(':') {
-        Some((_, tag)) => tag,
-        None => "latest",
-    }
 }
 
 /// The pod's QoS class from its containers' requests and limits
@@ -379,23 +331,6 @@ mod tests {
                 .unwrap_or_else(|| panic!("{plural}"));
             apply(res, &mut obj);
             assert_eq!(obj, want, "{plural}");
-        }
-    }
-
-    #[test]
-    fn image_pull_policy_defaults() {
-        let cases = [
-            ("nginx", "Always"),
-            ("nginx:latest", "Always"),
-            ("nginx:1.25", "IfNotPresent"),
-            ("127.0.0.1:5000/busybox", "Always"),
-            ("127.0.0.1:5000/busybox:v1", "IfNotPresent"),
-            ("busybox@sha256:abc", "IfNotPresent"),
-        ];
-        for (image, want) in cases {
-            let mut c = json!({"name": "c", "image": image});
-            container(&mut c);
-            assert_eq!(c["imagePullPolicy"], want, "{image}");
         }
     }
 

@@ -23,11 +23,19 @@ const INVALID_CREATES: &[(&str, &str, &str)] = &[
         r#"The Pod "twoprobes" is invalid: spec.containers[0].livenessProbe.httpGet: Forbidden: may not specify more than 1 handler type"#,
     ),
     (
-        "pod/novolumesource",
-        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "novolumesource"},
+        "pod/twovolumesources",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "twovolumesources"},
             "spec": {"containers": [{"name": "c", "image": "busybox"}],
-                "volumes": [{"name": "empty"}, {"name": "cfg", "secret": {"defaultMode": 1000}}]}}"#,
-        "spec.volumes[0]: Required value: must specify a volume type",
+                "volumes": [{"name": "both", "emptyDir": {}, "hostPath": {"path": "/tmp"}},
+                    {"name": "cfg", "secret": {"defaultMode": 1000}}]}}"#,
+        "spec.volumes[0].emptyDir: Forbidden: may not specify more than 1 volume type",
+    ),
+    (
+        "pod/twoenvsources",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "twoenvsources"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "env": [{"name": "A",
+                "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "a"}, "secretKeyRef": {"name": "s", "key": "a"}}}]}]}}"#,
+        r#"spec.containers[0].env[0].valueFrom: Invalid value: "": may not have more than one field specified at a time"#,
     ),
     (
         "pod/escalate",
@@ -432,5 +440,75 @@ fn invalid_updates_answer_422_and_change_nothing() {
     assert_eq!(
         s.json(&["get", "rolebinding", "viewers"])["subjects"][1]["apiGroup"],
         "rbac.authorization.k8s.io"
+    );
+}
+
+/// What a manifest leaves out comes back as Kubernetes defaults it: a
+/// volume without a source is an emptyDir (and the pod is accepted),
+/// probe timings, httpGet path and scheme, fieldRef apiVersion, volume
+/// modes, requests from limits (pods only, not templates).
+#[test]
+fn pods_read_back_with_kubernetes_defaults() {
+    let s = Server::start();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: defaults}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    resources: {limits: {cpu: 500m, memory: 64Mi}}
+    readinessProbe: {httpGet: {port: 80}}
+    env:
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - name: scratch
+  - name: cfg
+    configMap: {name: cfg}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: c, image: "busybox:1.36", resources: {limits: {cpu: 500m}}}
+"#,
+    );
+    let pod = s.json(&["get", "pod", "defaults"]);
+    let spec = &pod["spec"];
+    assert_eq!(
+        spec["volumes"][0]["emptyDir"],
+        serde_json::json!({}),
+        "{pod}"
+    );
+    assert_eq!(spec["volumes"][1]["configMap"]["defaultMode"], 420, "{pod}");
+    let c = &spec["containers"][0];
+    assert_eq!(
+        c["readinessProbe"],
+        serde_json::json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"},
+            "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}),
+        "{pod}"
+    );
+    assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+    assert_eq!(
+        c["resources"]["requests"],
+        serde_json::json!({"cpu": "500m", "memory": "64Mi"}),
+        "{pod}"
+    );
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod}");
+    let d = s.json(&["get", "deployment", "web"]);
+    assert!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]
+            .get("requests")
+            .is_none(),
+        "{d}"
     );
 }

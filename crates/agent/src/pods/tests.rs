@@ -842,7 +842,8 @@ fn terminated_pods_settle_containers_that_never_ran_or_were_lost() {
         }
     }
     // (init containers, app containers) before → after.
-    let table: &[(&[(&str, &str)], &[(&str, &str)], &[&str], &[&str])] = &[
+    type Before<'a> = &'a [(&'a str, &'a str)];
+    let table: &[(Before, Before, &[&str], &[&str])] = &[
         // Never created, and running until the runtime lost it.
         (
             &[],

@@ -15,6 +15,7 @@ mod apps;
 mod autoscaling;
 mod batch;
 mod config;
+mod env;
 mod networking;
 mod pod;
 mod policy;
@@ -25,7 +26,7 @@ mod security;
 mod service;
 mod storage;
 
-pub use pod::is_quantity;
+pub use pod::{is_quantity, VOLUME_SOURCES};
 
 /// Causes for an object of `group`/`kind` (metadata is validated elsewhere).
 pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {

@@ -327,8 +327,9 @@ fn volumes(spec: &Value, path: &str, out: &mut Vec<Cause>) -> HashSet<String> {
     names
 }
 
-/// Volume sources, in the order Kubernetes looks for them.
-const VOLUME_SOURCES: &[&str] = &[
+/// Volume sources (VolumeSource's fields), in the order Kubernetes
+/// looks for them.
+pub const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gitRepo",
@@ -411,6 +412,17 @@ fn volume_source(v: &Value, vp: &str, out: &mut Vec<Cause>) {
             if let Some(m) = item.get("mode") {
                 file_mode(m, &format!("{ip}.mode"), out);
             }
+            if src == "downwardAPI" {
+                super::env::downward_api_file(item, &ip, out);
+            }
+        }
+    }
+    // A projected volume's downwardAPI sources.
+    for (k, s) in arr(at(v, "projected"), "sources").iter().enumerate() {
+        for (j, item) in arr(at(s, "downwardAPI"), "items").iter().enumerate() {
+            let ip = format!("{vp}.projected.sources[{k}].downwardAPI.items[{j}]");
+            relative_path(item.get("path"), &format!("{ip}.path"), out);
+            super::env::downward_api_file(item, &ip, out);
         }
     }
 }
@@ -548,11 +560,7 @@ fn container(
             out.push(required(&format!("{mp}.mountPath"), ""));
         }
     }
-    for (j, e) in arr(c, "env").iter().enumerate() {
-        if str_of(e, "name").is_empty() {
-            out.push(required(&format!("{cp}.env[{j}].name"), ""));
-        }
-    }
+    super::env::container_env(c, cp, out);
 }
 
 fn quantity(v: &Value) -> Option<crate::quantity::Quantity> {
