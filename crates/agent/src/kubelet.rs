@@ -485,6 +485,9 @@ impl Agent {
                 cri: shared.syncer.cri.clone(),
                 pods: shared.pods.clone(),
                 static_pods: shared.statics.clone(),
+                node_name: shared.config.node_name.clone(),
+                data_dir: shared.config.data_dir.clone(),
+                image_root: shared.image_gc.as_ref().map(|g| g.root().to_path_buf()),
             });
             tracing::info!(port = ?kubelet_port, "kubelet streaming server listening");
             tasks.0.push(tokio::spawn(async move {

@@ -281,6 +281,11 @@ impl Registry {
         self.0.read().unwrap().pods.get(key).cloned()
     }
 
+    /// Every current static pod.
+    pub fn all(&self) -> Vec<Arc<Pod>> {
+        self.0.read().unwrap().pods.values().cloned().collect()
+    }
+
     /// The static pod of that name, if any (for the kubelet server).
     pub fn find(&self, ns: &str, name: &str) -> Option<Arc<Pod>> {
         self.get(&format!("{ns}/{name}"))

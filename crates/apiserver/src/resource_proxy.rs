@@ -3,7 +3,9 @@
 //! goes to the pod's IP, `/api/v1/namespaces/{ns}/services/{[scheme:]name[:port]}/proxy/{path}`
 //! to one ready endpoint of the Service (the port names a Service port, by
 //! name or number; the endpoint port is the EndpointSlice port of the same
-//! name). The request (method, query, body, headers less hop-by-hop ones
+//! name), `/api/v1/nodes/{[scheme:]name[:port]}/proxy/{path}` to the node's
+//! agent (its kubelet port, over HTTPS with the API server's kubelet
+//! client certificate; another port as asked). The request (method, query, body, headers less hop-by-hop ones
 //! and the caller's credentials) is forwarded over HTTP, or HTTPS without
 //! verifying the backend's certificate, and the answer streams back as it
 //! comes. Loopback, link-local and unspecified addresses are refused, as
@@ -25,12 +27,17 @@ use crate::rest::{self, Scope};
 use crate::status::{ApiError, ApiResult};
 use crate::State;
 
-/// Whether a request is for a pod's or a service's proxy subresource.
+/// Whether a request is for a pod's, a service's or a node's proxy
+/// subresource.
 pub fn is_proxy(info: &RequestInfo) -> bool {
+    let scoped = match info.resource.as_str() {
+        "pods" | "services" => info.namespace.is_some(),
+        "nodes" => info.namespace.is_none(),
+        _ => false,
+    };
     info.group.is_empty()
-        && matches!(info.resource.as_str(), "pods" | "services")
+        && scoped
         && info.name.is_some()
-        && info.namespace.is_some()
         && info.subresource.as_deref() == Some("proxy")
 }
 
@@ -216,6 +223,37 @@ async fn try_serve(
     let ns = info.namespace.clone().unwrap_or_default();
     let (scheme, name, port) = split_scheme_name_port(&id)
         .ok_or_else(|| ApiError::bad_request(format!("invalid request {id:?}")))?;
+    let target = tail(parts.uri.path_and_query().map_or("", |p| p.as_str()), &id);
+    if info.resource == "nodes" {
+        let kubelet: std::net::SocketAddr = crate::streaming::kubelet_address(&state, name)
+            .await?
+            .parse()
+            .map_err(|e| ApiError::internal(format!("node {name:?}: {e}")))?;
+        // The kubelet's own port speaks HTTPS to the API server's client
+        // certificate; any other port is proxied as asked.
+        let (addr, scheme, tls) = if port.is_empty() || port.parse() == Ok(kubelet.port()) {
+            let tls = state
+                .kubelet_client
+                .clone()
+                .ok_or_else(|| ApiError::internal("no kubelet client certificate configured"))?;
+            (kubelet, "https", Some(tls))
+        } else {
+            let p: u16 = port
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid port {port:?}")))?;
+            let scheme = if scheme.is_empty() { "http" } else { scheme };
+            (std::net::SocketAddr::new(kubelet.ip(), p), scheme, None)
+        };
+        if !proxyable(addr.ip()) {
+            return Err(ApiError::bad_request(format!(
+                "address not allowed: {}",
+                addr.ip()
+            )));
+        }
+        return forward(parts, body, addr, scheme, tls, &target)
+            .await
+            .map_err(|e| unavailable(format!("error trying to reach node: {e:#}")));
+    }
     let scheme = if scheme.is_empty() { "http" } else { scheme };
     let res = api::registry::find("", "v1", &info.resource).expect("registered");
     let scope = Scope {
@@ -264,8 +302,7 @@ async fn try_serve(
         return Err(ApiError::bad_request(format!("address not allowed: {ip}")));
     }
     let addr = std::net::SocketAddr::new(ip, port);
-    let target = tail(parts.uri.path_and_query().map_or("", |p| p.as_str()), &id);
-    forward(parts, body, addr, scheme, &target)
+    forward(parts, body, addr, scheme, None, &target)
         .await
         .map_err(|e| {
             unavailable(format!(
@@ -301,6 +338,7 @@ async fn forward(
     body: Body,
     addr: std::net::SocketAddr,
     scheme: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     target: &str,
 ) -> anyhow::Result<Response> {
     let tcp = tokio::time::timeout(
@@ -322,7 +360,7 @@ async fn forward(
     }
     let request = up.body(body)?;
     let resp = if scheme == "https" {
-        let tls = crate::streaming::insecure_client_config();
+        let tls = tls.unwrap_or_else(crate::streaming::insecure_client_config);
         let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
         let stream = tokio_rustls::TlsConnector::from(tls)
             .connect(server_name, tcp)

@@ -412,7 +412,7 @@ async fn try_serve(
 }
 
 /// `ip:port` of a node's agent.
-async fn kubelet_address(state: &State, node: &str) -> ApiResult<String> {
+pub(crate) async fn kubelet_address(state: &State, node: &str) -> ApiResult<String> {
     let res = api::registry::find("", "v1", "nodes").expect("nodes are registered");
     let scope = Scope {
         res,

@@ -477,6 +477,88 @@ fn the_kubelet_port_wants_a_cluster_certificate() {
     assert_eq!(curl(&cert(&agent_tls, "kubelet")), "000");
 }
 
+/// `nodes/{name}/proxy/...` reaches the node's agent with the API
+/// server's kubelet client certificate: `/healthz`, `/pods` and the
+/// Summary API (`/stats/summary`) with the node's and a pod's usage.
+#[test]
+fn nodes_proxy_reaches_the_agent() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: busy}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "head -c 20000000 /dev/zero > /dev/shm/x; exec sleep 3600"]
+"#,
+    );
+    let pod = running(&s, "busy");
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+    let raw = |path: &str| {
+        s.ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/stream-node/proxy{path}"),
+        ])
+    };
+    assert_eq!(raw("/healthz").trim(), "ok");
+    let pods: serde_json::Value = serde_json::from_str(&raw("/pods")).unwrap();
+    assert_eq!(pods["kind"], "PodList", "{pods}");
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["metadata"]["uid"] == uid.as_str()),
+        "{pods}"
+    );
+    let (summary, p) = eventually(30, "the pod's usage in the summary", || {
+        let v: serde_json::Value = serde_json::from_str(&raw("/stats/summary")).ok()?;
+        let p = v["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["uid"] == uid.as_str())?
+            .clone();
+        // The 20 MB in its /dev/shm count against it.
+        (p["memory"]["workingSetBytes"].as_u64()? > 15_000_000).then_some((v, p))
+    });
+    let node = &summary["node"];
+    assert_eq!(node["nodeName"], "stream-node", "{node}");
+    assert!(
+        node["memory"]["workingSetBytes"].as_u64() > Some(0),
+        "{node}"
+    );
+    assert!(
+        node["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0),
+        "{node}"
+    );
+    assert!(node["fs"]["capacityBytes"].as_u64() > Some(0), "{node}");
+    assert_eq!(p["podRef"]["name"], "busy", "{p}");
+    assert_eq!(p["podRef"]["namespace"], "default", "{p}");
+    assert_eq!(p["containers"][0]["name"], "c", "{p}");
+    assert!(
+        p["containers"][0]["cpu"]["usageCoreNanoSeconds"].as_u64() > Some(0),
+        "{p}"
+    );
+    assert_eq!(p["startTime"], pod["status"]["startTime"], "{p}");
+    // A path the agent does not serve.
+    s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/stream-node/proxy/no/such/path",
+    ]);
+    // A node that does not exist.
+    let err = s.fails(&["get", "--raw", "/api/v1/nodes/nowhere/proxy/healthz"]);
+    assert!(
+        err.contains("NotFound") || err.contains("not found"),
+        "{err}"
+    );
+}
+
 const PY_EXEC: &str = r#"
 import sys
 from kubernetes import client, config

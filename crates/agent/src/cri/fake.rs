@@ -332,6 +332,7 @@ impl RuntimeService for FakeRuntime {
                     memory_working_set_bytes: memory,
                     writable_layer_bytes: layer,
                     writable_layer_inodes: layer.map(|_| 1),
+                    ..ContainerStats::default()
                 }
             })
             .collect())

@@ -532,6 +532,12 @@ impl RuntimeService for CriClient {
                         .map(|v| v.value),
                     writable_layer_bytes: layer.used_bytes.map(|v| v.value),
                     writable_layer_inodes: layer.inodes_used.map(|v| v.value),
+                    cpu_usage_core_nano_seconds: s
+                        .cpu
+                        .as_ref()
+                        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+                        .map(|v| v.value),
+                    timestamp: s.cpu.as_ref().map_or(0, |c| c.timestamp),
                 }
             })
             .collect())

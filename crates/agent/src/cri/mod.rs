@@ -271,6 +271,10 @@ pub struct ContainerStats {
     /// The container's writable layer on the image filesystem.
     pub writable_layer_bytes: Option<u64>,
     pub writable_layer_inodes: Option<u64>,
+    /// CPU time used so far, in nanoseconds.
+    pub cpu_usage_core_nano_seconds: Option<u64>,
+    /// When the runtime took these figures (Unix nanoseconds).
+    pub timestamp: i64,
 }
 
 /// An image the runtime has.

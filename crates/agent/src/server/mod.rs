@@ -15,6 +15,7 @@
 
 pub mod logs;
 mod proxy;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -55,6 +56,11 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// The node's static pods: their mirror pods' names lead to them.
     pub static_pods: crate::static_pods::Registry,
+    pub node_name: String,
+    /// The node filesystem (the agent's data dir) and containerd's root
+    /// (the image filesystem), for the Summary API.
+    pub data_dir: PathBuf,
+    pub image_root: Option<PathBuf>,
 }
 
 /// rustls settings: HTTP/1.1 only (upgrades), client certificates
@@ -136,10 +142,24 @@ pub(crate) fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body>
         .expect("valid response")
 }
 
+fn json_response(v: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(
+            Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+                .map_err(|e| match e {})
+                .boxed(),
+        )
+        .expect("valid response")
+}
+
 /// A request path, routed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Healthz,
+    Pods,
+    StatsSummary,
     Logs(&'a str, &'a str, &'a str),
     Exec(&'a str, &'a str, &'a str),
     Attach(&'a str, &'a str, &'a str),
@@ -151,6 +171,9 @@ pub fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, StatusCode
     let streaming = method == Method::GET || method == Method::POST;
     let route = match parts.as_slice() {
         ["healthz"] => Route::Healthz,
+        ["pods"] if method == Method::GET => Route::Pods,
+        ["stats", "summary"] if method == Method::GET => Route::StatsSummary,
+        ["pods"] | ["stats", "summary"] => return Err(StatusCode::METHOD_NOT_ALLOWED),
         ["containerLogs", ns, pod, c] if method == Method::GET => Route::Logs(ns, pod, c),
         ["exec", ns, pod, c] if streaming => Route::Exec(ns, pod, c),
         ["attach", ns, pod, c] if streaming => Route::Attach(ns, pod, c),
@@ -200,6 +223,10 @@ async fn handle(ctx: &Context, mut req: Request<Incoming>) -> Response<Body> {
     };
     let result = match route {
         Route::Healthz => Ok(text(StatusCode::OK, "ok")),
+        Route::Pods => Ok(json_response(&stats::pod_list(ctx))),
+        Route::StatsSummary => Ok(json_response(
+            &stats::summary(ctx, &ctx.data_dir, ctx.image_root.as_deref()).await,
+        )),
         Route::Logs(ns, pod, c) => container_logs(ctx, ns, pod, c, query.as_deref()).await,
         Route::Exec(ns, pod, c) => match stream_options(query.as_deref()) {
             Err(e) => Err(text(StatusCode::BAD_REQUEST, e)),

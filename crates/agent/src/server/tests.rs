@@ -38,7 +38,14 @@ fn routes() {
             Ok(Route::PortForward("ns", "p")),
         ),
         (Method::GET, "/exec/ns/p", Err(StatusCode::NOT_FOUND)),
-        (Method::GET, "/pods", Err(StatusCode::NOT_FOUND)),
+        (Method::GET, "/pods", Ok(Route::Pods)),
+        (Method::GET, "/stats/summary", Ok(Route::StatsSummary)),
+        (
+            Method::POST,
+            "/stats/summary",
+            Err(StatusCode::METHOD_NOT_ALLOWED),
+        ),
+        (Method::GET, "/stats", Err(StatusCode::NOT_FOUND)),
     ];
     for (m, path, want) in cases {
         assert_eq!(route(m, path), *want, "{m} {path}");
