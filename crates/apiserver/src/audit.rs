@@ -7,8 +7,11 @@
 //! `ResponseComplete` (long-running requests — watches, streams, proxies —
 //! `ResponseStarted`) when the answer goes out, with the request body at
 //! level `Request` and the response body too at `RequestResponse`, unless
-//! the policy omits those stages. Not done: `Panic` stages, batching and
-//! log rotation flags, webhook backends.
+//! the policy omits those stages. The log file rotates by size, keeping
+//! a number of backups for an age (`rotate`). Not done: `Panic` stages,
+//! webhook backends.
+
+mod rotate;
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -17,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::User;
+pub use rotate::Rotation;
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -207,20 +211,21 @@ fn now() -> String {
 
 impl Auditor {
     /// Reads the policy file and opens the log (`-`: standard output;
-    /// else appended to).
-    pub fn open(policy_file: &std::path::Path, log_path: &str) -> Result<Auditor, String> {
+    /// else appended to, rotating as `rotation` says).
+    pub fn open(
+        policy_file: &std::path::Path,
+        log_path: &str,
+        rotation: Rotation,
+    ) -> Result<Auditor, String> {
         let text = std::fs::read_to_string(policy_file)
             .map_err(|e| format!("{}: {e}", policy_file.display()))?;
         let policy = Policy::parse(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?;
         let out: Box<dyn Write + Send> = if log_path == "-" {
             Box::new(std::io::stdout())
         } else {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log_path)
+            let f = rotate::RotatingFile::open(std::path::Path::new(log_path), rotation)
                 .map_err(|e| format!("{log_path}: {e}"))?;
-            Box::new(std::io::LineWriter::new(f))
+            Box::new(f)
         };
         Ok(Auditor {
             policy,
@@ -318,6 +323,16 @@ impl Auditor {
         ev.body["responseStatus"] = status;
         if Self::wants_request(&ev) {
             if let Some(v) = request.filter(|b| !b.is_empty()).and_then(parse) {
+                // As kube-apiserver does, what the URL does not say about
+                // the object (a create's name) comes from its body.
+                if let Some(r) = ev.body.get_mut("objectRef").and_then(Value::as_object_mut) {
+                    for k in ["namespace", "name", "uid", "resourceVersion"] {
+                        let given = v.pointer(&format!("/metadata/{k}")).and_then(Value::as_str);
+                        if let Some(given) = given.filter(|g| !g.is_empty()) {
+                            r.entry(k).or_insert_with(|| json!(given));
+                        }
+                    }
+                }
                 ev.body["requestObject"] = v;
             }
         }

@@ -229,6 +229,23 @@ impl WatchCache {
         (objects, st.revision)
     }
 
+    /// For each stored key-value, the cache's object when it holds that
+    /// key at the same revision (decoded already, shared); None where it
+    /// does not, or before its first list.
+    pub fn objects_at(&self, kvs: &[store::KeyValue]) -> Vec<Option<Arc<Value>>> {
+        if !*self.ready.borrow() {
+            return Vec::new();
+        }
+        let st = self.state.read().unwrap();
+        kvs.iter()
+            .map(|kv| {
+                let obj = st.objects.get(&kv.key)?;
+                let rv = obj.pointer("/metadata/resourceVersion")?.as_str()?;
+                (rv.parse::<Revision>().ok()? == kv.mod_revision).then(|| obj.clone())
+            })
+            .collect()
+    }
+
     /// Starts a watch of `prefix` (inside this cache's prefix): `from` =
     /// None for "now, with the current objects first", Some(N) for "every
     /// change after N".
@@ -374,5 +391,41 @@ mod tests {
         let r5 = s.create("/registry/pods/a/p5", obj("p5")).await.unwrap();
         let ev = next(&mut rx).await;
         assert_eq!((ev.kind, ev.revision), (EventKind::Put, r5));
+    }
+
+    #[tokio::test]
+    async fn stored_objects_are_taken_from_the_cache_at_their_revision() {
+        let (_d, s) = crate::test_support::sqlite_store();
+        let r1 = s.create("/registry/pods/a/p1", obj("p1")).await.unwrap();
+        let caches = Caches::default();
+        let cache = caches.get(&s, "/registry/pods/");
+        let (objs, _) = cache.snapshot("/registry/pods/").await;
+        let mut rx = match cache.watch("/registry/pods/", None).await {
+            Start::Snapshot { rx, .. } => rx,
+            _ => panic!(),
+        };
+        let r2 = s.create("/registry/pods/a/p2", obj("p2")).await.unwrap();
+        next(&mut rx).await;
+        let listed = s.list("/registry/pods/", Default::default()).await.unwrap();
+        let at = cache.objects_at(&listed.items);
+        assert_eq!(at.len(), 2);
+        assert!(
+            Arc::ptr_eq(at[0].as_ref().unwrap(), &objs[0]),
+            "shared, not copied"
+        );
+        assert_eq!(
+            at[1].as_ref().unwrap()["metadata"]["resourceVersion"],
+            r2.to_string()
+        );
+        // Another revision of a key, or a key the cache does not hold.
+        let stale = store::KeyValue {
+            mod_revision: r1 + 100,
+            ..listed.items[0].clone()
+        };
+        let unknown = store::KeyValue {
+            key: "/registry/pods/a/p9".into(),
+            ..listed.items[0].clone()
+        };
+        assert_eq!(cache.objects_at(&[stale, unknown]), vec![None, None]);
     }
 }

@@ -328,7 +328,7 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                     return Ok((
                         StatusCode::OK,
                         [(header::CONTENT_TYPE, "application/json")],
-                        rest::list_json(res, items, revision),
+                        rest::list_json(res, items, revision, None),
                     )
                         .into_response());
                 }
@@ -344,7 +344,34 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
                     remaining: None,
                 }
             } else {
-                rest::list(store, scope, &req.params, &|o| filter(o)).await?
+                // Read from the store, with the objects the watch cache
+                // holds at the same revision taken from it.
+                let cache = state
+                    .caches
+                    .get(store, &api::registry::storage_prefix(res, None));
+                let shared =
+                    rest::list_shared(store, scope, &req.params, &|o| filter(o), Some(&cache))
+                        .await?;
+                if let Output::Object = out {
+                    let items = shared.items.iter().map(|o| served_ref(res, o));
+                    return Ok((
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        rest::list_json(
+                            res,
+                            items,
+                            shared.revision,
+                            shared.continue_token.as_deref(),
+                        ),
+                    )
+                        .into_response());
+                }
+                rest::ListPage {
+                    items: shared.items.iter().map(|o| (**o).clone()).collect(),
+                    revision: shared.revision,
+                    continue_token: shared.continue_token,
+                    remaining: shared.remaining,
+                }
             };
             page.items = served_all(res, page.items);
             Ok(match out {

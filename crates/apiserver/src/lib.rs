@@ -152,9 +152,10 @@ impl State {
         mut self,
         policy_file: Option<&std::path::Path>,
         log_path: Option<&str>,
+        rotation: audit::Rotation,
     ) -> Result<State, String> {
         if let (Some(policy), Some(log)) = (policy_file, log_path) {
-            self.audit = Some(Arc::new(audit::Auditor::open(policy, log)?));
+            self.audit = Some(Arc::new(audit::Auditor::open(policy, log, rotation)?));
         }
         Ok(self)
     }

@@ -194,6 +194,37 @@ pub async fn list(
     params: &Params,
     filter: &(dyn Fn(&Value) -> bool + Sync),
 ) -> ApiResult<ListPage> {
+    let page = list_shared(store, scope, params, filter, None).await?;
+    Ok(ListPage {
+        items: page
+            .items
+            .into_iter()
+            .map(|o| Arc::try_unwrap(o).unwrap_or_else(|o| (*o).clone()))
+            .collect(),
+        revision: page.revision,
+        continue_token: page.continue_token,
+        remaining: page.remaining,
+    })
+}
+
+/// A list whose objects may be shared with the watch cache.
+pub struct SharedPage {
+    pub items: Vec<Arc<Value>>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// [`list`], read from the store (so as consistent as Kubernetes' lists
+/// without a resourceVersion), taking each object the watch cache holds
+/// at the same revision from it instead of decoding the stored bytes.
+pub async fn list_shared(
+    store: &Arc<dyn Store>,
+    scope: Scope<'_>,
+    params: &Params,
+    filter: &(dyn Fn(&Value) -> bool + Sync),
+    cache: Option<&crate::cache::WatchCache>,
+) -> ApiResult<SharedPage> {
     let limit = params.i64("limit")?.unwrap_or(0).max(0);
     let prefix = scope.prefix();
     let (mut revision, mut start) = match params.get("continue") {
@@ -221,15 +252,19 @@ pub async fn list(
             })?;
         revision = page.revision;
         let last_key = page.items.last().map(|kv| kv.key.clone());
-        for kv in &page.items {
-            let obj = decode(kv)?;
+        let cached = cache.map(|c| c.objects_at(&page.items)).unwrap_or_default();
+        for (i, kv) in page.items.iter().enumerate() {
+            let obj = match cached.get(i).cloned().flatten() {
+                Some(o) => o,
+                None => Arc::new(decode(kv)?),
+            };
             if filter(&obj) {
                 items.push(obj);
             }
         }
         let full = limit > 0 && items.len() as i64 >= limit;
         if !page.more || last_key.is_none() {
-            return Ok(ListPage {
+            return Ok(SharedPage {
                 items,
                 revision,
                 continue_token: None,
@@ -239,7 +274,7 @@ pub async fn list(
         start = last_key.map(|k| format!("{k}\0"));
         if full {
             let token = encode_continue(revision, start.as_deref().unwrap());
-            return Ok(ListPage {
+            return Ok(SharedPage {
                 items,
                 revision,
                 continue_token: Some(token),
@@ -291,13 +326,18 @@ pub fn list_json<'a>(
     res: &Resource,
     items: impl Iterator<Item = std::borrow::Cow<'a, Value>>,
     revision: Revision,
+    continue_token: Option<&str>,
 ) -> Vec<u8> {
     use std::io::Write;
     let mut buf = Vec::with_capacity(16 * 1024);
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
     let head = json!({
         "kind": format!("{}List", res.kind),
         "apiVersion": res.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
+        "metadata": meta,
     });
     let head = serde_json::to_vec(&head).expect("JSON values serialize");
     // `{...}` without its closing brace, then the items.
@@ -937,27 +977,28 @@ mod tests {
         let pods = api::registry::find("", "v1", "pods").unwrap();
         let deployments = api::registry::find("apps", "v1", "deployments").unwrap();
         let pod = |n: &str| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "labels": {"a": "\"quoted\""}}});
-        let cases: Vec<(&Resource, Vec<Value>, Revision)> = vec![
-            (pods, vec![], 7),
-            (pods, vec![pod("a")], 8),
-            (pods, vec![pod("a"), pod("b"), pod("c")], 9),
+        let cases: Vec<(&Resource, Vec<Value>, Revision, Option<&str>)> = vec![
+            (pods, vec![], 7, None),
+            (pods, vec![pod("a")], 8, None),
+            (pods, vec![pod("a"), pod("b"), pod("c")], 9, Some("token")),
             (
                 deployments,
                 vec![
                     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}),
                 ],
                 10,
+                None,
             ),
         ];
-        for (res, items, rev) in cases {
-            let written = list_json(res, items.iter().map(Cow::Borrowed), rev);
+        for (res, items, rev, token) in cases {
+            let written = list_json(res, items.iter().map(Cow::Borrowed), rev, token);
             let parsed: Value = serde_json::from_slice(&written).unwrap();
             let want = list_object(
                 res,
                 ListPage {
                     items: items.clone(),
                     revision: rev,
-                    continue_token: None,
+                    continue_token: token.map(str::to_owned),
                     remaining: None,
                 },
             );

@@ -158,6 +158,16 @@ struct ServerArgs {
     /// output).
     #[arg(long, requires = "audit_policy_file")]
     audit_log_path: Option<String>,
+    /// Megabytes the audit log may reach before it is rotated (renamed
+    /// with a timestamp); 0: never.
+    #[arg(long = "audit-log-maxsize", default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs kept (the newest); 0: all.
+    #[arg(long = "audit-log-maxbackup", default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// Days a rotated audit log is kept; 0: no limit.
+    #[arg(long = "audit-log-maxage", default_value_t = 0)]
+    audit_log_maxage: u64,
 }
 
 #[derive(Args, Debug)]
@@ -465,6 +475,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .with_audit(
             args.audit_policy_file.as_deref(),
             args.audit_log_path.as_deref(),
+            apiserver::audit::Rotation {
+                max_bytes: args.audit_log_maxsize.saturating_mul(1024 * 1024),
+                max_backups: args.audit_log_maxbackup,
+                max_age: (args.audit_log_maxage > 0)
+                    .then(|| std::time::Duration::from_secs(args.audit_log_maxage * 86_400)),
+            },
         )
         .map_err(|e| anyhow::anyhow!("--audit-policy-file: {e}"))?,
     );

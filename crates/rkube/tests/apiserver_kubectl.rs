@@ -1638,3 +1638,78 @@ rules:
     // Reads of ConfigMaps fall to the last rule: not audited.
     assert!(find("get", "configmaps", "ResponseComplete", None).is_empty());
 }
+
+/// `--audit-log-maxsize` rotates the log (renamed with a timestamp, as
+/// kube-apiserver names it) and `--audit-log-maxbackup` keeps the newest
+/// rotated files; every line is a whole event in one file.
+#[test]
+fn audit_log_rotates_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("audit-policy.yaml");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("audit.log");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n  verbs: [create]\n  resources: [{group: \"\", resources: [configmaps]}]\n",
+    )
+    .unwrap();
+    let s = Server::start_with(&[
+        "--disable-controller-manager",
+        "--disable-scheduler",
+        &format!("--audit-policy-file={}", policy.display()),
+        &format!("--audit-log-path={}", log.display()),
+        "--audit-log-maxsize=1",
+        "--audit-log-maxbackup=1",
+    ]);
+    // About 0.8 MB of events per create (the body twice): a rotation at
+    // every second create or so.
+    let data = dir.path().join("data.txt");
+    std::fs::write(&data, "x".repeat(300 * 1024)).unwrap();
+    for i in 0..5 {
+        s.ok(&[
+            "create",
+            "configmap",
+            &format!("big{i}"),
+            &format!("--from-file=data={}", data.display()),
+        ]);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let backup = &names[0];
+    assert!(
+        backup.starts_with("audit-")
+            && backup.ends_with(".log")
+            && backup.len() == "audit-2026-12-04T07-50-00.123.log".len(),
+        "{backup}"
+    );
+    assert_eq!(names[1], "audit.log");
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024 * 1024);
+    let mut created = Vec::new();
+    for name in &names {
+        for line in std::fs::read_to_string(logs.join(name)).unwrap().lines() {
+            let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+            if ev["stage"] == "ResponseComplete" {
+                created.push(ev["objectRef"]["name"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    // The newest events are kept, in order, the last one included.
+    assert_eq!(
+        created.last().map(String::as_str),
+        Some("big4"),
+        "{created:?}"
+    );
+    assert!(
+        created.len() < 5,
+        "older events were rotated away: {created:?}"
+    );
+    let mut sorted = created.clone();
+    sorted.sort();
+    assert_eq!(created, sorted);
+}
