@@ -8,10 +8,12 @@
 //! `ResponseStarted`) when the answer goes out, with the request body at
 //! level `Request` and the response body too at `RequestResponse`, unless
 //! the policy omits those stages. The log file rotates by size, keeping
-//! a number of backups for an age (`rotate`). Not done: `Panic` stages,
-//! webhook backends.
+//! a number of backups for an age (`rotate`); events also go, batched, to
+//! a webhook (`webhook`). Not done: `Panic` stages, the webhook's blocking
+//! modes.
 
 mod rotate;
+pub mod webhook;
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -196,7 +198,8 @@ impl Policy {
 /// The policy and where events go.
 pub struct Auditor {
     policy: Policy,
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Option<Mutex<Box<dyn Write + Send>>>,
+    webhook: Option<webhook::Webhook>,
 }
 
 /// One request's event, built at the start and completed at the end.
@@ -210,26 +213,30 @@ fn now() -> String {
 }
 
 impl Auditor {
-    /// Reads the policy file and opens the log (`-`: standard output;
-    /// else appended to, rotating as `rotation` says).
+    /// Reads the policy file, opens the log (`-`: standard output; else
+    /// appended to, rotating as `rotation` says) and starts the webhook
+    /// sender (in a Tokio runtime).
     pub fn open(
         policy_file: &std::path::Path,
-        log_path: &str,
-        rotation: Rotation,
+        log: Option<(&str, Rotation)>,
+        hook: Option<(webhook::Target, webhook::Batching)>,
     ) -> Result<Auditor, String> {
         let text = std::fs::read_to_string(policy_file)
             .map_err(|e| format!("{}: {e}", policy_file.display()))?;
         let policy = Policy::parse(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?;
-        let out: Box<dyn Write + Send> = if log_path == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            let f = rotate::RotatingFile::open(std::path::Path::new(log_path), rotation)
-                .map_err(|e| format!("{log_path}: {e}"))?;
-            Box::new(f)
+        let out = match log {
+            None => None,
+            Some(("-", _)) => Some(Box::new(std::io::stdout()) as Box<dyn Write + Send>),
+            Some((path, rotation)) => {
+                let f = rotate::RotatingFile::open(std::path::Path::new(path), rotation)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                Some(Box::new(f) as Box<dyn Write + Send>)
+            }
         };
         Ok(Auditor {
             policy,
-            out: Mutex::new(out),
+            out: out.map(Mutex::new),
+            webhook: hook.map(|(target, batching)| webhook::Webhook::start(target, batching)),
         })
     }
 
@@ -361,11 +368,16 @@ impl Auditor {
                 m.remove("responseStatus");
             }
         }
-        let mut line = body.to_string();
-        line.push('\n');
-        let mut out = self.out.lock().unwrap();
-        if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
-            tracing::warn!(error = %e, "writing the audit log");
+        if let Some(out) = &self.out {
+            let mut line = body.to_string();
+            line.push('\n');
+            let mut out = out.lock().unwrap();
+            if let Err(e) = out.write_all(line.as_bytes()).and_then(|_| out.flush()) {
+                tracing::warn!(error = %e, "writing the audit log");
+            }
+        }
+        if let Some(hook) = &self.webhook {
+            hook.send(body);
         }
     }
 }

@@ -148,14 +148,21 @@ impl State {
     /// Allocates ClusterIPs from `cidr` (e.g. "10.43.0.0/16").
     /// Audits requests as the policy file says, into the log (`-`:
     /// standard output); both or neither.
+    /// Audits by the policy file to the log and/or the webhook (at least
+    /// one of them); nothing without a policy.
     pub fn with_audit(
         mut self,
         policy_file: Option<&std::path::Path>,
-        log_path: Option<&str>,
-        rotation: audit::Rotation,
+        log: Option<(&str, audit::Rotation)>,
+        hook: Option<(audit::webhook::Target, audit::webhook::Batching)>,
     ) -> Result<State, String> {
-        if let (Some(policy), Some(log)) = (policy_file, log_path) {
-            self.audit = Some(Arc::new(audit::Auditor::open(policy, log, rotation)?));
+        if let Some(policy) = policy_file {
+            if log.is_none() && hook.is_none() {
+                return Err(
+                    "an audit policy needs --audit-log-path or --audit-webhook-config-file".into(),
+                );
+            }
+            self.audit = Some(Arc::new(audit::Auditor::open(policy, log, hook)?));
         }
         Ok(self)
     }

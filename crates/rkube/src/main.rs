@@ -151,8 +151,8 @@ struct ServerArgs {
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
     /// An audit.k8s.io/v1 Policy: which requests are audited, at which
-    /// level (needs --audit-log-path).
-    #[arg(long, requires = "audit_log_path")]
+    /// level (needs --audit-log-path or --audit-webhook-config-file).
+    #[arg(long)]
     audit_policy_file: Option<PathBuf>,
     /// Where audit events go, one JSON object per line (`-`: standard
     /// output).
@@ -168,6 +168,22 @@ struct ServerArgs {
     /// Days a rotated audit log is kept; 0: no limit.
     #[arg(long = "audit-log-maxage", default_value_t = 0)]
     audit_log_maxage: u64,
+    /// A kubeconfig naming the webhook audit events are POSTed to, in
+    /// batches (audit.k8s.io/v1 EventList).
+    #[arg(long, requires = "audit_policy_file")]
+    audit_webhook_config_file: Option<PathBuf>,
+    /// Only `batch` (requests never wait for the webhook).
+    #[arg(long, default_value = "batch", value_parser = ["batch"])]
+    audit_webhook_mode: String,
+    /// Events per webhook request at most.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    audit_webhook_batch_max_size: u32,
+    /// How long a batch waits for more events before it is sent.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    audit_webhook_batch_max_wait: std::time::Duration,
+    /// The first wait before a failed send is retried (doubling).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    audit_webhook_initial_backoff: std::time::Duration,
 }
 
 #[derive(Args, Debug)]
@@ -460,6 +476,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .load_token_file(path)
             .with_context(|| format!("reading --token-auth-file {}", path.display()))?;
     }
+    let audit_webhook = match &args.audit_webhook_config_file {
+        None => None,
+        Some(path) => Some((
+            apiserver::audit::webhook::Target::from_kubeconfig(path)
+                .map_err(|e| anyhow::anyhow!("--audit-webhook-config-file: {e}"))?,
+            apiserver::audit::webhook::Batching {
+                max_size: args.audit_webhook_batch_max_size as usize,
+                max_wait: args.audit_webhook_batch_max_wait,
+                initial_backoff: args.audit_webhook_initial_backoff,
+            },
+        )),
+    };
     let state = Arc::new(
         apiserver::State::new(
             store.clone(),
@@ -474,13 +502,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .with_metrics(scheduler::metrics::render)
         .with_audit(
             args.audit_policy_file.as_deref(),
-            args.audit_log_path.as_deref(),
-            apiserver::audit::Rotation {
-                max_bytes: args.audit_log_maxsize.saturating_mul(1024 * 1024),
-                max_backups: args.audit_log_maxbackup,
-                max_age: (args.audit_log_maxage > 0)
-                    .then(|| std::time::Duration::from_secs(args.audit_log_maxage * 86_400)),
-            },
+            args.audit_log_path.as_deref().map(|path| {
+                let rotation = apiserver::audit::Rotation {
+                    max_bytes: args.audit_log_maxsize.saturating_mul(1024 * 1024),
+                    max_backups: args.audit_log_maxbackup,
+                    max_age: (args.audit_log_maxage > 0)
+                        .then(|| std::time::Duration::from_secs(args.audit_log_maxage * 86_400)),
+                };
+                (path, rotation)
+            }),
+            audit_webhook,
         )
         .map_err(|e| anyhow::anyhow!("--audit-policy-file: {e}"))?,
     );
