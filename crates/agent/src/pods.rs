@@ -346,12 +346,18 @@ impl PodSyncer {
         plan: &mut Plan,
     ) -> Result<String, (String, Option<String>)> {
         let image = c.image.clone().unwrap_or_default();
+        let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
         match self.cri.image_status(&image).await {
-            Ok(Some(img)) => return Ok(img.id),
+            Ok(Some(img)) => {
+                record(
+                    "Pulled",
+                    format!("Container image \"{image}\" already present on machine"),
+                );
+                return Ok(img.id);
+            }
             Ok(None) => {}
             Err(e) => return Err(("ErrImagePull".into(), Some(e.message))),
         }
-        let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
         if c.image_pull_policy.as_deref() == Some("Never") {
             record(
                 "ErrImageNeverPull",
@@ -505,9 +511,11 @@ impl PodSyncer {
             )?);
             Ok((image, mounts, e))
         });
+        let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
         let (image, mounts, envs) = match built {
             Ok(e) => e,
             Err(message) => {
+                record("Failed", format!("Error: {message}"));
                 plan.waiting.insert(
                     c.name.clone(),
                     ("CreateContainerConfigError".into(), Some(message)),
@@ -526,6 +534,7 @@ impl PodSyncer {
         {
             Ok(id) => id,
             Err(e) => {
+                record("Failed", format!("Error: {}", e.message));
                 plan.waiting.insert(
                     c.name.clone(),
                     ("CreateContainerError".into(), Some(e.message)),
@@ -534,10 +543,13 @@ impl PodSyncer {
                 return;
             }
         };
+        record("Created", format!("Created container: {}", c.name));
         if let Err(e) = self.cri.start_container(&id).await {
             tracing::info!(container = c.name, error = %e, "starting container failed");
+            record("Failed", format!("Error: {}", e.message));
             return;
         }
+        record("Started", format!("Started container {}", c.name));
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             self.post_start(pod, c, &id, h, pod_ip, plan).await;
         }

@@ -404,4 +404,12 @@ fn hooks_limits_and_security_contexts() {
         "involvedObject.name=hooks",
     ]);
     assert!(ev.contains("Stopping container main"), "{ev}");
+    // The kubelet's container events, with its messages.
+    for want in [
+        "Container image \"busybox\" already present on machine",
+        "Created container: main",
+        "Started container web",
+    ] {
+        assert!(ev.contains(want), "no {want:?} in:\n{ev}");
+    }
 }

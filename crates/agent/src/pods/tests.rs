@@ -533,6 +533,12 @@ async fn a_failed_post_start_kills_the_container() {
     assert_eq!(
         got,
         [
+            (
+                "Pulled".into(),
+                "Container image \"busybox\" already present on machine".into()
+            ),
+            ("Created".into(), "Created container: c".into()),
+            ("Started".into(), "Started container c".into()),
             ("FailedPostStartHook".into(), "PostStartHook failed".into()),
             ("Killing".into(), "FailedPostStartHook".into())
         ]
