@@ -167,6 +167,9 @@ pub struct Threshold {
     /// Soft thresholds only: how long it must be met before pods go.
     pub grace_period: Duration,
     pub hard: bool,
+    /// `--eviction-minimum-reclaim`: once met, the threshold holds until
+    /// this much more than its value is available again.
+    pub min_reclaim: Option<Value>,
 }
 
 impl Threshold {
@@ -182,6 +185,17 @@ impl Threshold {
     /// Whether `o` meets (crosses) the threshold.
     pub fn met(&self, o: &Observation) -> bool {
         self.quantity(o.capacity) > o.available
+    }
+
+    /// Whether `o` is still short of the threshold plus its minimum
+    /// reclaim (the kubelet's check of a threshold it already acts on).
+    pub fn unresolved(&self, o: &Observation) -> bool {
+        let extra = match &self.min_reclaim {
+            None => 0,
+            Some(Value::Quantity(q)) => *q,
+            Some(Value::Percentage(p)) => (o.capacity as f64 * p / 100.0) as i128,
+        };
+        self.quantity(o.capacity) + extra > o.available
     }
 }
 
@@ -255,7 +269,48 @@ pub fn parse_thresholds(
             value,
             grace_period,
             hard,
+            min_reclaim: None,
         });
+    }
+    Ok(out)
+}
+
+/// Parses `--eviction-minimum-reclaim`: `signal=quantity` or
+/// `signal=percent%`, comma-separated.
+pub fn parse_minimum_reclaims(s: &str) -> Result<BTreeMap<Signal, Value>, String> {
+    let flag = "--eviction-minimum-reclaim";
+    let mut out = BTreeMap::new();
+    for stmt in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (name, v) = stmt
+            .split_once('=')
+            .ok_or_else(|| format!("{flag}: {stmt:?}: expected signal=value"))?;
+        let (name, v) = (name.trim(), v.trim());
+        let signal = Signal::parse(name)
+            .ok_or_else(|| format!("{flag}: unsupported eviction signal {name:?}"))?;
+        let value = if let Some(p) = v.strip_suffix('%') {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{flag}: {stmt:?}: invalid percentage {v:?}"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!(
+                    "{flag}: {stmt:?}: percentage must be between 0% and 100%"
+                ));
+            }
+            Value::Percentage(p)
+        } else {
+            let q = Quantity::parse(v)
+                .ok_or_else(|| format!("{flag}: {stmt:?}: invalid quantity {v:?}"))?;
+            if q.milli < 0 {
+                return Err(format!(
+                    "{flag}: negative reclaim defined for signal {name}"
+                ));
+            }
+            Value::Quantity(q.value())
+        };
+        if out.insert(signal, value).is_some() {
+            return Err(format!("{flag}: duplicate minimum reclaim for {name}"));
+        }
     }
     Ok(out)
 }
@@ -301,7 +356,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config::new(DEFAULT_HARD, "", "", Duration::from_secs(300), 0)
+        Config::new(DEFAULT_HARD, "", "", "", Duration::from_secs(300), 0)
             .expect("the default thresholds parse")
     }
 }
@@ -312,10 +367,12 @@ impl Config {
         hard: &str,
         soft: &str,
         soft_grace: &str,
+        min_reclaim: &str,
         pressure_transition_period: Duration,
         max_pod_grace_period: i64,
     ) -> Result<Config, String> {
         let grace = parse_grace_periods(soft_grace)?;
+        let reclaims = parse_minimum_reclaims(min_reclaim)?;
         let mut thresholds = parse_thresholds("--eviction-hard", hard, true, &grace)?;
         let soft = parse_thresholds("--eviction-soft", soft, false, &grace)?;
         if let Some(s) = grace.keys().find(|s| !soft.iter().any(|t| t.signal == **s)) {
@@ -325,6 +382,9 @@ impl Config {
             ));
         }
         thresholds.extend(soft);
+        for t in &mut thresholds {
+            t.min_reclaim = reclaims.get(&t.signal).cloned();
+        }
         Ok(Config {
             thresholds,
             pressure_transition_period,
@@ -362,6 +422,7 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Manager {
     pub config: Config,
+    /// When each threshold met (or not yet resolved) was first met.
     first_met: HashMap<(Signal, bool), Instant>,
     condition_seen: BTreeMap<Condition, Instant>,
 }
@@ -375,13 +436,19 @@ impl Manager {
         }
     }
 
-    /// One pass over the observations at `now`.
+    /// One pass over the observations at `now`. A threshold met before
+    /// stays met until its minimum reclaim is available too.
     pub fn synchronize(&mut self, obs: &Observations, now: Instant) -> Outcome {
         let met: Vec<&Threshold> = self
             .config
             .thresholds
             .iter()
-            .filter(|t| obs.get(&t.signal).is_some_and(|o| t.met(o)))
+            .filter(|t| {
+                obs.get(&t.signal).is_some_and(|o| {
+                    t.met(o)
+                        || (self.first_met.contains_key(&(t.signal, t.hard)) && t.unresolved(o))
+                })
+            })
             .collect();
         // When each threshold was first met (kept while it stays met).
         let first_met: HashMap<(Signal, bool), Instant> = met

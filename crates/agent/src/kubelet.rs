@@ -826,7 +826,8 @@ impl Shared {
         if signal.condition() == eviction::Condition::DiskPressure {
             self.reclaim_disk().await;
             obs = self.observe().await?.0;
-            if !obs.get(&signal).is_some_and(|o| threshold.met(o)) {
+            // Enough when the minimum reclaim is available too.
+            if !obs.get(&signal).is_some_and(|o| threshold.unresolved(o)) {
                 tracing::info!(
                     signal = signal.name(),
                     "reclaiming dead containers and unused images was enough"

@@ -290,6 +290,11 @@ struct NodeArgs {
     /// less: the pod's own terminationGracePeriodSeconds.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     eviction_max_pod_grace_period: i64,
+    /// Minimum reclaims, as the kubelet's: `signal=quantity` or
+    /// `signal=percent%`, comma-separated; a threshold once met holds
+    /// until that much more than it is available.
+    #[arg(long, default_value = "")]
+    eviction_minimum_reclaim: String,
 }
 
 impl NodeArgs {
@@ -299,6 +304,7 @@ impl NodeArgs {
             &self.eviction_hard,
             &self.eviction_soft,
             &self.eviction_soft_grace_period,
+            &self.eviction_minimum_reclaim,
             self.eviction_pressure_transition_period,
             self.eviction_max_pod_grace_period,
         )

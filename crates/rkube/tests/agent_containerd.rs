@@ -118,6 +118,7 @@ fn pods_run_as_containers_on_containerd() {
                 .unwrap(),
             "",
             "",
+            "",
             Duration::from_secs(300),
             0,
         )

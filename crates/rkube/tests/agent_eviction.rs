@@ -13,8 +13,10 @@
 //!    the node is rejected (Failed, Evicted, "Pod was rejected: The node
 //!    had condition: [DiskPressure]. "), one left to the scheduler stays
 //!    unscheduled;
-//! 2. without the ballast the condition goes back to False, the taint
-//!    goes, the waiting pod is scheduled and runs;
+//! 2. with part of the ballast gone, above the threshold but short of
+//!    `--eviction-minimum-reclaim`, the pressure holds; without the
+//!    ballast the condition goes back to False, the taint goes, the
+//!    waiting pod is scheduled and runs;
 //! 3. a ReplicaSet's BestEffort pod fills an emptyDir next to a small
 //!    pod: it (and only it) is evicted — Failed, reason Evicted, the
 //!    kubelet's message, a DisruptionTarget condition (TerminationByKubelet),
@@ -85,6 +87,7 @@ fn disk_pressure_rejects_then_evicts_the_pod_filling_the_disk() {
         NODE,
         &[
             "--eviction-hard=nodefs.available<40%,imagefs.available<40%",
+            "--eviction-minimum-reclaim=nodefs.available=20%,imagefs.available=20%",
             "--eviction-pressure-transition-period=5s",
         ],
         "256M",
@@ -204,7 +207,34 @@ spec:
         (c["status"] == "False" && p["spec"]["nodeName"].is_null()).then_some(())
     });
 
-    // 2. Room again: the condition and the taint go, the pod runs.
+    // 2. Above the threshold but short of its minimum reclaim (40% + 20%):
+    // the pressure holds. Then room again: the condition and the taint
+    // go, the pod runs.
+    let (avail, size) = df(&data);
+    let shrink = size / 2 - avail;
+    let len = std::fs::metadata(&ballast).unwrap().len();
+    assert!(
+        shrink > 0 && shrink < len as i64,
+        "avail {avail} of {size}, ballast {len}"
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ballast)
+        .unwrap()
+        .set_len(len - shrink as u64)
+        .unwrap();
+    let (avail, _) = df(&data);
+    assert!(
+        avail * 10 > size * 4 && avail * 10 < size * 6,
+        "{avail} of {size}"
+    );
+    // Two monitor passes and the transition period.
+    std::thread::sleep(std::time::Duration::from_secs(25));
+    assert_eq!(
+        disk_pressure(&node).unwrap().0,
+        "True",
+        "held by the minimum reclaim"
+    );
     std::fs::remove_file(&ballast).unwrap();
     eventually(60, "DiskPressure False", || {
         (disk_pressure(&node) == Some(("False".into(), "KubeletHasNoDiskPressure".into())))
@@ -334,6 +364,24 @@ spec:
         .filter(|p| p["status"]["phase"] == "Failed")
         .count();
     assert_eq!(evictions, 1);
+}
+
+/// Bytes available and the size of the filesystem holding `dir`.
+fn df(dir: &std::path::Path) -> (i64, i64) {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail,size"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let nums: Vec<i64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (nums[0], nums[1])
 }
 
 #[test]

@@ -111,6 +111,7 @@ fn grace_periods_and_config() {
         "memory.available<100Mi",
         "memory.available<1Gi",
         "memory.available=1m30s",
+        "",
         Duration::from_secs(5),
         0,
     )
@@ -118,7 +119,7 @@ fn grace_periods_and_config() {
     assert_eq!(c.thresholds.len(), 2);
     assert!(c.thresholds[0].hard && !c.thresholds[1].hard);
     assert_eq!(c.thresholds[1].grace_period, Duration::from_secs(90));
-    let e = Config::new("", "", "nodefs.available=1m", Duration::ZERO, 0).unwrap_err();
+    let e = Config::new("", "", "nodefs.available=1m", "", Duration::ZERO, 0).unwrap_err();
     assert!(e.contains("no --eviction-soft threshold"), "{e}");
     assert_eq!(Config::default().thresholds.len(), 4);
 }
@@ -188,6 +189,7 @@ fn conditions_grace_periods_and_transition() {
         "memory.available<100,nodefs.available<10%",
         "memory.available<500",
         "memory.available=30s",
+        "",
         Duration::from_secs(60),
         0,
     )
@@ -469,6 +471,7 @@ fn critical_pods_and_grace_periods() {
         value: Value::Quantity(1),
         grace_period: Duration::ZERO,
         hard: true,
+        min_reclaim: None,
     };
     let soft = Threshold {
         hard: false,
@@ -498,6 +501,7 @@ fn eviction_messages_are_the_kubelets() {
         value: Value::Percentage(10.0),
         grace_period: Duration::ZERO,
         hard: true,
+        min_reclaim: None,
     };
     let p = pod(json!({"spec": {"containers": [
         {"name": "x", "resources": {"requests": {"ephemeral-storage": "10Mi"}}},
@@ -722,4 +726,72 @@ fn pods_over_their_own_local_storage_limits() {
         json!([plain("c")]),
         json!([{"name": "v", "emptyDir": {}}])
     )));
+}
+
+#[test]
+fn minimum_reclaims_parse_and_hold_a_threshold_until_reclaimed() {
+    let ok = parse_minimum_reclaims(
+        " memory.available=0Mi, nodefs.available=500Mi,imagefs.available=2%",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.into_iter().collect::<Vec<_>>(),
+        vec![
+            (Signal::MemoryAvailable, Value::Quantity(0)),
+            (Signal::NodeFsAvailable, Value::Quantity(500 << 20)),
+            (Signal::ImageFsAvailable, Value::Percentage(2.0)),
+        ]
+    );
+    for (bad, want) in [
+        ("memory.available<1Gi", "expected signal=value"),
+        ("disk.available=1Gi", "unsupported eviction signal"),
+        (
+            "memory.available=-1Mi",
+            "negative reclaim defined for signal memory.available",
+        ),
+        ("nodefs.available=120%", "percentage must be between"),
+        ("nodefs.available=1Gi,nodefs.available=2Gi", "duplicate"),
+    ] {
+        let e = parse_minimum_reclaims(bad).unwrap_err();
+        assert!(e.contains(want), "{bad}: {e}");
+    }
+
+    // nodefs.available<10 with a minimum reclaim of 20: once met, held
+    // until 30 are available.
+    let config = Config::new(
+        "nodefs.available<10",
+        "",
+        "",
+        "nodefs.available=20",
+        Duration::ZERO,
+        0,
+    )
+    .unwrap();
+    assert_eq!(config.thresholds[0].min_reclaim, Some(Value::Quantity(20)));
+    let mut m = Manager::new(config);
+    let t0 = Instant::now();
+    use Signal::*;
+    // (available, acted on)
+    for (i, (available, acting)) in [
+        (50, false),
+        (25, false), // Below 30 but never met: nothing.
+        (9, true),
+        (15, true), // Above the threshold, not above threshold + reclaim.
+        (29, true),
+        (30, false),
+        (15, false), // Resolved: back to the plain threshold.
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = m.synchronize(
+            &obs(&[(NodeFsAvailable, available, 100)]),
+            t0 + Duration::from_secs(i as u64 * 10),
+        );
+        assert_eq!(
+            !out.act_on.is_empty(),
+            acting,
+            "step {i}: {available} available"
+        );
+    }
 }
