@@ -84,6 +84,9 @@ pub struct Config {
     pub static_pod_check_interval: Duration,
     /// Node-pressure eviction (`--eviction-*`).
     pub eviction: crate::eviction::Config,
+    /// How often exited containers and stopped sandboxes are collected
+    /// (the kubelet's container GC period).
+    pub container_gc_period: Duration,
 }
 
 impl Config {
@@ -113,6 +116,7 @@ impl Config {
             pod_manifest_path: None,
             static_pod_check_interval: Duration::from_secs(5),
             eviction: crate::eviction::Config::default(),
+            container_gc_period: Duration::from_secs(60),
         }
     }
 
@@ -500,6 +504,9 @@ impl Agent {
             tasks.0.push(tokio::spawn(crate::image_gc::run(gc.clone())));
         }
         tasks.0.push(tokio::spawn(eviction_loop(shared.clone())));
+        tasks
+            .0
+            .push(tokio::spawn(container_gc_loop(shared.clone())));
         tasks.0.push(tokio::spawn(heartbeats(shared.clone())));
         tasks.0.push(tokio::spawn(housekeeping(shared.clone())));
         tracing::info!(node = shared.config.node_name, ip = %host_ip, "agent running");
@@ -762,6 +769,17 @@ fn reserve_for_eviction(
 /// The eviction manager: every [`eviction::MONITOR_PERIOD`] measures the
 /// signals, reports pressure conditions (the Node's status is written at
 /// once when they change), reclaims and evicts at most one pod.
+/// The kubelet's periodic container GC.
+async fn container_gc_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(shared.config.container_gc_period).await;
+        let removed = shared.collect_garbage(false).await;
+        if removed > 0 {
+            tracing::debug!(removed, "container garbage collected");
+        }
+    }
+}
+
 async fn eviction_loop(shared: Arc<Shared>) {
     let mut manager = eviction::Manager::new(shared.config.eviction.clone());
     loop {
@@ -1059,63 +1077,58 @@ impl Shared {
         anyhow::bail!("pod {ns}/{name}: the status kept changing")
     }
 
-    /// Frees disk before evicting (the kubelet's node-level reclaim):
-    /// exited containers that are not the latest run of a live pod's
-    /// container (with their logs), stopped sandboxes of finished pods,
-    /// then every unused image.
-    async fn reclaim_disk(&self) {
+    /// Removes exited containers (with their logs) and stopped sandboxes
+    /// as the kubelet's container GC does (`container_gc`). The newest runs
+    /// of pods that still exist stay; under disk pressure (`all_finished`)
+    /// finished pods count as gone. The number removed.
+    async fn collect_garbage(&self, all_finished: bool) -> usize {
+        // Until the API's pods are known, every pod would look gone.
+        if !self.api_synced.load(Ordering::SeqCst) {
+            return 0;
+        }
         let cri = &self.syncer.cri;
         let (Ok(containers), Ok(sandboxes)) = (
             cri.list_containers(&BTreeMap::new()).await,
             cri.list_pod_sandbox(&BTreeMap::new()).await,
         ) else {
-            return;
+            return 0;
         };
-        let mut live = self.statics.uids();
-        live.extend(
+        let mut kept = self.statics.uids();
+        kept.extend(
             self.pods
                 .state()
                 .iter()
-                .filter(|p| !terminal(p))
+                .filter(|p| !(all_finished && terminal(p)))
                 .filter_map(|p| p.metadata.uid.clone()),
         );
-        let evicted: HashSet<String> = self.evicted.lock().unwrap().keys().cloned().collect();
-        live.retain(|u| !evicted.contains(u));
-        let mut newest: HashMap<(String, String), u32> = HashMap::new();
-        for c in &containers {
-            let uid = c.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
-            let e = newest.entry((uid, c.name.clone())).or_insert(c.attempt);
-            *e = (*e).max(c.attempt);
+        if all_finished {
+            let evicted: HashSet<String> = self.evicted.lock().unwrap().keys().cloned().collect();
+            kept.retain(|u| !evicted.contains(u));
         }
+        let plan = crate::container_gc::plan(&containers, &sandboxes, &kept);
         let mut removed = 0;
-        for c in containers
-            .iter()
-            .filter(|c| c.state == crate::cri::ContainerState::Exited)
-        {
-            let Some(uid) = c.labels.get(LABEL_POD_UID) else {
-                continue;
-            };
-            if live.contains(uid) && newest.get(&(uid.clone(), c.name.clone())) == Some(&c.attempt)
-            {
-                continue;
-            }
-            let log = cri.container_status(&c.id).await.map(|s| s.log_path).ok();
-            if cri.remove_container(&c.id).await.is_ok() {
+        for id in &plan.containers {
+            let log = cri.container_status(id).await.map(|s| s.log_path).ok();
+            if cri.remove_container(id).await.is_ok() {
                 removed += 1;
                 if let Some(log) = log.filter(|l| !l.is_empty()) {
                     let _ = std::fs::remove_file(log);
                 }
             }
         }
-        for s in sandboxes.iter().filter(|s| {
-            s.state == crate::cri::SandboxState::NotReady
-                && s.labels.contains_key(LABEL_POD_UID)
-                && !live.contains(&s.uid)
-        }) {
-            if cri.remove_pod_sandbox(&s.id).await.is_ok() {
+        for id in &plan.sandboxes {
+            if cri.remove_pod_sandbox(id).await.is_ok() {
                 removed += 1;
             }
         }
+        removed
+    }
+
+    /// Frees disk before evicting (the kubelet's node-level reclaim):
+    /// containers and sandboxes as [`Shared::collect_garbage`] under
+    /// pressure, then every unused image.
+    async fn reclaim_disk(&self) {
+        let removed = self.collect_garbage(true).await;
         let freed = match &self.image_gc {
             Some(gc) => gc.delete_unused().await,
             None => 0,

@@ -108,6 +108,8 @@ fn pods_run_as_containers_on_containerd() {
     let config = agent::Config {
         // Quick heartbeats; a bridge of its own.
         heartbeat_interval: Duration::from_secs(2),
+        // Container GC every 2 s instead of every minute.
+        container_gc_period: Duration::from_secs(2),
         cni_bridge: "rkube-test0".into(),
         pod_cidr: "10.41.0.0/24".into(),
         masquerade: false,
@@ -383,6 +385,37 @@ spec:
             && v["status"]["phase"] == "Running")
             .then_some(())
     });
+    // Container GC: of its exited runs only the newest stays (its exit is
+    // lastState), however often it restarted.
+    let crashes = eventually(90, "crashes restarted twice", || {
+        let v = server.json(&["get", "pod", "crashes"]);
+        (jget(&v, "status.containerStatuses.0.restartCount").as_i64() >= Some(2)).then_some(v)
+    });
+    let crashes_uid = crashes["metadata"]["uid"].as_str().unwrap().to_owned();
+    eventually(30, "one exited run of crashes left", || {
+        let out = ctr(&[
+            "containers",
+            "ls",
+            "-q",
+            // Its containers, not its sandbox's pause container.
+            &format!(
+                "labels.\"io.kubernetes.pod.uid\"=={crashes_uid},labels.\"io.cri-containerd.kind\"==container"
+            ),
+        ]);
+        let n = String::from_utf8_lossy(&out.stdout).lines().count();
+        let v = server.json(&["get", "pod", "crashes"]);
+        let waiting = jget(&v, "status.containerStatuses.0.state.waiting").is_object();
+        (n == 1 && waiting).then_some(())
+    });
+    let v = server.json(&["get", "pod", "crashes"]);
+    assert_eq!(
+        jget(
+            &v,
+            "status.containerStatuses.0.lastState.terminated.exitCode"
+        ),
+        1,
+        "{v}"
+    );
 
     // Deleting a pod stops its container (SIGTERM) and the pod goes.
     server.ok(&["delete", "pod", "hello", "--timeout=60s"]);
