@@ -29,6 +29,8 @@ pub struct Layout {
     /// Keep containers' OOM score adjustments at containerd's own (when
     /// the agent may not lower them).
     pub restrict_oom_score_adj: bool,
+    /// Mirrors and registry settings (`registries.yaml`).
+    pub registries: crate::registries::Registries,
 }
 
 impl Layout {
@@ -41,7 +43,13 @@ impl Layout {
             snapshotter: default_snapshotter().to_owned(),
             runc_binary: std::env::var("RKUBE_RUNC_BINARY").ok(),
             restrict_oom_score_adj: !can_lower_oom_score(),
+            registries: crate::registries::Registries::default(),
         }
+    }
+
+    /// containerd's registry host directory (`hosts.toml` per registry).
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
     }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
@@ -132,7 +140,9 @@ state = {state}{oom_score}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = {cni_bin}
     conf_dir = {cni_conf}
-"#,
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = {hosts}
+{auth}"#,
         root = q(&d.join("root")),
         state = q(&d.join("state")),
         sock = q(&l.socket()),
@@ -142,6 +152,8 @@ state = {state}{oom_score}
         snap = l.snapshotter,
         cni_bin = q(&l.cni_bin_dir),
         cni_conf = q(&l.cni_conf_dir),
+        hosts = q(&l.hosts_dir()),
+        auth = l.registries.auth_toml(),
         oom_score = if l.restrict_oom_score_adj {
             ""
         } else {
@@ -196,6 +208,7 @@ impl Containerd {
             std::fs::create_dir_all(layout.dir.join(sub))?;
         }
         std::fs::create_dir_all(&layout.cni_conf_dir)?;
+        layout.registries.write_hosts(&layout.hosts_dir())?;
         std::fs::write(layout.config_path(), config_toml(&layout))?;
         // A stale socket of a containerd that died with us.
         let _ = std::fs::remove_file(layout.socket());
@@ -354,8 +367,17 @@ mod tests {
             snapshotter: "native".into(),
             runc_binary: None,
             restrict_oom_score_adj: true,
+            registries: crate::registries::Registries::parse(
+                "configs:\n  \"127.0.0.1:5000\":\n    auth: {username: u, password: p}\n",
+            )
+            .unwrap(),
         };
         let c = config_toml(&l);
+        assert!(c.contains(r#"config_path = "/d/agent/containerd/certs.d""#));
+        assert!(c.contains(
+            "[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"127.0.0.1:5000\".auth]\n    username = \"u\"\n    password = \"p\""
+        ));
+
         assert!(c.contains(r#"address = "/d/agent/containerd/containerd.sock""#));
         assert!(c.contains(r#"root = "/d/agent/containerd/root""#));
         assert!(c.contains(r#"sandbox_image = "rkube.local/pause:3.10""#));

@@ -87,6 +87,9 @@ pub struct Config {
     /// How often exited containers and stopped sandboxes are collected
     /// (the kubelet's container GC period).
     pub container_gc_period: Duration,
+    /// A k3s-style `registries.yaml` (mirrors, auth, TLS) for the
+    /// containerd the agent runs; a missing file is none.
+    pub private_registry: Option<PathBuf>,
 }
 
 impl Config {
@@ -117,6 +120,7 @@ impl Config {
             static_pod_check_interval: Duration::from_secs(5),
             eviction: crate::eviction::Config::default(),
             container_gc_period: Duration::from_secs(60),
+            private_registry: None,
         }
     }
 
@@ -294,11 +298,15 @@ impl Agent {
         let (endpoint, containerd) = match &config.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
             None => {
-                let layout = Layout::new(
+                let mut layout = Layout::new(
                     &agent_dir,
                     config.cni_conf_dir(),
                     config.cni_bin_dir.clone(),
                 );
+                if let Some(path) = &config.private_registry {
+                    layout.registries = crate::registries::Registries::load(path)
+                        .map_err(|e| anyhow::anyhow!("--private-registry: {e}"))?;
+                }
                 let c = Containerd::start(layout, &config.containerd_binary).await?;
                 (c.layout.socket().display().to_string(), Some(c))
             }

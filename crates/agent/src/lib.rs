@@ -25,6 +25,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod pull_secrets;
+pub mod registries;
 pub mod resources;
 pub mod security;
 pub mod server;

@@ -295,6 +295,10 @@ struct NodeArgs {
     /// until that much more than it is available.
     #[arg(long, default_value = "")]
     eviction_minimum_reclaim: String,
+    /// A k3s-style registries.yaml (mirrors, auth, TLS) for the node's
+    /// own containerd; a missing file is none.
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    private_registry: PathBuf,
 }
 
 impl NodeArgs {
@@ -338,6 +342,7 @@ impl NodeArgs {
             min_age: self.image_minimum_gc_age,
         };
         config.pod_manifest_path = self.pod_manifest_path.clone();
+        config.private_registry = Some(self.private_registry.clone());
         config
     }
 

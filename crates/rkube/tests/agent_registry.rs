@@ -4,7 +4,9 @@
 //! fails (ErrImagePull / ImagePullBackOff); with a `kubectl create secret
 //! docker-registry` Secret in `imagePullSecrets` the pod runs; a
 //! ServiceAccount's `imagePullSecrets` reach its pods through admission; a
-//! tag that is not there fails even with credentials; image GC (at a 1%
+//! tag that is not there fails even with credentials; a `registries.yaml`
+//! (`--private-registry`) mirror with its own credentials serves an image
+//! of a registry name that resolves nowhere; image GC (at a 1%
 //! threshold) removes the image once no pod uses it and keeps pinned
 //! imports. Skipped, with the
 //! reason printed, where containerd, docker-registry or htpasswd is missing.
@@ -141,11 +143,30 @@ fn pulls_from_an_authenticated_registry_with_pull_secrets() {
         "--image-gc-low-threshold=0",
         "--image-minimum-gc-age=0s",
     ];
-    let Some(s) = support::local_node("registry-node", &gc) else {
-        return;
-    };
+    // A registries.yaml: `mirror.invalid` (a name that resolves nowhere)
+    // is served by the registry under another of its names, with the
+    // credentials for that name; 127.0.0.1 keeps needing a pull secret.
     let registry = start_registry();
     let host = format!("127.0.0.1:{}", registry.port);
+    let conf = tempfile::tempdir().unwrap();
+    let registries = conf.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  mirror.invalid:\n    endpoint: [\"http://localhost:{port}\"]\nconfigs:\n  \"localhost:{port}\":\n    auth: {{username: {USER}, password: {PASSWORD}}}\n",
+            port = registry.port
+        ),
+    )
+    .unwrap();
+    let private_registry = format!("--private-registry={}", registries.display());
+    let args: Vec<&str> = gc
+        .iter()
+        .copied()
+        .chain([private_registry.as_str()])
+        .collect();
+    let Some(s) = support::local_node("registry-node", &args) else {
+        return;
+    };
     push(s.images(), &registry, "team/busybox:v1");
     push(s.images(), &registry, "team/busybox:v2");
 
@@ -184,6 +205,16 @@ fn pulls_from_an_authenticated_registry_with_pull_secrets() {
         s.ok(&["logs", "private"])
             .contains("pulled-and-running")
             .then_some(())
+    });
+    // Through the mirror, with its credentials from registries.yaml and
+    // no pull secret.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod("mirrored", "mirror.invalid/team/busybox:v1", None),
+    );
+    eventually(90, "the pod pulled through the mirror running", || {
+        let p = s.json(&["get", "pod", "mirrored"]);
+        (p["status"]["phase"] == "Running").then_some(())
     });
     let p = s.json(&["get", "pod", "private"]);
     let image_id = p["status"]["containerStatuses"][0]["imageID"]
