@@ -233,29 +233,15 @@ pub fn parse_thresholds(
                 "{flag}: found duplicate eviction threshold for signal {name}"
             ));
         }
-        let value = if let Some(p) = value.strip_suffix('%') {
-            let p: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("{flag}: {stmt:?}: invalid percentage {value:?}"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!(
-                    "{flag}: {stmt:?}: percentage must be between 0% and 100%"
-                ));
-            }
-            if p == 0.0 {
-                continue;
-            }
-            Value::Percentage(p)
-        } else {
-            let q = Quantity::parse(value)
-                .ok_or_else(|| format!("{flag}: {stmt:?}: invalid quantity {value:?}"))?;
-            if q.milli <= 0 {
+        let value = match parse_value(flag, stmt, value)? {
+            // 0% leaves the signal out.
+            Value::Percentage(p) if p == 0.0 => continue,
+            Value::Quantity(q) if q <= 0 => {
                 return Err(format!(
                     "{flag}: {stmt:?}: eviction threshold must be positive"
-                ));
+                ))
             }
-            Value::Quantity(q.value())
+            v => v,
         };
         let grace_period = if hard {
             Duration::ZERO
@@ -275,6 +261,25 @@ pub fn parse_thresholds(
     Ok(out)
 }
 
+/// An amount in a flag: `percent%` (0 to 100) or a quantity.
+fn parse_value(flag: &str, stmt: &str, v: &str) -> Result<Value, String> {
+    if let Some(p) = v.strip_suffix('%') {
+        let p: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("{flag}: {stmt:?}: invalid percentage {v:?}"))?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!(
+                "{flag}: {stmt:?}: percentage must be between 0% and 100%"
+            ));
+        }
+        return Ok(Value::Percentage(p));
+    }
+    let q =
+        Quantity::parse(v).ok_or_else(|| format!("{flag}: {stmt:?}: invalid quantity {v:?}"))?;
+    Ok(Value::Quantity(q.value()))
+}
+
 /// Parses `--eviction-minimum-reclaim`: `signal=quantity` or
 /// `signal=percent%`, comma-separated.
 pub fn parse_minimum_reclaims(s: &str) -> Result<BTreeMap<Signal, Value>, String> {
@@ -287,26 +292,13 @@ pub fn parse_minimum_reclaims(s: &str) -> Result<BTreeMap<Signal, Value>, String
         let (name, v) = (name.trim(), v.trim());
         let signal = Signal::parse(name)
             .ok_or_else(|| format!("{flag}: unsupported eviction signal {name:?}"))?;
-        let value = if let Some(p) = v.strip_suffix('%') {
-            let p: f64 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("{flag}: {stmt:?}: invalid percentage {v:?}"))?;
-            if !(0.0..=100.0).contains(&p) {
-                return Err(format!(
-                    "{flag}: {stmt:?}: percentage must be between 0% and 100%"
-                ));
-            }
-            Value::Percentage(p)
-        } else {
-            let q = Quantity::parse(v)
-                .ok_or_else(|| format!("{flag}: {stmt:?}: invalid quantity {v:?}"))?;
-            if q.milli < 0 {
+        let value = match parse_value(flag, stmt, v)? {
+            Value::Quantity(q) if q < 0 => {
                 return Err(format!(
                     "{flag}: negative reclaim defined for signal {name}"
-                ));
+                ))
             }
-            Value::Quantity(q.value())
+            v => v,
         };
         if out.insert(signal, value).is_some() {
             return Err(format!("{flag}: duplicate minimum reclaim for {name}"));
