@@ -90,6 +90,9 @@ pub struct Config {
     /// A k3s-style `registries.yaml` (mirrors, auth, TLS) for the
     /// containerd the agent runs; a missing file is none.
     pub private_registry: Option<PathBuf>,
+    /// What `--kube-reserved` and `--system-reserved` keep from pods,
+    /// summed: cpu in millicores, memory and ephemeral-storage in bytes.
+    pub reserved: BTreeMap<String, i128>,
 }
 
 impl Config {
@@ -121,6 +124,7 @@ impl Config {
             eviction: crate::eviction::Config::default(),
             container_gc_period: Duration::from_secs(60),
             private_registry: None,
+            reserved: BTreeMap::new(),
         }
     }
 
@@ -409,7 +413,7 @@ impl Agent {
             &Pressure::new(),
             Timestamp::now(),
         );
-        reserve_for_eviction(&mut start_status, &host, &config.eviction);
+        reserve(&mut start_status, &host, &config);
         syncer.allocatable = start_status
             .allocatable
             .unwrap_or_default()
@@ -569,7 +573,7 @@ impl Shared {
             &pressure,
             now,
         );
-        reserve_for_eviction(&mut status, &self.host, &self.config.eviction);
+        reserve(&mut status, &self.host, &self.config);
         if let Some(port) = self.kubelet_port {
             status.daemon_endpoints = Some(k8s_openapi::api::core::v1::NodeDaemonEndpoints {
                 kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
@@ -740,18 +744,16 @@ async fn housekeeping(shared: Arc<Shared>) {
     }
 }
 
-/// Allocatable memory and ephemeral storage as the kubelet reserves them:
-/// capacity minus the hard eviction thresholds of memory.available and
-/// nodefs.available.
-fn reserve_for_eviction(
-    status: &mut k8s_openapi::api::core::v1::NodeStatus,
-    host: &HostInfo,
-    config: &eviction::Config,
-) {
+/// Allocatable as the kubelet computes it: capacity minus
+/// `--kube-reserved` and `--system-reserved`, and for memory and
+/// ephemeral storage minus the hard eviction thresholds of
+/// memory.available and nodefs.available too.
+fn reserve(status: &mut k8s_openapi::api::core::v1::NodeStatus, host: &HostInfo, config: &Config) {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     let Some(allocatable) = status.allocatable.as_mut() else {
         return;
     };
+    let reserved = |r: &str| config.reserved.get(r).copied().unwrap_or(0);
     for (resource, signal, capacity) in [
         (
             "memory",
@@ -764,19 +766,54 @@ fn reserve_for_eviction(
             host.ephemeral_storage_bytes,
         ),
     ] {
-        let reserved = config
+        let threshold = config
+            .eviction
             .thresholds
             .iter()
             .find(|t| t.hard && t.signal == signal)
             .map_or(0, |t| t.quantity(i128::from(capacity)));
-        let left = (i128::from(capacity) - reserved).max(0);
+        let left = (i128::from(capacity) - threshold - reserved(resource)).max(0);
         allocatable.insert(resource.to_owned(), Quantity(format!("{}Ki", left / 1024)));
     }
+    let cpu = (i128::from(host.cpus) * 1000 - reserved("cpu")).max(0);
+    let cpu = if cpu % 1000 == 0 {
+        (cpu / 1000).to_string()
+    } else {
+        format!("{cpu}m")
+    };
+    allocatable.insert("cpu".to_owned(), Quantity(cpu));
 }
 
-/// The eviction manager: every [`eviction::MONITOR_PERIOD`] measures the
-/// signals, reports pressure conditions (the Node's status is written at
-/// once when they change), reclaims and evicts at most one pod.
+/// Parses `--kube-reserved` / `--system-reserved`: `resource=quantity`,
+/// comma-separated, for cpu, memory, ephemeral-storage and pid; the
+/// amounts (cpu in millicores).
+pub fn parse_reserved(flag: &str, s: &str) -> Result<BTreeMap<String, i128>, String> {
+    let mut out = BTreeMap::new();
+    for stmt in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (name, v) = stmt
+            .split_once('=')
+            .ok_or_else(|| format!("{flag}: {stmt:?}: expected resource=quantity"))?;
+        let (name, v) = (name.trim(), v.trim());
+        if !matches!(name, "cpu" | "memory" | "ephemeral-storage" | "pid") {
+            return Err(format!(
+                "{flag}: unsupported resource {name:?} (cpu, memory, ephemeral-storage, pid)"
+            ));
+        }
+        let q = api::quantity::Quantity::parse(v)
+            .ok_or_else(|| format!("{flag}: {stmt:?}: invalid quantity {v:?}"))?;
+        if q.milli < 0 {
+            return Err(format!(
+                "{flag}: {stmt:?}: resource quantity may not be negative"
+            ));
+        }
+        let amount = if name == "cpu" { q.milli } else { q.value() };
+        if out.insert(name.to_owned(), amount).is_some() {
+            return Err(format!("{flag}: duplicate resource {name}"));
+        }
+    }
+    Ok(out)
+}
+
 /// The kubelet's periodic container GC.
 async fn container_gc_loop(shared: Arc<Shared>) {
     loop {
@@ -788,6 +825,9 @@ async fn container_gc_loop(shared: Arc<Shared>) {
     }
 }
 
+/// The eviction manager: every [`eviction::MONITOR_PERIOD`] measures the
+/// signals, reports pressure conditions (the Node's status is written at
+/// once when they change), reclaims and evicts at most one pod.
 async fn eviction_loop(shared: Arc<Shared>) {
     let mut manager = eviction::Manager::new(shared.config.eviction.clone());
     loop {
@@ -1687,5 +1727,64 @@ mod tests {
         let c = cni_conflist("rkube0", "10.42.3.0/24", Path::new("/d/ipam"), false);
         let v: serde_json::Value = serde_json::from_str(&c).unwrap();
         assert_eq!(v["plugins"][0]["ipMasq"], false);
+    }
+
+    #[test]
+    fn allocatable_keeps_the_reservations_and_hard_thresholds() {
+        let host = HostInfo {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            ephemeral_storage_bytes: 100 << 30,
+            kernel_version: String::new(),
+            os_image: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
+            hostname: String::new(),
+        };
+        let mut config = Config::new("n", "/d");
+        config.eviction = eviction::Config::new(
+            "memory.available<100Mi,nodefs.available<10%",
+            "",
+            "",
+            "",
+            Duration::ZERO,
+            0,
+        )
+        .unwrap();
+        config.reserved = parse_reserved(
+            "--kube-reserved",
+            "cpu=250m, memory=200Mi,ephemeral-storage=1Gi,pid=100",
+        )
+        .unwrap();
+        let mut status = k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: Some(BTreeMap::new()),
+            ..Default::default()
+        };
+        reserve(&mut status, &host, &config);
+        let a = status.allocatable.clone().unwrap();
+        let got = |r: &str| a[r].0.clone();
+        assert_eq!(got("cpu"), "1750m");
+        assert_eq!(
+            got("memory"),
+            format!("{}Ki", ((4i64 << 30) - (300 << 20)) / 1024)
+        );
+        assert_eq!(
+            got("ephemeral-storage"),
+            format!("{}Ki", ((100i64 << 30) - (10 << 30) - (1 << 30)) / 1024)
+        );
+        config.reserved = parse_reserved("--system-reserved", "cpu=1").unwrap();
+        reserve(&mut status, &host, &config);
+        assert_eq!(status.allocatable.unwrap()["cpu"].0, "1");
+
+        for (bad, want) in [
+            ("gpu=1", "unsupported resource \"gpu\""),
+            ("memory", "expected resource=quantity"),
+            ("memory=lots", "invalid quantity"),
+            ("cpu=-1", "may not be negative"),
+            ("cpu=1,cpu=2", "duplicate resource cpu"),
+        ] {
+            let e = parse_reserved("--kube-reserved", bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 }

@@ -299,6 +299,13 @@ struct NodeArgs {
     /// own containerd; a missing file is none.
     #[arg(long, default_value = "/etc/rkube/registries.yaml")]
     private_registry: PathBuf,
+    /// Resources kept for Kubernetes' own daemons, as the kubelet's:
+    /// `cpu=100m,memory=100Mi,ephemeral-storage=1Gi,pid=1000`.
+    #[arg(long, default_value = "")]
+    kube_reserved: String,
+    /// Resources kept for the system's daemons (same syntax).
+    #[arg(long, default_value = "")]
+    system_reserved: String,
 }
 
 impl NodeArgs {
@@ -313,6 +320,18 @@ impl NodeArgs {
             self.eviction_max_pod_grace_period,
         )
         .map_err(|e| anyhow::anyhow!("invalid eviction settings: {e}"))
+    }
+
+    /// `--kube-reserved` plus `--system-reserved`.
+    fn reserved(&self) -> anyhow::Result<std::collections::BTreeMap<String, i128>> {
+        let mut sum = agent::kubelet::parse_reserved("--kube-reserved", &self.kube_reserved)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for (k, v) in agent::kubelet::parse_reserved("--system-reserved", &self.system_reserved)
+            .map_err(|e| anyhow::anyhow!(e))?
+        {
+            *sum.entry(k).or_insert(0) += v;
+        }
+        Ok(sum)
     }
 
     fn config(
@@ -438,6 +457,7 @@ fn tokio_main(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> any
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     // Bad node flags fail before anything starts.
     let eviction = args.node.eviction()?;
+    let reserved = args.node.reserved()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let datastore = Datastore::parse(&args.datastore_endpoint, &args.data_dir)?;
@@ -655,6 +675,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &pki.ca_cert)?);
         config.image_gc.validate().map_err(anyhow::Error::msg)?;
         config.eviction = eviction;
+        config.reserved = reserved;
         if let Some(proxy) = args.node.proxy_config(&config) {
             let admin = admin.clone();
             components.spawn(async move {
@@ -765,6 +786,7 @@ fn nth_service_ip(cidr: &str, n: u32) -> Option<std::net::IpAddr> {
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let eviction = args.node.eviction()?;
+    let reserved = args.node.reserved()?;
     let (client, ca) = join::client(&args.server, &args.token).await?;
     let Some(count) = args.simulated_nodes else {
         let mut config = args.node.config(
@@ -776,6 +798,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         config.kubelet_tls = Some(NodeArgs::kubelet_tls(&config, &ca)?);
         config.image_gc.validate().map_err(anyhow::Error::msg)?;
         config.eviction = eviction;
+        config.reserved = reserved;
         if let Some(proxy) = args.node.proxy_config(&config) {
             tokio::spawn(run_proxy(client.clone(), proxy));
         }

@@ -110,6 +110,8 @@ fn pods_run_as_containers_on_containerd() {
         heartbeat_interval: Duration::from_secs(2),
         // Container GC every 2 s instead of every minute.
         container_gc_period: Duration::from_secs(2),
+        reserved: agent::kubelet::parse_reserved("--kube-reserved", "cpu=100m,memory=100Mi")
+            .unwrap(),
         cni_bridge: "rkube-test0".into(),
         pod_cidr: "10.41.0.0/24".into(),
         masquerade: false,
@@ -211,6 +213,22 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
         .get()
         .to_string();
     assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
+    // --kube-reserved comes off allocatable; memory also loses the hard
+    // memory.available threshold (100Mi).
+    let reserved_cpu = format!("{}m", cpus.parse::<u64>().unwrap() * 1000 - 100);
+    assert_eq!(node["status"]["allocatable"]["cpu"], reserved_cpu.as_str());
+    let ki = |q: &Value| {
+        q.as_str()
+            .unwrap()
+            .trim_end_matches("Ki")
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(
+        ki(&node["status"]["allocatable"]["memory"]),
+        ki(&node["status"]["capacity"]["memory"]) - 200 * 1024,
+        "{node}"
+    );
     assert!(node["status"]["capacity"]["memory"]
         .as_str()
         .unwrap()
