@@ -235,7 +235,7 @@ pub fn parse_thresholds(
         }
         let value = match parse_value(flag, stmt, value)? {
             // 0% leaves the signal out.
-            Value::Percentage(p) if p == 0.0 => continue,
+            Value::Percentage(0.0) => continue,
             Value::Quantity(q) if q <= 0 => {
                 return Err(format!(
                     "{flag}: {stmt:?}: eviction threshold must be positive"
