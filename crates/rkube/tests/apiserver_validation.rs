@@ -45,6 +45,13 @@ const INVALID_CREATES: &[(&str, &str, &str)] = &[
         "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
     ),
     (
+        "pod/windowsuser",
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "windowsuser"},
+            "spec": {"securityContext": {"windowsOptions": {"runAsUserName": "corp\\team\\alice"}},
+                "containers": [{"name": "c", "image": "busybox"}]}}"#,
+        r#"spec.securityContext.windowsOptions.runAsUserName: Invalid value: "corp\\team\\alice": runAsUserName cannot contain more than one backslash"#,
+    ),
+    (
         "configmap/badkey",
         r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "badkey"}, "data": {"bad key": "v"}}"#,
         r#"data[bad key]: Invalid value: "bad key": a valid config key must consist of alphanumeric characters, '-', '_' or '.'"#,

@@ -25,6 +25,7 @@ mod scheduling;
 mod security;
 mod service;
 mod storage;
+mod windows;
 
 pub use pod::{is_quantity, VOLUME_SOURCES};
 

@@ -103,6 +103,7 @@ pub(crate) fn pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         out,
     );
     super::security::pod(spec, path, out);
+    super::windows::host_process_pod(spec, path, out);
     super::scheduling::affinity(spec, path, out);
     dns_config(spec, path, out);
     gates(spec, path, out);

@@ -1,6 +1,6 @@
 //! Security contexts: the pod's (validatePodSpecSecurityContext, sysctls)
-//! and each container's (ValidateSecurityContext). Windows options are not
-//! checked.
+//! and each container's (ValidateSecurityContext), with their Windows
+//! options (`windows`).
 
 use std::collections::HashSet;
 
@@ -51,6 +51,7 @@ pub(crate) fn pod(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         &["Merge", "Strict"],
         out,
     );
+    super::windows::options(sc, &sp, out);
 }
 
 /// Kubernetes keeps hostPID and shareProcessNamespace in the internal
@@ -122,6 +123,7 @@ pub(crate) fn container(c: &Value, cp: &str, host_users: bool, out: &mut Vec<Cau
         }
     }
     apparmor(sc, &sp, out);
+    super::windows::options(sc, &sp, out);
 }
 
 /// validateSeccompProfileField.
