@@ -537,6 +537,11 @@ impl RuntimeService for CriClient {
                         .as_ref()
                         .and_then(|c| c.usage_core_nano_seconds.as_ref())
                         .map(|v| v.value),
+                    cpu_usage_nano_cores: s
+                        .cpu
+                        .as_ref()
+                        .and_then(|c| c.usage_nano_cores.as_ref())
+                        .map(|v| v.value),
                     timestamp: s.cpu.as_ref().map_or(0, |c| c.timestamp),
                 }
             })

@@ -273,6 +273,8 @@ pub struct ContainerStats {
     pub writable_layer_inodes: Option<u64>,
     /// CPU time used so far, in nanoseconds.
     pub cpu_usage_core_nano_seconds: Option<u64>,
+    /// Recent CPU use, in billionths of a core (the runtime's rate).
+    pub cpu_usage_nano_cores: Option<u64>,
     /// When the runtime took these figures (Unix nanoseconds).
     pub timestamp: i64,
 }

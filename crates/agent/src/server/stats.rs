@@ -157,7 +157,7 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
     by_pod
         .into_iter()
         .map(|((namespace, name, uid), containers)| {
-            let (mut cpu, mut mem) = (0u64, 0u64);
+            let (mut cpu, mut mem, mut cores) = (0u64, 0u64, None::<u64>);
             let mut time = 0i64;
             let list: Vec<Value> = containers
                 .iter()
@@ -166,11 +166,17 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
                     time = time.max(s.timestamp);
                     cpu += s.cpu_usage_core_nano_seconds.unwrap_or(0);
                     mem += s.memory_working_set_bytes.unwrap_or(0);
+                    if let Some(n) = s.cpu_usage_nano_cores {
+                        cores = Some(cores.unwrap_or(0) + n);
+                    }
                     let mut c = json!({
                         "name": s.labels.get(LABEL_CONTAINER_NAME).cloned().unwrap_or_else(|| s.name.clone()),
                         "cpu": {"time": t, "usageCoreNanoSeconds": s.cpu_usage_core_nano_seconds.unwrap_or(0)},
                         "memory": {"time": t, "workingSetBytes": s.memory_working_set_bytes.unwrap_or(0)},
                     });
+                    if let Some(n) = s.cpu_usage_nano_cores {
+                        c["cpu"]["usageNanoCores"] = json!(n);
+                    }
                     if let Some(used) = s.writable_layer_bytes {
                         c["rootfs"] = json!({"time": t, "usedBytes": used,
                             "inodesUsed": s.writable_layer_inodes.unwrap_or(0)});
@@ -185,6 +191,9 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
                 "cpu": {"time": t, "usageCoreNanoSeconds": cpu},
                 "memory": {"time": t, "workingSetBytes": mem},
             });
+            if let Some(n) = cores {
+                pod["cpu"]["usageNanoCores"] = json!(n);
+            }
             if let Some(start) = start_of(&uid) {
                 pod["startTime"] = json!(start);
             }
