@@ -241,7 +241,6 @@ struct Shared {
     image_gc: Option<Arc<crate::image_gc::Collector>>,
 }
 
-/// Tasks aborted when dropped (a failed start leaves none behind).
 /// A pod the eviction manager chose.
 #[derive(Clone, Debug)]
 enum Eviction {
@@ -251,6 +250,7 @@ enum Eviction {
     Stopped(Box<PodStatus>),
 }
 
+/// Tasks aborted when dropped (a failed start leaves none behind).
 struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
@@ -1099,6 +1099,8 @@ impl Shared {
         tracing::warn!("evicted pods not stopped in time");
     }
 
+    /// Writes a terminal status for `pod` (retrying on conflicts with a
+    /// fresh copy).
     async fn write_terminal_status(&self, pod: &Pod, status: PodStatus) -> anyhow::Result<()> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let name = pod.metadata.name.as_deref().unwrap_or_default();
