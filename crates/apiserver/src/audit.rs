@@ -9,8 +9,8 @@
 //! level `Request` and the response body too at `RequestResponse`, unless
 //! the policy omits those stages. The log file rotates by size, keeping
 //! a number of backups for an age (`rotate`); events also go, batched, to
-//! a webhook (`webhook`). Not done: `Panic` stages, the webhook's blocking
-//! modes.
+//! a webhook (`webhook`). A request whose handler panicked ends with a
+//! `Panic` stage. Not done: the webhook's blocking modes.
 
 mod rotate;
 pub mod webhook;
@@ -356,6 +356,17 @@ impl Auditor {
         self.write(&ev, stage);
     }
 
+    /// Writes the `Panic` stage of a request whose handler panicked.
+    pub fn panicked(&self, mut ev: Event, message: &str) {
+        ev.body["responseStatus"] = json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("APIServer panic'd: {message}"),
+            "code": 500,
+        });
+        self.write(&ev, "Panic");
+    }
+
     fn write(&self, ev: &Event, stage: &str) {
         if ev.decision.omit_stages.iter().any(|s| s == stage) {
             return;
@@ -532,5 +543,46 @@ rules:
         ] {
             assert!(Policy::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_panicked_request_ends_with_a_panic_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+        )
+        .unwrap();
+        let log = dir.path().join("audit.log");
+        let auditor = Auditor::open(
+            &policy,
+            Some((log.to_str().unwrap(), Rotation::default())),
+            None,
+        )
+        .unwrap();
+        let admin = User::new("admin", &["system:masters"]);
+        let ev = auditor
+            .begin(
+                &admin,
+                &Attrs {
+                    verb: "get",
+                    path: "",
+                    resource: res("", "pods", "", "d", "p"),
+                },
+                "/api/v1/namespaces/d/pods/p",
+                None,
+                None,
+            )
+            .unwrap();
+        auditor.panicked(ev, "boom");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let ev: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(ev["stage"], "Panic", "{ev}");
+        assert_eq!(
+            ev["responseStatus"],
+            json!({"metadata": {}, "status": "Failure", "message": "APIServer panic'd: boom", "code": 500})
+        );
+        assert_eq!(ev["objectRef"]["name"], "p");
     }
 }

@@ -315,7 +315,9 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         if let Decision::Deny(reason) = decision {
             return ApiError::forbidden(reason).into_response();
         }
-        return dispatch(state, parts, body, info, verb, user, path, None).await;
+        return recover(dispatch(state, parts, body, info, verb, user, path, None))
+            .await
+            .unwrap_or_else(|_| panicked());
     };
     let resource = info.as_ref().map(|i| audit::ResourceAttrs {
         group: &i.group,
@@ -345,7 +347,9 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         if let Decision::Deny(reason) = decision {
             return ApiError::forbidden(reason).into_response();
         }
-        return dispatch(state, parts, body, info, verb, user, path, None).await;
+        return recover(dispatch(state, parts, body, info, verb, user, path, None))
+            .await
+            .unwrap_or_else(|_| panicked());
     };
     let long_running = verb == "watch"
         || info
@@ -356,7 +360,13 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         Decision::Deny(reason) => ApiError::forbidden(reason).into_response(),
         _ => {
             let slot = audit::Auditor::wants_request(&event).then_some(&mut request_body);
-            dispatch(state, parts, body, info, verb, user, path, slot).await
+            match recover(dispatch(state, parts, body, info, verb, user, path, slot)).await {
+                Ok(resp) => resp,
+                Err(message) => {
+                    auditor.panicked(event, &message);
+                    return panicked();
+                }
+            }
         }
     };
     let code = resp.status().as_u16();
@@ -372,6 +382,35 @@ pub async fn serve_request(state: Arc<State>, req: HttpRequest) -> Response {
         .unwrap_or_default();
     auditor.finish(event, false, code, request_body.as_deref(), Some(&bytes));
     Response::from_parts(head, Body::from(bytes))
+}
+
+/// Runs a request's handler; a panic in it is caught (its message
+/// returned) instead of ending the connection, as kube-apiserver's panic
+/// recovery does.
+async fn recover<F: std::future::Future<Output = Response>>(fut: F) -> Result<Response, String> {
+    use futures::FutureExt as _;
+    std::panic::AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|p| {
+            let message = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(panic = %message, "a request handler panicked");
+            message
+        })
+}
+
+/// kube-apiserver's answer to a request whose handler panicked.
+fn panicked() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [("content-type", "text/plain; charset=utf-8")],
+        "This request caused apiserver to panic. Look in the logs for details.\n",
+    )
+        .into_response()
 }
 
 /// Serves an authenticated, authorized request; `request_body` receives
@@ -667,4 +706,30 @@ pub fn tls_config(
 /// Binds the API port.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod recover_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        let ok = recover(async { StatusCode::OK.into_response() }).await;
+        assert_eq!(ok.unwrap().status(), StatusCode::OK);
+        let boom = recover(async {
+            if std::hint::black_box(true) {
+                panic!("boom {}", 7);
+            }
+            StatusCode::OK.into_response()
+        })
+        .await;
+        assert_eq!(boom.unwrap_err(), "boom 7");
+        let resp = panicked();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(
+            body,
+            "This request caused apiserver to panic. Look in the logs for details.\n"
+        );
+    }
 }

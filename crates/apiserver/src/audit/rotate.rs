@@ -66,12 +66,13 @@ impl RotatingFile {
     fn rotate(&mut self) -> io::Result<()> {
         self.file.flush()?;
         let mut at = chrono::Utc::now();
-        let mut backup = backup_name(&self.path, at);
-        // Two rotations within one millisecond.
-        while backup.exists() {
-            at += chrono::Duration::milliseconds(1);
-            backup = backup_name(&self.path, at);
+        // A new backup sorts after every older one, even when rotations
+        // come within one millisecond.
+        if let Some((last, _)) = self.backups().last() {
+            let next = last.and_utc() + chrono::Duration::milliseconds(1);
+            at = at.max(next);
         }
+        let backup = backup_name(&self.path, at);
         std::fs::rename(&self.path, &backup)?;
         self.file = open(&self.path)?;
         self.size = 0;
@@ -79,27 +80,33 @@ impl RotatingFile {
         Ok(())
     }
 
-    /// Removes rotated files beyond the count or the age.
-    fn prune(&self) {
+    /// The rotated files, oldest first, with the time in their names.
+    fn backups(&self) -> Vec<(chrono::NaiveDateTime, PathBuf)> {
         let (prefix, ext) = affixes(&self.path);
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
         let Ok(entries) = std::fs::read_dir(&dir) else {
-            return;
+            return Vec::new();
         };
-        // The timestamp in the name sorts as time does.
-        let mut backups: Vec<(String, PathBuf)> = entries
+        let mut backups: Vec<(chrono::NaiveDateTime, PathBuf)> = entries
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_str()?.to_owned();
                 let stamp = name.strip_prefix(&prefix)?.strip_suffix(&ext)?.to_owned();
-                chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%dT%H-%M-%S%.3f").ok()?;
-                Some((stamp, e.path()))
+                let at =
+                    chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%dT%H-%M-%S%.3f").ok()?;
+                Some((at, e.path()))
             })
             .collect();
         backups.sort();
+        backups
+    }
+
+    /// Removes rotated files beyond the count or the age.
+    fn prune(&self) {
+        let backups = self.backups();
         let now = SystemTime::now();
         let count = backups.len();
         for (i, (_, path)) in backups.iter().enumerate() {
