@@ -405,25 +405,126 @@ fn volume_source(v: &Value, vp: &str, out: &mut Vec<Cause>) {
             file_mode(m, &format!("{vp}.{src}.defaultMode"), out);
         }
         for (j, item) in arr(x, "items").iter().enumerate() {
+            if src == "downwardAPI" {
+                // Kubernetes reports a downwardAPI file's errors at the
+                // volume source, without the item's index.
+                downward_api_file(item, &format!("{vp}.downwardAPI"), out);
+                continue;
+            }
             let ip = format!("{vp}.{src}.items[{j}]");
-            if src != "downwardAPI" && str_of(item, "key").is_empty() {
+            if str_of(item, "key").is_empty() {
                 out.push(required(&format!("{ip}.key"), ""));
             }
             relative_path(item.get("path"), &format!("{ip}.path"), out);
             if let Some(m) = item.get("mode") {
                 file_mode(m, &format!("{ip}.mode"), out);
             }
-            if src == "downwardAPI" {
-                super::env::downward_api_file(item, &ip, out);
-            }
         }
     }
-    // A projected volume's downwardAPI sources.
-    for (k, s) in arr(at(v, "projected"), "sources").iter().enumerate() {
-        for (j, item) in arr(at(s, "downwardAPI"), "items").iter().enumerate() {
-            let ip = format!("{vp}.projected.sources[{k}].downwardAPI.items[{j}]");
-            relative_path(item.get("path"), &format!("{ip}.path"), out);
-            super::env::downward_api_file(item, &ip, out);
+    if let Some(p) = v.get("projected").filter(|p| p.is_object()) {
+        projected_sources(p, &format!("{vp}.projected"), out);
+    }
+    if let Some(nfs) = v.get("nfs").filter(|n| n.is_object()) {
+        let np = format!("{vp}.nfs");
+        if str_of(nfs, "server").is_empty() {
+            out.push(required(&format!("{np}.server"), ""));
+        }
+        let path = str_of(nfs, "path");
+        if path.is_empty() {
+            out.push(required(&format!("{np}.path"), ""));
+        }
+        if !path.starts_with('/') {
+            out.push(invalid(
+                &format!("{np}.path"),
+                &Value::from(path),
+                "must be an absolute path",
+            ));
+        }
+    }
+}
+
+/// A downwardAPI file (of a volume or a projection) at `fp`: its path,
+/// its field or resource, its mode.
+fn downward_api_file(item: &Value, fp: &str, out: &mut Vec<Cause>) {
+    relative_path(item.get("path"), &format!("{fp}.path"), out);
+    super::env::downward_api_file(item, fp, out);
+    if let Some(m) = item.get("mode") {
+        file_mode(m, &format!("{fp}.mode"), out);
+    }
+}
+
+/// A projected volume's sources (validateProjectionSources): one kind
+/// each, the token's lifetime and path, no path twice.
+fn projected_sources(p: &Value, pp: &str, out: &mut Vec<Cause>) {
+    let mut paths = HashSet::new();
+    let mut seen = |path: &str, name: &Value, out: &mut Vec<Cause>| {
+        if !path.is_empty() && !paths.insert(path.to_owned()) {
+            out.push(invalid(pp, name, "conflicting duplicate paths"));
+        }
+    };
+    for (k, s) in arr(p, "sources").iter().enumerate() {
+        let sp = format!("{pp}.sources[{k}]");
+        let mut kinds = 0;
+        for src in ["secret", "configMap"] {
+            let Some(x) = s.get(src).filter(|x| !x.is_null()) else {
+                continue;
+            };
+            kinds += 1;
+            if str_of(x, "name").is_empty() {
+                out.push(required(&format!("{sp}.{src}.name"), ""));
+            }
+            for (j, item) in arr(x, "items").iter().enumerate() {
+                let ip = format!("{sp}.{src}.items[{j}]");
+                if str_of(item, "key").is_empty() {
+                    out.push(required(&format!("{ip}.key"), ""));
+                }
+                relative_path(item.get("path"), &format!("{ip}.path"), out);
+                if let Some(m) = item.get("mode") {
+                    file_mode(m, &format!("{ip}.mode"), out);
+                }
+                seen(str_of(item, "path"), at(x, "name"), out);
+            }
+        }
+        if let Some(d) = s.get("downwardAPI").filter(|x| !x.is_null()) {
+            kinds += 1;
+            for item in arr(d, "items") {
+                downward_api_file(item, &format!("{sp}.downwardAPI"), out);
+                let path = str_of(item, "path");
+                seen(path, &Value::from(path), out);
+            }
+        }
+        if let Some(t) = s.get("serviceAccountToken").filter(|x| !x.is_null()) {
+            kinds += 1;
+            let tp = format!("{sp}.serviceAccountToken.expirationSeconds");
+            if let Some(e) = t.get("expirationSeconds").and_then(Value::as_i64) {
+                if e < 600 {
+                    out.push(invalid(
+                        &tp,
+                        &Value::from(e),
+                        "may not specify a duration less than 10 minutes",
+                    ));
+                }
+                if e > 1 << 32 {
+                    out.push(invalid(
+                        &tp,
+                        &Value::from(e),
+                        "may not specify a duration larger than 2^32 seconds",
+                    ));
+                }
+            }
+            // Kubernetes names the projection's path here, not the token's.
+            if str_of(t, "path").is_empty() {
+                out.push(required(&format!("{pp}.path"), ""));
+            }
+        }
+        if s.get("clusterTrustBundle").is_some_and(|x| !x.is_null()) {
+            kinds += 1;
+        }
+        if kinds > 1 {
+            out.push(crate::validation::forbidden(
+                &sp,
+                "may not specify more than 1 volume type",
+            ));
         }
     }
 }
@@ -827,6 +928,27 @@ mod tests {
                     "spec.volumes[3].secret.items[1].mode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive",
                     "spec.volumes[4].configMap.name: Required value",
                     "spec.volumes[5].persistentVolumeClaim.claimName: Required value",
+                ],
+            ),
+            (
+                "",
+                "Pod",
+                json!({"spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [
+                    {"name": "d", "downwardAPI": {"items": [{"path": "../up", "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}]}},
+                    {"name": "p", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 60}},
+                        {"secret": {"name": "s", "items": [{"key": "k", "path": "token"}]}, "configMap": {"name": "c"}},
+                        {"serviceAccountToken": {"expirationSeconds": 3600}},
+                        {"downwardAPI": {"items": [{"path": "labels", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"}}]}}]}},
+                    {"name": "n", "nfs": {"server": "fs.example", "path": "exports/data"}},
+                ]}}),
+                vec![
+                    r#"spec.volumes[0].downwardAPI.path: Invalid value: "../up": must not contain '..'"#,
+                    r#"spec.volumes[0].downwardAPI.fieldRef.fieldPath: Unsupported value: "spec.nodeName": supported values: "metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid""#,
+                    "spec.volumes[1].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+                    "spec.volumes[1].projected.sources[1]: Forbidden: may not specify more than 1 volume type",
+                    r#"spec.volumes[1].projected.path: Required value"#,
+                    r#"spec.volumes[2].nfs.path: Invalid value: "exports/data": must be an absolute path"#,
                 ],
             ),
             (
