@@ -677,9 +677,9 @@ impl PodSyncer {
             v.sort_by_key(|s| std::cmp::Reverse((s.attempt, s.created_at)));
         }
         // containerd marks an OOM kill from its own OOM event, which can
-        // land just after the exit: a fresh SIGKILL exit of a container with
-        // a memory limit is read again for up to a second before it counts
-        // as `Error`.
+        // land after the exit (seconds later on a loaded node): a fresh
+        // SIGKILL exit of a container with a memory limit is read again
+        // until [`OOM_SETTLE`] after it before it counts as `Error`.
         let limited = |name: &str| {
             let spec = pod.spec.as_ref();
             spec.into_iter()
@@ -697,7 +697,7 @@ impl PodSyncer {
                 continue;
             }
             for s in runs.iter_mut() {
-                for _ in 0..5 {
+                loop {
                     if !oom_unsettled(s, now_nanos()) {
                         break;
                     }
@@ -1386,14 +1386,18 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// A container killed by SIGKILL (exit 137) under two seconds ago that the
-/// runtime does not (yet) call `OOMKilled`: its OOM event may still come.
+/// How long after a SIGKILL exit the runtime's OOM event may still come.
+const OOM_SETTLE: Duration = Duration::from_secs(6);
+
+/// A container killed by SIGKILL (exit 137) less than [`OOM_SETTLE`] ago
+/// that the runtime does not (yet) call `OOMKilled`: its OOM event may
+/// still come.
 pub(crate) fn oom_unsettled(s: &cri::ContainerStatus, now: i64) -> bool {
     s.state == cri::ContainerState::Exited
         && s.exit_code == 137
         && matches!(s.reason.as_str(), "" | "Error")
         && s.finished_at > 0
-        && now - s.finished_at < 2_000_000_000
+        && now - s.finished_at < OOM_SETTLE.as_nanos() as i64
 }
 
 /// The status of a pod the kubelet itself ended (evicted, past its

@@ -773,7 +773,7 @@ fn fresh_sigkill_exits_wait_for_the_oom_reason() {
         ),
         (
             "just killed, no reason yet",
-            st(exited, 137, "", now - 1_900_000_000),
+            st(exited, 137, "", now - 5_900_000_000),
             true,
         ),
         (
@@ -783,7 +783,7 @@ fn fresh_sigkill_exits_wait_for_the_oom_reason() {
         ),
         (
             "killed long ago",
-            st(exited, 137, "Error", now - 2_000_000_000),
+            st(exited, 137, "Error", now - 6_000_000_000),
             false,
         ),
         ("another exit code", st(exited, 1, "Error", now), false),

@@ -144,16 +144,18 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
             .or_default()
             .push(s);
     }
-    let start_of = |uid: &str| -> Option<String> {
-        let pod = ctx
-            .pods
-            .state()
-            .into_iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(uid))
-            .or_else(|| ctx.static_pods.by_uid(uid))?;
-        let t = pod.status.as_ref()?.start_time.as_ref()?;
-        Some(t.0.to_string())
-    };
+    // Start times by uid, read once.
+    let starts: std::collections::HashMap<String, String> = ctx
+        .pods
+        .state()
+        .iter()
+        .chain(ctx.static_pods.all().iter())
+        .filter_map(|p| {
+            let t = p.status.as_ref()?.start_time.as_ref()?;
+            Some((p.metadata.uid.clone()?, t.0.to_string()))
+        })
+        .collect();
+    let start_of = |uid: &str| starts.get(uid).cloned();
     by_pod
         .into_iter()
         .map(|((namespace, name, uid), containers)| {
