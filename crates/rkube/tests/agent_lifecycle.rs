@@ -117,7 +117,10 @@ spec:
   - name: hog
     image: busybox
     imagePullPolicy: Never
-    command: [dd, if=/dev/zero, of=/dev/null, bs=200M, count=1]
+    # A moment first: containerd (cgroup v1) watches for the container's
+    # OOM only once it has started it; an OOM in the first milliseconds
+    # can go unseen and read as a plain SIGKILL (Error).
+    command: [sh, -c, "sleep 1; exec dd if=/dev/zero of=/dev/null bs=200M count=1"]
     resources:
       limits: {{memory: 20Mi}}
 ---
