@@ -307,7 +307,9 @@ spec:
         let ips: Vec<String> = ["db-0", "db-1"]
             .iter()
             .map(|p| {
-                let pod = s.json(&["get", "pod", p]);
+                // Not created yet by the controller: not found, try again.
+                let out = s.kubectl(&["get", "pod", p, "-o", "json"]);
+                let pod: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
                 (pod["status"]["phase"] == "Running")
                     .then(|| pod["status"]["podIP"].as_str().map(str::to_owned))
                     .flatten()
