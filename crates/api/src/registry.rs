@@ -52,6 +52,8 @@ const NO_DELETECOLLECTION: &[&str] = &[
 ];
 const CREATE_ONLY: &[&str] = &["create"];
 const GET_ONLY: &[&str] = &["get"];
+/// Read-only resources computed when asked (metrics.k8s.io).
+const GET_LIST: &[&str] = &["get", "list"];
 const GPU: &[&str] = &["get", "patch", "update"];
 const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
 
@@ -169,6 +171,10 @@ static RESOURCES: &[Resource] = &[
     res!("batch" "v1" "Job" "jobs" "job" ns=true short=[] cat=["all"] verbs=ALL_VERBS, subs=[
         sub!("status", "batch", "v1", "Job", GPU),
     ]),
+    // metrics.k8s.io/v1beta1: usage from the node agents, not stored
+    // (apiserver::resource_metrics).
+    res!("metrics.k8s.io" "v1beta1" "NodeMetrics" "nodes" "" ns=false short=[] cat=[] verbs=GET_LIST, subs=[]),
+    res!("metrics.k8s.io" "v1beta1" "PodMetrics" "pods" "" ns=true short=[] cat=[] verbs=GET_LIST, subs=[]),
     // networking.k8s.io/v1
     res!("networking.k8s.io" "v1" "IngressClass" "ingressclasses" "ingressclass" ns=false short=[] cat=[] verbs=ALL_VERBS, subs=[]),
     res!("networking.k8s.io" "v1" "Ingress" "ingresses" "ingress" ns=true short=["ing"] cat=[] verbs=ALL_VERBS, subs=[
@@ -245,6 +251,7 @@ pub fn groups() -> Vec<Group> {
         ("scheduling.k8s.io", &["v1"]),
         ("coordination.k8s.io", &["v1"]),
         ("discovery.k8s.io", &["v1"]),
+        ("metrics.k8s.io", &["v1beta1"]),
     ];
     ORDER
         .iter()

@@ -115,6 +115,18 @@ const SELECTOR: Column = wide(
 
 const DEFAULT_COLUMNS: &[Column] = &[NAME, col("Created At", "date", CREATED_DESCRIPTION)];
 
+/// NodeMetrics and PodMetrics (metrics.k8s.io), as metrics-server prints them.
+const RESOURCE_METRICS: &[Column] = &[
+    NAME,
+    col("CPU", "string", "CPU usage."),
+    col("Memory", "string", "Memory usage."),
+    col(
+        "Window",
+        "string",
+        "The time window the usage was measured over.",
+    ),
+];
+
 const POD: &[Column] = &[
     NAME,
     col("Ready", "string", "Ready containers out of all containers."),
@@ -657,6 +669,7 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
             "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
         ) => WEBHOOK_CONFIGURATION,
         ("certificates.k8s.io", "CertificateSigningRequest") => CERTIFICATE_SIGNING_REQUEST,
+        ("metrics.k8s.io", "NodeMetrics" | "PodMetrics") => RESOURCE_METRICS,
         // Role, ClusterRole, LimitRange, CustomResourceDefinition, ...
         _ => DEFAULT_COLUMNS,
     }
@@ -1323,6 +1336,39 @@ pub fn row(group: &str, kind: &str, obj: &Value, now: DateTime<Utc>) -> Vec<Valu
                 json!(s(obj, "/spec/username")),
                 json!(duration),
                 json!(status),
+            ]
+        }
+        ("metrics.k8s.io", "NodeMetrics" | "PodMetrics") => {
+            // A pod's usage is its containers' summed.
+            let usages: Vec<&Value> = match obj.get("usage") {
+                Some(u) => vec![u],
+                None => obj
+                    .get("containers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get("usage"))
+                    .collect(),
+            };
+            let total = |k: &str| -> String {
+                let parts: Vec<&str> = usages
+                    .iter()
+                    .filter_map(|u| u.get(k).and_then(Value::as_str))
+                    .collect();
+                match parts[..] {
+                    [one] => one.to_owned(),
+                    _ => parts
+                        .iter()
+                        .filter_map(|p| crate::quantity::Quantity::parse(p))
+                        .sum::<crate::quantity::Quantity>()
+                        .to_string(),
+                }
+            };
+            vec![
+                name(obj),
+                json!(total("cpu")),
+                json!(total("memory")),
+                json!(s(obj, "/window")),
             ]
         }
         _ => {

@@ -283,6 +283,10 @@ async fn dispatch(state: &Arc<State>, req: &Request) -> ApiResult<Response> {
             ));
         }
     }
+    if crate::resource_metrics::is_metrics(res) {
+        let out = output(&req.headers, &req.params);
+        return crate::resource_metrics::serve(state, req, res, out).await;
+    }
     let custom = state
         .registry
         .custom(&info.group, &info.version, &info.resource);

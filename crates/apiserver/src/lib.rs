@@ -26,6 +26,7 @@ mod patch;
 mod protobuf;
 pub mod registry;
 pub mod request;
+mod resource_metrics;
 mod resource_proxy;
 mod rest;
 mod reviews;
@@ -91,6 +92,8 @@ pub struct State {
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`).
     pub audit: Option<Arc<audit::Auditor>>,
+    /// Node samples behind metrics.k8s.io (`kubectl top`).
+    resource_metrics: resource_metrics::Scraper,
 }
 
 impl State {
@@ -110,6 +113,7 @@ impl State {
             extra_metrics: Vec::new(),
             kubelet_client: None,
             audit: None,
+            resource_metrics: resource_metrics::Scraper::default(),
         }
     }
 

@@ -476,13 +476,12 @@ fn agent_error(status: StatusCode, body: &[u8]) -> ApiError {
     }
 }
 
-async fn proxy(
-    mut parts: Parts,
+/// An HTTP/1 connection (upgrades allowed) to a node agent's HTTPS port,
+/// `ip:port`, with the API server's kubelet client certificate.
+pub(crate) async fn connect_kubelet(
     addr: &str,
-    path: &str,
     tls: Arc<rustls::ClientConfig>,
-    log: bool,
-) -> anyhow::Result<ApiResult<Response>> {
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
     let tcp = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         tokio::net::TcpStream::connect(addr),
@@ -497,12 +496,23 @@ async fn proxy(
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "agent connection ended");
         }
     });
+    Ok(sender)
+}
+
+async fn proxy(
+    mut parts: Parts,
+    addr: &str,
+    path: &str,
+    tls: Arc<rustls::ClientConfig>,
+    log: bool,
+) -> anyhow::Result<ApiResult<Response>> {
+    let mut sender = connect_kubelet(addr, tls).await?;
     let mut up = Request::builder()
         .method(if log {
             Method::GET

@@ -84,10 +84,10 @@ metadata: {name: two}
 spec:
   containers:
   - name: a
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "echo a1; echo a2; echo a3; sleep 1; echo a4 >&2; sleep 3600"]
   - name: b
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "echo b1; sleep 3600"]
 ---
 apiVersion: v1
@@ -96,7 +96,7 @@ metadata: {name: crash}
 spec:
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "echo run-$(date +%s%N); sleep 2; exit 1"]
 ---
 apiVersion: v1
@@ -106,7 +106,7 @@ spec:
   nodeSelector: {no-such-label: "true"}
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
 ---
 apiVersion: v1
 kind: Pod
@@ -226,7 +226,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "for i in 1 2 3 4; do echo tick $i; sleep 1; done"]
 "#;
 
@@ -241,13 +241,13 @@ metadata: {name: shell}
 spec:
   containers:
   - name: sh
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "mkdir -p /www && echo served-by-httpd > /www/index.html && httpd -f -p 8080 -h /www"]
   - name: side
-    image: busybox
+    image: busybox:stable
     command: [sleep, "3600"]
   - name: echo
-    image: busybox
+    image: busybox:stable
     stdin: true
     command: [sh, -c, "while read l; do echo got-$l; done"]
 ---
@@ -258,7 +258,7 @@ spec:
   nodeSelector: {no-such-label: "true"}
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
 "#;
 
 #[test]
@@ -492,7 +492,7 @@ metadata: {name: busy}
 spec:
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "head -c 20000000 /dev/zero > /dev/shm/x; exec sleep 3600"]
 "#,
     );
@@ -609,4 +609,151 @@ fn http_get(port: u16) -> Option<String> {
     let mut out = String::new();
     c.read_to_string(&mut out).ok()?;
     Some(out)
+}
+
+/// The resource metrics API (metrics.k8s.io) that `kubectl top` reads:
+/// a container spinning under a 200m CPU limit shows about that much, an
+/// idle one next to it almost none; selectors, sorting, a single pod,
+/// nodes with their share of allocatable, the raw objects and tables.
+#[test]
+fn kubectl_top_reads_resource_metrics() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: burn, labels: {app: burn}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: spin
+    image: busybox:stable
+    command: [sh, -c, "while :; do :; done"]
+    resources: {limits: {cpu: 200m, memory: 64Mi}}
+  - name: idle
+    image: busybox:stable
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: still, labels: {app: still}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:stable
+    command: [sleep, "3600"]
+"#,
+    );
+    running(&s, "burn");
+    running(&s, "still");
+    let groups = s.ok(&[
+        "api-resources",
+        "--api-group=metrics.k8s.io",
+        "--no-headers",
+    ]);
+    assert!(
+        groups.contains("pods") && groups.contains("PodMetrics"),
+        "{groups}"
+    );
+    assert!(
+        groups.contains("nodes") && groups.contains("NodeMetrics"),
+        "{groups}"
+    );
+
+    let millicores = |cell: &str| -> u64 {
+        cell.strip_suffix('m')
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| panic!("not millicores: {cell:?}"))
+    };
+    // Per container: "burn spin 199m 0Mi".
+    let (spin, idle) = eventually(60, "the spinning container at about its limit", || {
+        let out = s.kubectl(&["top", "pod", "burn", "--containers", "--no-headers"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let cpu = |c: &str| {
+            text.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| f.len() == 4 && f[0] == "burn" && f[1] == c)
+                .map(|f| millicores(f[2]))
+        };
+        let (spin, idle) = (cpu("spin")?, cpu("idle")?);
+        (spin >= 100).then_some((spin, idle))
+    });
+    assert!(spin <= 400, "a 200m limit, measured {spin}m");
+    assert!(idle < 50, "sleep uses no CPU, measured {idle}m");
+
+    // Selectors and sorting: all pods by CPU, the spinner first.
+    let sorted = s.ok(&["top", "pod", "--sort-by=cpu", "--no-headers"]);
+    let names: Vec<&str> = sorted
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["burn", "still"], "{sorted}");
+    let only = s.ok(&["top", "pod", "-l", "app=still", "--no-headers"]);
+    assert!(
+        only.starts_with("still ") && only.lines().count() == 1,
+        "{only}"
+    );
+    let none = s.kubectl(&["top", "pod", "-l", "app=nothing"]);
+    let text =
+        String::from_utf8_lossy(&none.stderr).into_owned() + &String::from_utf8_lossy(&none.stdout);
+    assert!(text.contains("No resources found"), "{text}");
+    let missing = s.fails(&["top", "pod", "nope"]);
+    assert!(
+        missing.contains(r#"podmetrics.metrics.k8s.io "default/nope" not found"#),
+        "{missing}"
+    );
+
+    // Nodes: usage and its share of allocatable.
+    let top = s.ok(&["top", "node", "--no-headers"]);
+    let fields: Vec<&str> = top.split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "{top}");
+    assert_eq!(fields[0], "stream-node", "{top}");
+    assert!(millicores(fields[1]) >= 100, "the spinner runs here: {top}");
+    assert!(
+        fields[2].ends_with('%') && fields[4].ends_with('%'),
+        "{top}"
+    );
+    assert!(fields[3].ends_with("Mi"), "{top}");
+    let missing = s.fails(&["top", "node", "nowhere"]);
+    assert!(
+        missing.contains(r#"nodemetrics.metrics.k8s.io "nowhere" not found"#),
+        "{missing}"
+    );
+
+    // The objects themselves.
+    let pm: serde_json::Value = serde_json::from_str(&s.ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/burn",
+    ]))
+    .unwrap();
+    assert_eq!(pm["kind"], "PodMetrics", "{pm}");
+    assert_eq!(pm["metadata"]["labels"]["app"], "burn", "{pm}");
+    assert_eq!(pm["containers"][0]["name"], "spin", "{pm}");
+    assert!(pm["window"].as_str().unwrap().ends_with('s'), "{pm}");
+    assert!(pm["timestamp"].as_str().unwrap().ends_with('Z'), "{pm}");
+    let nm: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"]))
+            .unwrap();
+    assert_eq!(nm["kind"], "NodeMetricsList", "{nm}");
+    assert_eq!(nm["items"][0]["metadata"]["name"], "stream-node", "{nm}");
+    assert!(nm["items"][0]["usage"]["memory"].as_str().is_some(), "{nm}");
+    // Tables, as `kubectl get` asks for them.
+    let table = s.ok(&["get", "pods.metrics.k8s.io"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("CPU") && table.contains("WINDOW"),
+        "{table}"
+    );
+    assert!(table.contains("burn") && table.contains("still"), "{table}");
+    // Read-only: writes are refused.
+    let err = s.fails_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics", "metadata": {"name": "x"}}"#,
+    );
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("not allow"),
+        "{err}"
+    );
 }

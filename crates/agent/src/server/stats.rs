@@ -56,6 +56,14 @@ fn rfc3339(nanos: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A sample's time: RFC 3339 with its fraction of a second (consumers
+/// take rates over windows of a second or two).
+fn sample_time(nanos: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 fn now_nanos() -> i64 {
     Timestamp::now().as_nanosecond() as i64
 }
@@ -98,7 +106,7 @@ pub async fn summary(ctx: &Context, data_dir: &Path, image_root: Option<&Path>) 
     .await
     .unwrap_or_default();
     let stats = ctx.cri.list_container_stats().await.unwrap_or_default();
-    let now = rfc3339(now_nanos());
+    let now = sample_time(now_nanos());
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let boot = stat
         .lines()
@@ -164,7 +172,7 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
             let list: Vec<Value> = containers
                 .iter()
                 .map(|s| {
-                    let t = rfc3339(s.timestamp.max(1));
+                    let t = sample_time(s.timestamp.max(1));
                     time = time.max(s.timestamp);
                     cpu += s.cpu_usage_core_nano_seconds.unwrap_or(0);
                     mem += s.memory_working_set_bytes.unwrap_or(0);
@@ -186,7 +194,7 @@ fn pod_stats(ctx: &Context, stats: &[ContainerStats]) -> Vec<Value> {
                     c
                 })
                 .collect();
-            let t = rfc3339(time.max(1));
+            let t = sample_time(time.max(1));
             let mut pod = json!({
                 "podRef": {"name": name, "namespace": namespace, "uid": uid},
                 "containers": list,
