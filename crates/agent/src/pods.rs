@@ -347,18 +347,26 @@ impl PodSyncer {
     ) -> Result<String, (String, Option<String>)> {
         let image = c.image.clone().unwrap_or_default();
         let record = |reason: &str, m: String| self.prober.record(pod, &c.name, reason, m);
-        match self.cri.image_status(&image).await {
-            Ok(Some(img)) => {
-                record(
-                    "Pulled",
-                    format!("Container image \"{image}\" already present on machine"),
-                );
-                return Ok(img.id);
+        let policy = c
+            .image_pull_policy
+            .as_deref()
+            .unwrap_or_else(|| api::image::default_pull_policy(&image));
+        // Always: pulled before every start, present or not (the registry
+        // decides whether it is still the image to run).
+        if policy != "Always" {
+            match self.cri.image_status(&image).await {
+                Ok(Some(img)) => {
+                    record(
+                        "Pulled",
+                        format!("Container image \"{image}\" already present on machine"),
+                    );
+                    return Ok(img.id);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(("ErrImagePull".into(), Some(e.message))),
             }
-            Ok(None) => {}
-            Err(e) => return Err(("ErrImagePull".into(), Some(e.message))),
         }
-        if c.image_pull_policy.as_deref() == Some("Never") {
+        if policy == "Never" {
             record(
                 "ErrImageNeverPull",
                 format!("Container image \"{image}\" is not present with pull policy of Never"),

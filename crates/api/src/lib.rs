@@ -10,6 +10,7 @@ pub mod convert;
 pub mod cron;
 pub mod duration;
 pub mod fields;
+pub mod image;
 pub mod kinds;
 pub mod openapi;
 pub mod qos;

@@ -185,7 +185,8 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
     let imgs = String::from_utf8_lossy(&ctr(&["images", "ls", "-q"]).stdout).to_string();
     assert!(
         imgs.contains("rkube.local/pause:3.10")
-            && imgs.contains("docker.io/library/busybox:latest"),
+            && imgs.contains("docker.io/library/busybox:latest")
+            && imgs.contains("docker.io/library/busybox:stable"),
         "{imgs}"
     );
 
@@ -243,7 +244,7 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
         &pod(
             "hello",
             "",
-            r#"    image: busybox
+            r#"    image: busybox:stable
     command: ["sh", "-c", "trap 'exit 0' TERM; echo hello $GREETING; while true; do sleep 1; done"]
     env:
     - name: GREETING
@@ -288,7 +289,7 @@ fn scenarios(server: &Server, agent_dir: &Path, ctr: &dyn Fn(&[&str]) -> std::pr
         &pod(
             "fails",
             "  restartPolicy: Never",
-            r#"    image: busybox
+            r#"    image: busybox:stable
     command: ["sh", "-c", "exit 3"]"#,
         ),
     );
@@ -314,11 +315,11 @@ spec:
   hostNetwork: true
   initContainers:
   - name: one
-    image: busybox
+    image: busybox:stable
     command: ["sh", "-c", "exit 0"]
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     command: ["true"]
 "#
         ),
@@ -355,6 +356,52 @@ spec:
             .then_some(())
     });
 
+    // imagePullPolicy Always pulls an image that is there too: with its
+    // registry down the pod waits on the pull (ErrImagePull), while the
+    // same image runs under IfNotPresent.
+    let image = "127.0.0.1:9/rkube/busybox:1";
+    let tagged = ctr(&["images", "tag", "docker.io/library/busybox:stable", image]);
+    assert!(tagged.status.success(), "{tagged:?}");
+    for (name, policy) in [("always", "Always"), ("present", "IfNotPresent")] {
+        server.ok_stdin(
+            &["apply", "-f", "-"],
+            &pod(
+                name,
+                "",
+                &format!(
+                    "    image: {image}\n    imagePullPolicy: {policy}\n    command: [\"sleep\", \"3600\"]"
+                ),
+            ),
+        );
+    }
+    eventually(
+        60,
+        "pod present to run, pod always to wait for its pull",
+        || {
+            let present = server.json(&["get", "pod", "present"]);
+            let always = server.json(&["get", "pod", "always"]);
+            let reason = jget(&always, "status.containerStatuses.0.state.waiting.reason")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (present["status"]["phase"] == "Running"
+                && always["status"]["phase"] == "Pending"
+                && (reason == "ErrImagePull" || reason == "ImagePullBackOff"))
+                .then_some(())
+        },
+    );
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=always",
+    ]);
+    assert!(
+        events.contains(&format!("Pulling image \"{image}\"")),
+        "{events}"
+    );
+    server.ok(&["delete", "pod", "always", "present", "--grace-period=1"]);
+
     // containerd dies: the agent starts it again; running containers
     // live on under their shims and new pods run.
     let config = agent_dir.join("agent/containerd/config.toml");
@@ -369,7 +416,7 @@ spec:
         &pod(
             "after",
             "",
-            "    image: busybox\n    command: [\"sleep\", \"3600\"]",
+            "    image: busybox:stable\n    command: [\"sleep\", \"3600\"]",
         ),
     );
     eventually(60, "pod after to run", || {
@@ -391,7 +438,7 @@ spec:
         &pod(
             "crashes",
             "",
-            "    image: busybox\n    command: [\"sh\", \"-c\", \"exit 1\"]",
+            "    image: busybox:stable\n    command: [\"sh\", \"-c\", \"exit 1\"]",
         ),
     );
     eventually(60, "pod crashes to back off", || {

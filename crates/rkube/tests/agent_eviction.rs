@@ -115,7 +115,7 @@ spec:
   - {name: scratch, emptyDir: {sizeLimit: 4Mi}}
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     volumeMounts: [{name: scratch, mountPath: /scratch}]
     command: [sh, -c, "dd if=/dev/zero of=/scratch/f bs=1048576 count=8; exec sleep 3600"]
@@ -174,7 +174,7 @@ metadata: {{name: bound}}
 spec:
   nodeName: {NODE}
   containers:
-  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+  - {{name: c, image: busybox:stable, imagePullPolicy: Never, command: [sleep, "3600"]}}
 ---
 apiVersion: v1
 kind: Pod
@@ -182,7 +182,7 @@ metadata: {{name: waiting}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+  - {{name: c, image: busybox:stable, imagePullPolicy: Never, command: [sleep, "3600"]}}
 "#
         ),
     );
@@ -258,7 +258,7 @@ metadata: {{name: small}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+  - {{name: c, image: busybox:stable, imagePullPolicy: Never, command: [sleep, "3600"]}}
 ---
 apiVersion: apps/v1
 kind: ReplicaSet
@@ -275,7 +275,7 @@ spec:
       - {{name: marker, hostPath: {{path: "{}", type: Directory}}}}
       containers:
       - name: fill
-        image: busybox
+        image: busybox:stable
         imagePullPolicy: Never
         volumeMounts:
         - {{name: scratch, mountPath: /scratch}}
@@ -425,7 +425,7 @@ metadata: {{name: besteffort}}
 spec:
   nodeName: {MEM_NODE}
   containers:
-  - {{name: c, image: busybox, imagePullPolicy: Never, command: [sleep, "3600"]}}
+  - {{name: c, image: busybox:stable, imagePullPolicy: Never, command: [sleep, "3600"]}}
 ---
 apiVersion: v1
 kind: Pod
@@ -435,7 +435,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: hog
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     resources: {{requests: {{memory: 1Mi}}}}
     command: [sh, -c, "head -c 40000000 /dev/zero > /dev/shm/hog; exec sleep 3600"]
@@ -448,7 +448,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     resources: {{requests: {{memory: 1Gi}}}}
     command: [sleep, "3600"]

@@ -40,7 +40,7 @@ spec:
     hostPath: {{path: "{out_dir}", type: Directory}}
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     volumeMounts: [{{name: out, mountPath: /out}}]
     command:
@@ -57,7 +57,7 @@ spec:
       preStop:
         exec: {{command: [sh, -c, "sleep 1; echo prestop-ran > /out/prestop"]}}
   - name: web
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     volumeMounts: [{{name: out, mountPath: /out}}]
     ports: [{{name: http, containerPort: 8080}}]
@@ -89,7 +89,7 @@ spec:
   terminationGracePeriodSeconds: 600
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sleep, "3600"]
 ---
@@ -101,7 +101,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sleep, "3600"]
     lifecycle:
@@ -115,7 +115,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: hog
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     # A moment first: containerd (cgroup v1) watches for the container's
     # OOM only once it has started it; an OOM in the first milliseconds
@@ -132,7 +132,7 @@ spec:
   securityContext: {{runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000]}}
   containers:
   - name: id
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sh, -c, "echo uid=$(id -u) gid=$(id -g) groups=$(id -G)"]
 ---
@@ -143,7 +143,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: ro
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sh, -c, "touch /x && echo root-writable || echo root-read-only; touch /tmp/y 2>/dev/null || echo tmp-read-only"]
     securityContext: {{readOnlyRootFilesystem: true}}
@@ -155,7 +155,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: locked
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: &probe [sh, -c, "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; touch /tmp/f; chown 1 /tmp/f && echo chown-ok || echo chown-denied"]
     securityContext:
@@ -163,7 +163,7 @@ spec:
       allowPrivilegeEscalation: false
       seccompProfile: {{type: RuntimeDefault}}
   - name: plain
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: *probe
 ---
@@ -175,7 +175,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sleep, "3600"]
 ---
@@ -187,7 +187,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sleep, "3600"]
 ---
@@ -198,7 +198,7 @@ spec:
   securityContext: {{runAsNonRoot: true}}
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sleep, "3600"]
 "#
@@ -409,7 +409,7 @@ fn hooks_limits_and_security_contexts() {
     assert!(ev.contains("Stopping container main"), "{ev}");
     // The kubelet's container events, with its messages.
     for want in [
-        "Container image \"busybox\" already present on machine",
+        "Container image \"busybox:stable\" already present on machine",
         "Created container: main",
         "Started container web",
     ] {

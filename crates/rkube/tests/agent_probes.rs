@@ -23,7 +23,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: web
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "mkdir -p /www && echo ok > /www/ready && exec httpd -f -p 8080 -h /www"]
     ports: [{name: http, containerPort: 8080}]
     readinessProbe:
@@ -38,7 +38,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: live
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "touch /tmp/healthy; exec sleep 3600"]
     livenessProbe:
       exec: {command: [sh, -c, "test -f /tmp/healthy"]}
@@ -52,7 +52,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: slow
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "sleep 4; touch /tmp/started; exec sleep 3600"]
     startupProbe:
       exec: {command: [test, -f, /tmp/started]}

@@ -31,7 +31,7 @@ spec:
   terminationGracePeriodSeconds: 2
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: [sh, -c, "echo {message}; trap 'exit 0' TERM; while true; do sleep 1; done"]
 "#
@@ -155,7 +155,7 @@ fn static_pods_with_mirror_pods() {
             r#"{{"apiVersion": "v1", "kind": "Pod",
                 "metadata": {{"name": "fake-mirror", "annotations": {{"kubernetes.io/config.mirror": "x"}}}},
                 "spec": {{"nodeName": "{NODE}", "serviceAccountName": "default",
-                          "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+                          "containers": [{{"name": "c", "image": "busybox:stable"}}]}}}}"#
         ),
     );
     assert!(

@@ -65,7 +65,7 @@ spec:
       - serviceAccountToken: {{path: token, expirationSeconds: 3600}}
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     envFrom:
     - configMapRef: {{name: cm}}
@@ -88,7 +88,7 @@ spec:
     - {{name: tok, mountPath: /var/run/tok}}
     - {{name: claim, mountPath: /claim}}
   - name: writer
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: ["sh", "-c", "echo from-writer > /shared/x; sleep 3600"]
     volumeMounts:
@@ -210,7 +210,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: c
-    image: busybox
+    image: busybox:stable
     imagePullPolicy: Never
     command: ["sleep", "3600"]
     env:

@@ -40,7 +40,7 @@ fn finish(s: &Server, pod: &str, code: i32) {
     let patch = serde_json::json!({"status": {
         "phase": phase,
         "containerStatuses": [{
-            "name": "c", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "name": "c", "image": "busybox:stable", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
                                      "startedAt": now, "finishedAt": now}}
         }]
@@ -77,7 +77,7 @@ spec:
       restartPolicy: Never
       containers:
       - name: c
-        image: busybox
+        image: busybox:stable
 "#
     )
 }
@@ -430,7 +430,7 @@ spec:
           restartPolicy: Never
           containers:
           - name: c
-            image: busybox
+            image: busybox:stable
 "#
     )
 }

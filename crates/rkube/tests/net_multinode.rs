@@ -194,7 +194,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "{command}"]
     ports: [{{containerPort: 8080}}]
 "#

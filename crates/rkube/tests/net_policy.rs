@@ -44,7 +44,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: main
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, {cmd:?}]
     ports: [{ports}]
 ---

@@ -32,7 +32,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: web
-        image: busybox
+        image: busybox:stable
         command: [sh, -c, "mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && exec httpd -f -p 8080 -h /www"]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe:
@@ -55,7 +55,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: client
-    image: busybox
+    image: busybox:stable
     command: [sh, -c, "mkdir -p /www && echo hostport-client > /www/index.html && httpd -p 8081 -h /www && exec sleep 3600"]
     ports: [{{containerPort: 8081, hostPort: {host_port}}}]
 "#
@@ -299,7 +299,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: db
-        image: busybox
+        image: busybox:stable
         command: [sleep, "3600"]
 "#,
     );

@@ -29,7 +29,7 @@ metadata: {{name: udp-a, labels: {{app: udp-a}}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {{name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}}
+  - {{name: udp, image: busybox:stable, command: [serve-hostname-udp, "5353"]}}
 ---
 apiVersion: v1
 kind: Pod
@@ -37,7 +37,7 @@ metadata: {{name: udp-b, labels: {{app: udp-b}}}}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
-  - {{name: udp, image: busybox, command: [serve-hostname-udp, "5353"]}}
+  - {{name: udp, image: busybox:stable, command: [serve-hostname-udp, "5353"]}}
 ---
 apiVersion: v1
 kind: Service

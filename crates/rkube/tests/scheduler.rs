@@ -46,7 +46,7 @@ fn pod(name: &str, cpu: &str, labels: Value, spec: Value) -> String {
     let mut p = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}]}
+        "spec": {"containers": [{"name": "c", "image": "busybox:stable", "resources": {"requests": {"cpu": cpu}}}]}
     });
     for (k, v) in spec.as_object().unwrap() {
         p["spec"][k] = v.clone();

@@ -17,7 +17,7 @@ fn the_local_node_runs_pods_as_containers() {
     s.ok(&[
         "run",
         "hello",
-        "--image=busybox",
+        "--image=busybox:stable",
         "--restart=Never",
         "--command",
         "--",

@@ -19,6 +19,8 @@ struct State {
     /// Image users (uid, name) set by tests.
     image_users: BTreeMap<String, (Option<i64>, String)>,
     fail_pull: bool,
+    /// Pulls fail even for images the runtime holds.
+    registry_down: bool,
     /// Every container config created, by container id.
     configs: BTreeMap<String, ContainerConfig>,
     /// Usage set by tests, by container id.
@@ -46,6 +48,11 @@ impl FakeRuntime {
             s.now = 1_000_000_000_000_000_000;
         }
         f
+    }
+
+    /// Every pull fails from now on, of present images too.
+    pub fn take_registry_down(&self) {
+        self.state.lock().unwrap().registry_down = true;
     }
 
     /// The calls so far, e.g. `start_container c2`.
@@ -357,7 +364,10 @@ impl RuntimeService for FakeRuntime {
             Some(a) => self.log(format!("pull_image {image} as {}", a.username)),
             None => self.log(format!("pull_image {image}")),
         };
-        if s.fail_pull {
+        // The registry has what the runtime holds (a pull of a present
+        // image succeeds), unless it is unreachable.
+        let held = s.images.contains(image) && !s.registry_down;
+        if s.fail_pull && !held {
             return Err(CriError::other(format!(
                 "failed to pull and unpack image \"{image}\": not found"
             )));

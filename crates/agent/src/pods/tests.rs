@@ -17,6 +17,9 @@ fn container(name: &str, image: &str) -> Container {
             value: Some("hi".into()),
             ..Default::default()
         }]),
+        // As the API server defaults a tagged image; tests of the pull
+        // policies set their own.
+        image_pull_policy: Some("IfNotPresent".into()),
         ..Container::default()
     }
 }
@@ -199,6 +202,47 @@ async fn crash_loop_back_off() {
     assert_eq!(phase(&p), "Running");
     assert_eq!(cond(&p, "Ready").status, "False");
     assert!(r.requeue_after.is_some());
+}
+
+/// imagePullPolicy: Always pulls before a start even when the image is
+/// there, and a failed pull stops the start (the kubelet does not fall back
+/// to the present image); IfNotPresent and Never use what is there; with
+/// none given, the tag decides (`latest` pulls).
+#[tokio::test]
+async fn pull_policies() {
+    let cases = [
+        ("app:1", Some("Always"), true),
+        ("app:1", Some("IfNotPresent"), false),
+        ("app:1", Some("Never"), false),
+        ("app:1", None, false),
+        ("app", None, true),
+        ("app:latest", None, true),
+    ];
+    for (image, policy, pulls) in cases {
+        let (fake, s) = setup(&[image]);
+        let mut c = container("c", image);
+        c.image_pull_policy = policy.map(Into::into);
+        let mut p = pod("Always", vec![c], vec![]);
+        sync(&s, &mut p).await;
+        let pulled = fake.calls().contains(&format!("pull_image {image}"));
+        assert_eq!(pulled, pulls, "{image} {policy:?}");
+        assert!(
+            cs(&p, 0).state.as_ref().unwrap().running.is_some(),
+            "{image} {policy:?}"
+        );
+    }
+    let (fake, s) = setup(&["app:1"]);
+    fake.take_registry_down();
+    let mut c = container("c", "app:1");
+    c.image_pull_policy = Some("Always".into());
+    let mut p = pod("Always", vec![c], vec![]);
+    sync(&s, &mut p).await;
+    let waiting = cs(&p, 0).state.as_ref().unwrap().waiting.clone().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ErrImagePull"));
+    assert!(!fake
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("create_container")));
 }
 
 #[tokio::test]

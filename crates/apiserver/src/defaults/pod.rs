@@ -56,12 +56,11 @@ fn container(c: &mut Value) {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let policy = if image_tag(&image) == "latest" {
-        "Always"
-    } else {
-        "IfNotPresent"
-    };
-    default(c, "imagePullPolicy", json!(policy));
+    default(
+        c,
+        "imagePullPolicy",
+        json!(api::image::default_pull_policy(&image)),
+    );
     default(c, "terminationMessagePath", json!("/dev/termination-log"));
     default(c, "terminationMessagePolicy", json!("File"));
     default(c, "resources", json!({}));
@@ -156,39 +155,9 @@ fn requests_from_limits(c: &mut Value) {
     }
 }
 
-/// The tag of an image reference ("latest" when there is neither tag nor
-/// digest).
-fn image_tag(image: &str) -> &str {
-    if image.contains('@') {
-        return "";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.rsplit_once(':') {
-        Some((_, tag)) => tag,
-        None => "latest",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_pull_policy_defaults() {
-        let cases = [
-            ("nginx", "Always"),
-            ("nginx:latest", "Always"),
-            ("nginx:1.25", "IfNotPresent"),
-            ("127.0.0.1:5000/busybox", "Always"),
-            ("127.0.0.1:5000/busybox:v1", "IfNotPresent"),
-            ("busybox@sha256:abc", "IfNotPresent"),
-        ];
-        for (image, want) in cases {
-            let mut c = json!({"name": "c", "image": image});
-            container(&mut c);
-            assert_eq!(c["imagePullPolicy"], want, "{image}");
-        }
-    }
 
     /// (what a manifest says, the parts of the defaulted pod checked).
     #[test]
