@@ -42,7 +42,7 @@ use kube::runtime::watcher;
 use kube::{Client, Config};
 use tokio::sync::watch;
 
-const BUSYBOX: &str = "docker.io/library/busybox:latest";
+const BUSYBOX: &str = "docker.io/library/busybox:stable";
 const NODE: &str = "agent-bench";
 const LABEL: &str = "rkube-bench=agent";
 
@@ -373,7 +373,7 @@ fn pod(name: &str) -> Pod {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "c",
-                "image": "busybox",
+                "image": "busybox:stable",
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sleep", "3600"]
             }]

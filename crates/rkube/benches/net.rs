@@ -385,7 +385,7 @@ fn objects() -> (Pod, Service) {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "web",
-                "image": "busybox",
+                "image": "busybox:stable",
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"],
                 "ports": [{"name": "http", "containerPort": 8080}],
