@@ -404,6 +404,7 @@ impl Agent {
         };
         syncer.memory_capacity = i64::try_from(host.memory_bytes).unwrap_or(i64::MAX);
         syncer.seccomp_root = agent_dir.join("seccomp");
+        syncer.cgroups = crate::cgroups::Cgroups::detect(Path::new("/sys/fs/cgroup"));
         let mut start_status = node::node_status(
             &host,
             &config.node_name,

@@ -12,6 +12,7 @@
 //! into the runtime's cgroup and security settings, [`server`] serves logs,
 //! exec, attach and port-forward on the kubelet port.
 
+pub mod cgroups;
 pub mod container_gc;
 pub mod containerd;
 pub mod cri;

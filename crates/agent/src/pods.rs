@@ -83,6 +83,8 @@ pub struct PodSyncer {
     pub memory_capacity: i64,
     /// Where `Localhost` seccomp profiles are.
     pub seccomp_root: PathBuf,
+    /// Pod-level cgroups (`kubepods/<qos>/pod<uid>`), where they can be made.
+    pub cgroups: Option<crate::cgroups::Cgroups>,
 }
 
 pub use crate::env::expand;
@@ -167,6 +169,7 @@ impl PodSyncer {
             memory_capacity: 0,
             seccomp_root: log_root.join("../seccomp"),
             log_root,
+            cgroups: None,
         }
     }
 
@@ -196,6 +199,10 @@ impl PodSyncer {
         let mut labels = m.labels.clone().unwrap_or_default();
         labels.extend(Self::labels(pod));
         let host_network = spec.host_network == Some(true);
+        let cgroup_parent = match &self.cgroups {
+            Some(_) => crate::cgroups::pod_cgroup(resources::qos_class(&spec), &uid),
+            None => String::new(),
+        };
         SandboxConfig {
             // Host-network pods have the host's UTS namespace and name.
             hostname: if host_network {
@@ -215,7 +222,7 @@ impl PodSyncer {
             namespace: ns,
             uid,
             attempt,
-            cgroup_parent: String::new(),
+            cgroup_parent,
             privileged: security::has_privileged_container(pod),
             dns: Some(dns::pod_dns(pod, &self.dns)),
             port_mappings: if host_network {
@@ -742,6 +749,15 @@ impl PodSyncer {
                 let attempt = sandboxes.iter().map(|s| s.attempt + 1).max().unwrap_or(0);
                 let cfg = self.sandbox_config(pod, attempt);
                 let _ = std::fs::create_dir_all(&cfg.log_directory);
+                if let (Some(cg), Some(spec)) = (&self.cgroups, pod.spec.as_ref()) {
+                    let qos = resources::qos_class(spec);
+                    let limits = resources::pod_resources(spec);
+                    if let Err(e) = cg.ensure_pod(qos, &cfg.uid, &limits) {
+                        // The runtime still makes the parent, without the
+                        // pod's limits.
+                        tracing::warn!(pod = ?pod.metadata.name, error = %e, "setting up the pod cgroup failed");
+                    }
+                }
                 match self.cri.run_pod_sandbox(&cfg).await {
                     Ok(id) => (id, attempt),
                     Err(e) => {
@@ -1199,6 +1215,9 @@ impl PodSyncer {
             self.tokens.forget(&s.uid);
             if !s.uid.is_empty() {
                 volumes::teardown(&self.pod_dir(&s.uid));
+                if let Some(cg) = &self.cgroups {
+                    cg.remove_pod(&s.uid);
+                }
             }
             let dir = self
                 .log_root

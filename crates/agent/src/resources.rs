@@ -112,10 +112,165 @@ pub fn linux_resources(spec: &PodSpec, c: &Container, memory_capacity: i64) -> L
     }
 }
 
+/// The pod-level cgroup's settings, as the kubelet computes them for
+/// `kubepods/<qos>/pod<uid>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodResources {
+    pub cpu_shares: i64,
+    /// CFS quota per [`QUOTA_PERIOD`]; None where a container has no CPU
+    /// limit.
+    pub cpu_quota: Option<i64>,
+    /// None where a container has no memory limit.
+    pub memory_limit: Option<i64>,
+}
+
+/// What the pod as a whole asks for or is limited to, in `milli` (CPU) or
+/// bytes (memory): the larger of its app containers (and sidecars) summed
+/// and its biggest init container, plus the pod overhead; None for limits
+/// when some container has none.
+fn pod_total(
+    spec: &PodSpec,
+    name: &str,
+    of: impl Fn(&Container) -> Option<api::quantity::Quantity>,
+    all_required: bool,
+) -> Option<i128> {
+    let unit = |q: api::quantity::Quantity| if name == "cpu" { q.milli } else { q.value() };
+    let init = spec.init_containers.as_deref().unwrap_or_default();
+    let is_sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
+    let mut sum = 0i128;
+    for c in spec.containers.iter().chain(init.iter().filter(is_sidecar)) {
+        match of(c) {
+            Some(q) => sum += unit(q),
+            None if all_required => return None,
+            None => {}
+        }
+    }
+    let mut biggest_init = 0i128;
+    for c in init.iter().filter(|c| !is_sidecar(c)) {
+        match of(c) {
+            Some(q) => biggest_init = biggest_init.max(unit(q)),
+            None if all_required => return None,
+            None => {}
+        }
+    }
+    let overhead = spec
+        .overhead
+        .as_ref()
+        .and_then(|o| o.get(name))
+        .and_then(|q| api::quantity::Quantity::parse(&q.0))
+        .map_or(0, unit);
+    Some(sum.max(biggest_init) + overhead)
+}
+
+/// The pod cgroup of a pod: CPU shares from its requests, and a CPU quota
+/// and memory limit where every container is limited.
+pub fn pod_resources(spec: &PodSpec) -> PodResources {
+    let cpu_request = pod_total(spec, "cpu", |c| request(c, "cpu"), false).unwrap_or(0);
+    let cpu_limit = pod_total(spec, "cpu", |c| quantity(c, "limits", "cpu"), true);
+    let memory_limit = pod_total(spec, "memory", |c| quantity(c, "limits", "memory"), true);
+    let qos = qos_class(spec);
+    PodResources {
+        cpu_shares: if qos == api::qos::BEST_EFFORT {
+            MIN_SHARES
+        } else {
+            milli_cpu_to_shares(cpu_request as i64)
+        },
+        cpu_quota: cpu_limit
+            .filter(|m| *m > 0)
+            .map(|m| milli_cpu_to_quota(m as i64, QUOTA_PERIOD)),
+        memory_limit: memory_limit.filter(|b| *b > 0).map(|b| b as i64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// (containers, init containers, overhead, what the pod cgroup gets).
+    #[test]
+    fn pod_cgroup_settings() {
+        let c = |r: serde_json::Value| container(r);
+        let lim = |cpu: &str, mem: &str| c(json!({"limits": {"cpu": cpu, "memory": mem}}));
+        type Case = (
+            Vec<Container>,
+            Vec<Container>,
+            Option<serde_json::Value>,
+            PodResources,
+        );
+        let cases: Vec<Case> = vec![
+            // Guaranteed: sums of the limits.
+            (
+                vec![lim("200m", "100Mi"), lim("100m", "50Mi")],
+                vec![],
+                None,
+                PodResources {
+                    cpu_shares: 307,
+                    cpu_quota: Some(30_000),
+                    memory_limit: Some(150 << 20),
+                },
+            ),
+            // One container without limits: no quota, no memory limit.
+            (
+                vec![
+                    lim("200m", "100Mi"),
+                    c(json!({"requests": {"cpu": "100m"}})),
+                ],
+                vec![],
+                None,
+                PodResources {
+                    cpu_shares: 307,
+                    cpu_quota: None,
+                    memory_limit: None,
+                },
+            ),
+            // BestEffort.
+            (
+                vec![c(json!({}))],
+                vec![],
+                None,
+                PodResources {
+                    cpu_shares: 2,
+                    cpu_quota: None,
+                    memory_limit: None,
+                },
+            ),
+            // A bigger init container sets the pod's size.
+            (
+                vec![lim("100m", "10Mi")],
+                vec![lim("500m", "64Mi")],
+                None,
+                PodResources {
+                    cpu_shares: 512,
+                    cpu_quota: Some(50_000),
+                    memory_limit: Some(64 << 20),
+                },
+            ),
+            // Overhead is added.
+            (
+                vec![lim("100m", "10Mi")],
+                vec![],
+                Some(json!({"cpu": "50m", "memory": "5Mi"})),
+                PodResources {
+                    cpu_shares: 153,
+                    cpu_quota: Some(15_000),
+                    memory_limit: Some(15 << 20),
+                },
+            ),
+        ];
+        for (i, (containers, init, overhead, want)) in cases.into_iter().enumerate() {
+            let mut s = spec(containers);
+            s.init_containers = (!init.is_empty()).then_some(init);
+            s.overhead = overhead.map(|o| serde_json::from_value(o).unwrap());
+            assert_eq!(pod_resources(&s), want, "case {i}");
+        }
+        // A sidecar counts with the app containers.
+        let mut sidecar = lim("100m", "20Mi");
+        sidecar.restart_policy = Some("Always".into());
+        let mut s = spec(vec![lim("100m", "10Mi")]);
+        s.init_containers = Some(vec![sidecar]);
+        assert_eq!(pod_resources(&s).memory_limit, Some(30 << 20));
+    }
 
     fn container(resources: serde_json::Value) -> Container {
         serde_json::from_value(json!({"name": "c", "resources": resources})).unwrap()

@@ -402,6 +402,8 @@ spec:
     );
     server.ok(&["delete", "pod", "always", "present", "--grace-period=1"]);
 
+    pod_cgroups(server);
+
     // containerd dies: the agent starts it again; running containers
     // live on under their shims and new pods run.
     let config = agent_dir.join("agent/containerd/config.toml");
@@ -497,4 +499,73 @@ spec:
         "noimage",
         "--timeout=60s",
     ]);
+}
+
+/// Pod-level cgroups: a Burstable pod whose containers are all limited
+/// lives in `kubepods/burstable/pod<uid>` with the limits summed, its
+/// sandbox and containers below it; a BestEffort pod in
+/// `kubepods/besteffort`; each goes with its pod.
+fn pod_cgroups(server: &Server) {
+    let root = Path::new("/sys/fs/cgroup");
+    let v2 = root.join("cgroup.controllers").exists();
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "{}---\n{}",
+            pod(
+                "limited",
+                "",
+                "    image: busybox:stable\n    command: [sleep, \"3600\"]\n    resources: {limits: {cpu: 200m, memory: 100Mi}, requests: {cpu: 100m, memory: 50Mi}}\n  - name: d\n    image: busybox:stable\n    command: [sleep, \"3600\"]\n    resources: {limits: {cpu: 100m, memory: 50Mi}}",
+            ),
+            pod("free", "", "    image: busybox:stable\n    command: [sleep, \"3600\"]"),
+        ),
+    );
+    let uid = |name: &str| {
+        eventually(60, &format!("pod {name} to run"), || {
+            let v = server.json(&["get", "pod", name]);
+            (v["status"]["phase"] == "Running")
+                .then(|| v["metadata"]["uid"].as_str().unwrap().to_owned())
+        })
+    };
+    let (limited, free) = (uid("limited"), uid("free"));
+    let dir = |hierarchy: &str, rel: &str| {
+        if v2 {
+            root.join(rel)
+        } else {
+            root.join(hierarchy).join(rel)
+        }
+    };
+    let limited_rel = format!("kubepods/burstable/pod{limited}");
+    let free_rel = format!("kubepods/besteffort/pod{free}");
+    let read = |p: std::path::PathBuf| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_owned()
+    };
+    let (memory, cpu) = if v2 {
+        (
+            read(dir("", &limited_rel).join("memory.max")),
+            read(dir("", &limited_rel).join("cpu.max")),
+        )
+    } else {
+        (
+            read(dir("memory", &limited_rel).join("memory.limit_in_bytes")),
+            read(dir("cpu", &limited_rel).join("cpu.cfs_quota_us")),
+        )
+    };
+    assert_eq!(memory, (150u64 << 20).to_string(), "100Mi + 50Mi");
+    assert!(cpu.starts_with("30000"), "200m + 100m: {cpu}");
+    // The sandbox and both containers run below the pod's cgroup.
+    let children = std::fs::read_dir(dir("memory", &limited_rel))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .count();
+    assert_eq!(children, 3, "pause and two containers in {limited_rel}");
+    assert!(dir("memory", &free_rel).is_dir(), "{free_rel}");
+    server.ok(&["delete", "pod", "limited", "free", "--grace-period=1"]);
+    eventually(30, "the pods' cgroups to go", || {
+        (!dir("memory", &limited_rel).exists() && !dir("memory", &free_rel).exists()).then_some(())
+    });
 }
