@@ -757,3 +757,32 @@ spec:
         "{err}"
     );
 }
+
+/// The Python kubernetes client's exec, which speaks WebSocket
+/// (`v4.channel.k8s.io`) end to end where kubectl falls back to SPDY:
+/// stdout and stderr apart, stdin, the exit code, 404 for a missing pod.
+#[test]
+fn python_client_exec_over_websocket() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: py}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3600\"]\n",
+    );
+    running(&s, "py");
+    let python = std::env::var("RKUBE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/exec_flows.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(s.kubeconfig())
+        .arg("py")
+        .env("HOME", s.dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("running {python}: {e} (scripts/setup installs the client)"));
+    assert!(
+        out.status.success(),
+        "python exec failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python exec: ok"));
+}
