@@ -45,6 +45,20 @@ pub fn apply(res: &Resource, obj: &mut Value) {
             }
         }
         ("", "Pod") => pod::pod(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            let spec = object_at(obj, "spec");
+            let names = object_at(spec, "names");
+            if let Some(kind) = names
+                .get("kind")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+            {
+                default(names, "singular", json!(kind.to_lowercase()));
+                default(names, "listKind", json!(format!("{kind}List")));
+            }
+            default(object_at(spec, "conversion"), "strategy", json!("None"));
+        }
         ("", "PodTemplate") => pod::template(object_at(obj, "template")),
         ("", "ReplicationController") => {
             let spec = object_at(obj, "spec");

@@ -11,6 +11,7 @@ use crate::validation::{
     forbidden, invalid, is_qualified_name, is_valid_label_value, required, Cause,
 };
 
+mod apiextensions;
 mod apps;
 mod autoscaling;
 mod batch;
@@ -69,6 +70,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
         ("coordination.k8s.io", "Lease") => policy::lease(spec, &mut out),
         ("", "LimitRange") => policy::limit_range(spec, &mut out),
         ("", "ResourceQuota") => policy::resource_quota(spec, &mut out),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::crd(obj, &mut out),
         _ => {}
     }
     out
@@ -103,6 +105,9 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
         }
         ("scheduling.k8s.io", "PriorityClass") => policy::priority_class_update(new, old, &mut out),
         ("", "Node") => policy::node_update(new, old, &mut out),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            apiextensions::crd_update(new, old, &mut out)
+        }
         _ => {}
     }
     out
