@@ -122,6 +122,34 @@ struct Plan {
     acted: bool,
     /// The pod's volumes, set up for this sync.
     volumes: BTreeMap<String, volumes::Prepared>,
+    /// Ephemeral containers to start in another container's process
+    /// namespace: name -> the target's runtime id.
+    targets: HashMap<String, String>,
+}
+
+/// The process namespace a pod's containers (and its sandbox) share:
+/// the host's (`hostPID`), the pod's (`shareProcessNamespace`), else each
+/// its own.
+fn pid_mode(spec: &k8s_openapi::api::core::v1::PodSpec) -> cri::PidMode {
+    if spec.host_pid == Some(true) {
+        cri::PidMode::Node
+    } else if spec.share_process_namespace == Some(true) {
+        cri::PidMode::Pod
+    } else {
+        cri::PidMode::Container
+    }
+}
+
+/// An ephemeral container as the container it runs as (the fields they
+/// share; the API server keeps the rest unset).
+fn ephemeral_as_container(e: &k8s_openapi::api::core::v1::EphemeralContainer) -> Container {
+    serde_json::to_value(e)
+        .and_then(serde_json::from_value)
+        .unwrap_or_else(|_| Container {
+            name: e.name.clone(),
+            image: e.image.clone(),
+            ..Container::default()
+        })
 }
 
 impl Plan {
@@ -230,6 +258,7 @@ impl PodSyncer {
             } else {
                 port_mappings(&spec)
             },
+            pid: pid_mode(&spec),
         }
     }
 
@@ -289,6 +318,7 @@ impl PodSyncer {
                 &image.username,
                 &self.seccomp_root,
             ),
+            pid: pid_mode(&spec),
         }
     }
 
@@ -542,6 +572,9 @@ impl PodSyncer {
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
         let mut config = self.container_config(pod, c, &image, attempt, envs);
         config.mounts = mounts;
+        if let Some(target) = plan.targets.get(&c.name) {
+            config.pid = cri::PidMode::Target(target.clone());
+        }
         let id = match self
             .cri
             .create_container(sandbox_id, &config, sandbox)
@@ -859,6 +892,28 @@ impl PodSyncer {
                 }
             }
         }
+        // Ephemeral containers (`kubectl debug`): started once each, once
+        // the pod's own are under way; never restarted.
+        for e in spec.ephemeral_containers.iter().flatten() {
+            if latest(&e.name).is_some() {
+                continue;
+            }
+            if let Some(target) = e.target_container_name.as_deref() {
+                match latest(target) {
+                    Some(t) if t.state == cri::ContainerState::Running => {
+                        plan.targets.insert(e.name.clone(), t.id.clone());
+                    }
+                    // Its target must run first.
+                    _ => {
+                        plan.wake_in(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+            let c = ephemeral_as_container(e);
+            self.start(pod, &c, 0, &sandbox_id, &sandbox, &ip, &mut plan)
+                .await;
+        }
         let by_name = if plan.acted {
             self.containers(pod, &sandbox_id).await?
         } else {
@@ -1164,6 +1219,21 @@ impl PodSyncer {
         }
         st.container_statuses = Some(statuses);
         st.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);
+        let ephemeral: Vec<ContainerStatus> = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|e| {
+                let c = ephemeral_as_container(e);
+                self.container_status(
+                    &c,
+                    runs(&c.name),
+                    plan.waiting.get(&c.name),
+                    "ContainerCreating",
+                )
+            })
+            .collect();
+        st.ephemeral_container_statuses = (!ephemeral.is_empty()).then_some(ephemeral);
         st
     }
 

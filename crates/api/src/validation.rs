@@ -216,6 +216,14 @@ pub fn duplicate(field: &str, value: &Value) -> Cause {
     }
 }
 
+pub fn not_found(field: &str, value: &Value) -> Cause {
+    Cause {
+        reason: "FieldValueNotFound",
+        field: field.into(),
+        message: format!("Not found: {}", quote(value)),
+    }
+}
+
 pub fn too_long(field: &str, max: usize) -> Cause {
     Cause {
         reason: "FieldValueTooLong",

@@ -532,6 +532,9 @@ pub enum Part {
     Main,
     /// The status subresource: only status.
     Status,
+    /// A pod's `ephemeralcontainers` subresource: only
+    /// `spec.ephemeralContainers`.
+    EphemeralContainers,
 }
 
 /// Replaces an object with `new` (PUT): keeps what clients may not change,
@@ -645,6 +648,17 @@ fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> Ap
     }
     drop_empty_metadata(&mut new);
     let has_status = strategy::has_status_subresource(res);
+    // A pod's ephemeral containers change only through their subresource.
+    if part == Part::Main && res.group.is_empty() && res.kind == "Pod" {
+        match old.pointer("/spec/ephemeralContainers") {
+            Some(v) => new["spec"]["ephemeralContainers"] = v.clone(),
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("ephemeralContainers");
+                }
+            }
+        }
+    }
     match part {
         Part::Status => {
             // Only status changes; the rest is the stored object.
@@ -656,6 +670,21 @@ fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> Ap
             // Status writers may still touch labels/annotations? No: as
             // Kubernetes, metadata changes through status are ignored except
             // for finalizers and ownerReferences... keep the stored metadata.
+            return Ok(out);
+        }
+        Part::EphemeralContainers => {
+            let mut out = old.clone();
+            match new
+                .pointer("/spec/ephemeralContainers")
+                .filter(|v| !v.is_null())
+            {
+                Some(v) => out["spec"]["ephemeralContainers"] = v.clone(),
+                None => {
+                    if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("ephemeralContainers");
+                    }
+                }
+            }
             return Ok(out);
         }
         Part::Main if has_status => match old.get("status") {

@@ -85,6 +85,38 @@ pub async fn serve(
             .await?;
             Ok(json_response(StatusCode::OK, &to_scale(&updated)))
         }
+        ("ephemeralcontainers", &Method::GET) => {
+            let obj = rest::get(&state.store, scope, name).await?;
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        // `kubectl debug`: the pod with its ephemeral containers changed
+        // (only those; what else the body changes is ignored).
+        ("ephemeralcontainers", &Method::PUT | &Method::PATCH) => {
+            let updated = rest::update_with(
+                &state.store,
+                scope,
+                name,
+                Part::EphemeralContainers,
+                &req.params,
+                |old| {
+                    let mut new = if req.method == Method::PUT {
+                        decode_body(&req.headers, &req.body)?
+                    } else {
+                        let kind = crate::patch::patch_type(
+                            req.headers
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or(""),
+                        )?;
+                        crate::patch::apply_patch(kind, old, &req.body)?
+                    };
+                    crate::defaults::apply(res, &mut new);
+                    Ok(new)
+                },
+            )
+            .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
         ("binding", &Method::POST) => {
             let binding = decode_body(&req.headers, &req.body)?;
             let node = binding

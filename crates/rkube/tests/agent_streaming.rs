@@ -786,3 +786,129 @@ fn python_client_exec_over_websocket() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("python exec: ok"));
 }
+
+/// `kubectl debug`: an ephemeral container added through
+/// `pods/ephemeralcontainers` runs once in the pod, in its target's
+/// process namespace with `--target`, reports its own status, and takes
+/// stdin through attach with `-i`; it cannot reuse a container's name.
+#[test]
+fn kubectl_debug_runs_ephemeral_containers() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:stable\n    command: [sleep, \"3601\"]\n",
+    );
+    running(&s, "app");
+    // Non-interactive, sharing main's processes: ps sees its sleep.
+    s.ok(&[
+        "debug",
+        "app",
+        "--image=busybox:stable",
+        "--target=main",
+        "-c",
+        "peek",
+        "--",
+        "sh",
+        "-c",
+        "ps -o pid,args",
+    ]);
+    let status = eventually(60, "the debug container to finish", || {
+        let p = s.json(&["get", "pod", "app"]);
+        let st = p["status"]["ephemeralContainerStatuses"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "peek")?
+            .clone();
+        st["state"]["terminated"].is_object().then_some(st)
+    });
+    assert_eq!(status["state"]["terminated"]["exitCode"], 0, "{status}");
+    assert_eq!(status["restartCount"], 0, "{status}");
+    let ps = s.ok(&["logs", "app", "-c", "peek"]);
+    assert!(ps.contains("sleep 3601"), "the target's processes: {ps}");
+    // The pod itself goes on running and stays Ready.
+    let p = s.json(&["get", "pod", "app"]);
+    assert_eq!(p["status"]["phase"], "Running", "{p}");
+    assert_eq!(
+        p["spec"]["ephemeralContainers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+
+    // Interactive: what is typed reaches the container through attach,
+    // and its answer comes back (stdin kept open until it has: at EOF
+    // kubectl ends the attach).
+    let mut child = s
+        .kubectl_cmd()
+        .args([
+            "debug",
+            "-i",
+            "app",
+            "--image=busybox:stable",
+            "-c",
+            "shell",
+            "--",
+            "sh",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let _debug = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = output.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(13).any(|w| w == b"hello-from-42") {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+    // Typed until answered: the first line may go before the attach.
+    let answered = (0..30).any(|_| {
+        input.write_all(b"echo hello-from-$((6*7))\n").is_ok()
+            && rx.recv_timeout(Duration::from_secs(1)).is_ok()
+    });
+    assert!(answered, "no answer from the debug shell");
+    drop(input);
+
+    // shareProcessNamespace: the pod's containers see each other's
+    // processes.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: shared}\nspec:\n  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: a\n    image: busybox:stable\n    command: [sleep, \"3602\"]\n  - name: b\n    image: busybox:stable\n    command: [sleep, \"3603\"]\n",
+    );
+    running(&s, "shared");
+    let ps = s.ok(&["exec", "shared", "-c", "b", "--", "ps", "-o", "args"]);
+    assert!(
+        ps.contains("sleep 3602") && ps.contains("sleep 3603"),
+        "{ps}"
+    );
+    // Without it, a container is process 1 of its own namespace.
+    let own = s.ok(&["exec", "app", "-c", "main", "--", "ps", "-o", "pid,args"]);
+    assert!(
+        own.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep", "3601"]),
+        "{own}"
+    );
+
+    // A name the pod already uses is refused; nothing changes.
+    let err = s.fails(&["debug", "app", "--image=busybox:stable", "-c", "main"]);
+    assert!(
+        err.contains(r#"spec.ephemeralContainers[2].name: Duplicate value: "main""#),
+        "{err}"
+    );
+    let p = s.json(&["get", "pod", "app"]);
+    assert_eq!(
+        p["spec"]["ephemeralContainers"].as_array().unwrap().len(),
+        2,
+        "{p}"
+    );
+}

@@ -97,12 +97,20 @@ fn bmap(m: HashMap<String, String>) -> BTreeMap<String, String> {
 const NS_POD: i32 = 0;
 const NS_CONTAINER: i32 = 1;
 const NS_NODE: i32 = 2;
+const NS_TARGET: i32 = 3;
 
-fn namespace_options(host_network: bool) -> pb::NamespaceOption {
+fn namespace_options(host_network: bool, pid: &PidMode) -> pb::NamespaceOption {
+    let (pid, target_id) = match pid {
+        PidMode::Container => (NS_CONTAINER, String::new()),
+        PidMode::Pod => (NS_POD, String::new()),
+        PidMode::Node => (NS_NODE, String::new()),
+        PidMode::Target(id) => (NS_TARGET, id.clone()),
+    };
     pb::NamespaceOption {
         network: if host_network { NS_NODE } else { NS_POD },
-        pid: NS_CONTAINER,
+        pid,
         ipc: NS_POD,
+        target_id,
         ..Default::default()
     }
 }
@@ -122,7 +130,7 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
         linux: Some(pb::LinuxPodSandboxConfig {
             cgroup_parent: c.cgroup_parent.clone(),
             security_context: Some(pb::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespace_options(c.host_network)),
+                namespace_options: Some(namespace_options(c.host_network, &c.pid)),
                 privileged: c.privileged,
                 ..Default::default()
             }),
@@ -174,7 +182,7 @@ fn security_context(config: &ContainerConfig) -> pb::LinuxContainerSecurityConte
         SeccompProfile::Localhost(p) => (PROFILE_LOCALHOST, p.clone()),
     };
     pb::LinuxContainerSecurityContext {
-        namespace_options: Some(namespace_options(config.host_network)),
+        namespace_options: Some(namespace_options(config.host_network, &config.pid)),
         capabilities: Some(pb::Capability {
             add_capabilities: s.add_capabilities.clone(),
             drop_capabilities: s.drop_capabilities.clone(),

@@ -89,6 +89,25 @@ pub struct SandboxConfig {
     pub dns: Option<DnsConfig>,
     /// Host ports forwarded to the sandbox (containers' `hostPort`s).
     pub port_mappings: Vec<PortMapping>,
+    /// The pod's process namespace: the sandbox's own (`Container`), one
+    /// for the whole pod (`shareProcessNamespace`) or the host's (`hostPID`).
+    pub pid: PidMode,
+}
+
+/// Which process namespace a container (or sandbox) is in (CRI's
+/// NamespaceMode for `pid`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PidMode {
+    /// Its own.
+    #[default]
+    Container,
+    /// The pod's, shared by all its containers.
+    Pod,
+    /// The host's.
+    Node,
+    /// Another container's (an ephemeral container's `targetContainerName`),
+    /// by runtime id.
+    Target(String),
 }
 
 /// A host port forwarded to a sandbox port (CRI's PortMapping).
@@ -134,6 +153,7 @@ pub struct ContainerConfig {
     pub resources: Option<LinuxResources>,
     /// Users, capabilities, seccomp, read-only root.
     pub security: SecurityContext,
+    pub pid: PidMode,
 }
 
 /// A container's cgroup settings (`LinuxContainerResources`); zero

@@ -17,6 +17,7 @@ mod autoscaling;
 mod batch;
 mod config;
 mod env;
+mod ephemeral;
 mod networking;
 mod pod;
 mod policy;
@@ -82,7 +83,10 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
 pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     match (group, kind) {
-        ("", "Pod") => pod::pod_update(new, old, &mut out),
+        ("", "Pod") => {
+            pod::pod_update(new, old, &mut out);
+            ephemeral::update(new, old, &mut out);
+        }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => {
             immutable(new, old, "/spec/selector", "spec.selector", &mut out)
         }

@@ -854,6 +854,9 @@ pub(crate) fn pod_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
     };
     restore("activeDeadlineSeconds");
     restore("tolerations");
+    // Ephemeral containers change through their own subresource, checked
+    // by `ephemeral::update`.
+    restore("ephemeralContainers");
     let grace = |s: &Value| {
         s.get("terminationGracePeriodSeconds")
             .and_then(Value::as_i64)

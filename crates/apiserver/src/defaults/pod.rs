@@ -44,7 +44,7 @@ fn pod_spec(spec: &mut Value) {
     if let Some(sa) = spec.get("serviceAccount").cloned() {
         default(spec, "serviceAccountName", sa);
     }
-    for key in ["containers", "initContainers"] {
+    for key in ["containers", "initContainers", "ephemeralContainers"] {
         each_in(spec, key, container);
     }
     each_in(spec, "volumes", volume);
