@@ -72,6 +72,8 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
         ("", "LimitRange") => policy::limit_range(spec, &mut out),
         ("", "ResourceQuota") => policy::resource_quota(spec, &mut out),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::crd(obj, &mut out),
+        ("", "Node") => policy::node(spec, &mut out),
+        ("", "Endpoints") => networking::endpoints(obj, &mut out),
         _ => {}
     }
     out

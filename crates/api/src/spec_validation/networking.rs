@@ -421,6 +421,90 @@ pub(crate) fn endpoint_slice(obj: &Value, out: &mut Vec<Cause>) {
     }
 }
 
+/// ValidateEndpoints: each subset has addresses (ready or not), each a
+/// valid IP that is not unspecified, loopback or link-local (these would
+/// let a Service reach the node itself), with a DNS label hostname; ports
+/// in range, with a protocol, named when there are several.
+pub(crate) fn endpoints(obj: &Value, out: &mut Vec<Cause>) {
+    for (i, ss) in arr(obj, "subsets").iter().enumerate() {
+        let path = format!("subsets[{i}]");
+        if arr(ss, "addresses").is_empty() && arr(ss, "notReadyAddresses").is_empty() {
+            out.push(required(
+                &path,
+                "must specify `addresses` or `notReadyAddresses`",
+            ));
+        }
+        for key in ["addresses", "notReadyAddresses"] {
+            for (j, a) in arr(ss, key).iter().enumerate() {
+                let ap = format!("{path}.{key}[{j}]");
+                let ip = a.get("ip").cloned().unwrap_or(Value::Null);
+                let before = out.len();
+                super::ip_address(&ip, &format!("{ap}.ip"), out);
+                if out.len() == before {
+                    if let Some(why) = special_ip(ip.as_str().unwrap_or("")) {
+                        out.push(invalid(&format!("{ap}.ip"), &ip, why));
+                    }
+                }
+                if let Some(h) = a
+                    .get("hostname")
+                    .and_then(Value::as_str)
+                    .filter(|h| !h.is_empty())
+                {
+                    for e in crate::validation::is_dns1123_label(h) {
+                        out.push(invalid(&format!("{ap}.hostname"), &Value::from(h), &e));
+                    }
+                }
+            }
+        }
+        let ports = arr(ss, "ports");
+        for (j, p) in ports.iter().enumerate() {
+            let pp = format!("{path}.ports[{j}]");
+            let name = str_of(p, "name");
+            if name.is_empty() && ports.len() > 1 {
+                out.push(required(&format!("{pp}.name"), ""));
+            } else if !name.is_empty() {
+                for e in crate::validation::is_dns1123_label(name) {
+                    out.push(invalid(&format!("{pp}.name"), &Value::from(name), &e));
+                }
+            }
+            super::port_number(p.get("port"), &format!("{pp}.port"), true, out);
+            if p.get("protocol").is_none() {
+                out.push(required(&format!("{pp}.protocol"), ""));
+            } else {
+                super::protocol(p, &pp, out);
+            }
+        }
+    }
+}
+
+/// ValidateNonSpecialIP's reasons.
+fn special_ip(s: &str) -> Option<&'static str> {
+    let ip: std::net::IpAddr = s.parse().ok()?;
+    if ip.is_unspecified() {
+        return Some(if ip.is_ipv4() {
+            "may not be unspecified (0.0.0.0)"
+        } else {
+            "may not be unspecified (::)"
+        });
+    }
+    if ip.is_loopback() {
+        return Some("may not be in the loopback range (127.0.0.0/8, ::1/128)");
+    }
+    let link_local = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if link_local {
+        return Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)");
+    }
+    let link_local_multicast = match ip {
+        std::net::IpAddr::V4(v4) => v4.octets()[..3] == [224, 0, 0],
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xff0f) == 0xff02,
+    };
+    link_local_multicast
+        .then_some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{create, update, want};
@@ -434,6 +518,37 @@ mod tests {
     fn creates() {
         let svc = json!({"service": {"name": "web", "port": {"number": 80}}});
         let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
+            (
+                "",
+                "Endpoints",
+                json!({"subsets": [{"addresses": [{"ip": "10.42.0.5", "hostname": "web-0"}],
+                    "notReadyAddresses": [{"ip": "fd00::5"}],
+                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                              {"name": "dns", "port": 53, "protocol": "UDP"}]}]}),
+                vec![],
+            ),
+            (
+                "",
+                "Endpoints",
+                json!({"subsets": [
+                    {"addresses": [{"ip": "127.0.0.1"}, {"ip": "169.254.169.254"}, {"ip": "0.0.0.0"},
+                                   {"ip": "not-an-ip"}, {"ip": "10.0.0.1", "hostname": "Web"}],
+                     "ports": [{"port": 80, "protocol": "TCP"}, {"port": 70000, "protocol": "ICMP"}]},
+                    {"ports": [{"port": 80}]}]}),
+                vec![
+                    "subsets[0].addresses[0].ip Invalid",
+                    "subsets[0].addresses[1].ip Invalid",
+                    "subsets[0].addresses[2].ip Invalid",
+                    "subsets[0].addresses[3].ip Invalid",
+                    "subsets[0].addresses[4].hostname Invalid",
+                    "subsets[0].ports[0].name Required",
+                    "subsets[0].ports[1].name Required",
+                    "subsets[0].ports[1].port Invalid",
+                    "subsets[0].ports[1].protocol NotSupported",
+                    "subsets[1] Required",
+                    "subsets[1].ports[0].protocol Required",
+                ],
+            ),
             (
                 "networking.k8s.io",
                 "Ingress",

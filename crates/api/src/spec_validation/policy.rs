@@ -334,6 +334,80 @@ pub(crate) fn resource_quota(spec: &Value, out: &mut Vec<Cause>) {
     }
 }
 
+/// ValidateNode: taints (qualified keys, label values, a known effect,
+/// unique by key and effect) and pod CIDRs (valid, at most one per IP
+/// family).
+pub(crate) fn node(spec: &Value, out: &mut Vec<Cause>) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in arr(spec, "taints").iter().enumerate() {
+        let path = format!("spec.taints[{i}]");
+        let key = str_of(t, "key");
+        if key.is_empty() {
+            out.push(required(&format!("{path}.key"), ""));
+        } else {
+            super::label_name(key, &format!("{path}.key"), out);
+        }
+        if let Some(v) = t.get("value").and_then(Value::as_str) {
+            for e in crate::validation::is_valid_label_value(v) {
+                out.push(invalid(&format!("{path}.value"), &Value::from(v), &e));
+            }
+        }
+        let effect = str_of(t, "effect");
+        const EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
+        if effect.is_empty() {
+            out.push(required(&format!("{path}.effect"), ""));
+        } else if !EFFECTS.contains(&effect) {
+            out.push(not_supported(
+                &format!("{path}.effect"),
+                &Value::from(effect),
+                EFFECTS,
+            ));
+        }
+        if !seen.insert((key.to_owned(), effect.to_owned())) {
+            out.push(crate::validation::Cause {
+                reason: "FieldValueDuplicate",
+                field: path.clone(),
+                message: format!(
+                    "Duplicate value: {}: taints must be unique by key and effect pair",
+                    t
+                ),
+            });
+        }
+    }
+    let cidrs = arr(spec, "podCIDRs");
+    let mut families = Vec::new();
+    for (i, c) in cidrs.iter().enumerate() {
+        let s = c.as_str().unwrap_or("");
+        match parse_cidr(s) {
+            Some(v4) => families.push(v4),
+            None => out.push(invalid(
+                &format!("spec.podCIDRs[{i}]"),
+                &Value::from(s),
+                "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+            )),
+        }
+    }
+    if cidrs.len() > 1
+        && families.len() == cidrs.len()
+        && (cidrs.len() > 2 || families[0] == families[1])
+    {
+        out.push(invalid(
+            "spec.podCIDRs",
+            &Value::Array(cidrs.to_vec()),
+            "may specify no more than one CIDR for each IP family",
+        ));
+    }
+}
+
+/// Whether `s` is an IPv4 (Some(true)) or IPv6 (Some(false)) CIDR.
+fn parse_cidr(s: &str) -> Option<bool> {
+    let (ip, bits) = s.split_once('/')?;
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let bits: u8 = bits.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some(ip.is_ipv4())
+}
+
 /// ValidateNodeUpdate: podCIDRs and providerID may only go from unset to
 /// set.
 pub(crate) fn node_update(new: &Value, old: &Value, out: &mut Vec<Cause>) {
@@ -393,6 +467,36 @@ mod tests {
     fn creates() {
         let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
         let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
+            (
+                "",
+                "Node",
+                json!({"spec": {"podCIDRs": ["10.42.0.0/24", "fd00::/64"], "taints": [
+                    {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"},
+                    {"key": "dedicated", "effect": "NoExecute"}]}}),
+                vec![],
+            ),
+            (
+                "",
+                "Node",
+                json!({"spec": {"podCIDRs": ["10.42.0.0/24", "10.43.0.0/24"], "taints": [
+                    {"key": "bad key!", "effect": "Sometimes"},
+                    {"key": "a", "effect": "NoSchedule"},
+                    {"key": "a", "value": "b", "effect": "NoSchedule"},
+                    {"key": "c"}]}}),
+                vec![
+                    "spec.taints[0].key Invalid",
+                    "spec.taints[0].effect NotSupported",
+                    "spec.taints[2] Duplicate",
+                    "spec.taints[3].effect Required",
+                    "spec.podCIDRs Invalid",
+                ],
+            ),
+            (
+                "",
+                "Node",
+                json!({"spec": {"podCIDRs": ["10.42.0.0/33"]}}),
+                vec!["spec.podCIDRs[0] Invalid"],
+            ),
             (
                 "autoscaling",
                 "HorizontalPodAutoscaler",
