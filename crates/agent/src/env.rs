@@ -9,8 +9,14 @@
 //! A missing ConfigMap, Secret or key that is not `optional` is an error with
 //! kubelet's message; the pod worker reports it as
 //! `CreateContainerConfigError` and tries again on a later sync.
-//! ConfigMaps and Secrets come through [`Objects`] (the API for the real
-//! agent, [`StaticObjects`] in tests).
+//! Then, as the kubelet adds them, the Docker-links variables of Services
+//! ([`service_env`]): of the `kubernetes` Service in `default` always,
+//! and of every Service of the pod's namespace unless
+//! `enableServiceLinks: false` (`WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`,
+//! `WEB_PORT_80_TCP_ADDR`, ...); they come after the declared variables,
+//! which win, and `$(VAR)` sees them.
+//! ConfigMaps, Secrets and Services come through [`Objects`] (the API for
+//! the real agent, [`StaticObjects`] in tests).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -18,7 +24,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, ResourceFieldSelector,
-    Secret,
+    Secret, Service,
 };
 use kube::api::Api;
 
@@ -29,6 +35,10 @@ use crate::simulated::quantity_nanos;
 pub trait Objects: Send + Sync {
     async fn config_map(&self, ns: &str, name: &str) -> Result<Option<ConfigMap>, String>;
     async fn secret(&self, ns: &str, name: &str) -> Result<Option<Secret>, String>;
+    /// The Services of namespace `ns`.
+    async fn services(&self, _ns: &str) -> Result<Vec<Service>, String> {
+        Ok(Vec::new())
+    }
     /// The host directory of the volume bound to claim `ns/name`
     /// (a hostPath or local PersistentVolume).
     async fn claim_path(&self, ns: &str, name: &str) -> Result<String, String> {
@@ -62,6 +72,14 @@ impl Objects for kube::Client {
         Api::<Secret>::namespaced(self.clone(), ns)
             .get_opt(name)
             .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn services(&self, ns: &str) -> Result<Vec<Service>, String> {
+        Api::<Service>::namespaced(self.clone(), ns)
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
             .map_err(|e| e.to_string())
     }
 
@@ -120,6 +138,7 @@ impl Objects for kube::Client {
 pub struct StaticObjects {
     pub config_maps: Mutex<HashMap<String, ConfigMap>>,
     pub secrets: Mutex<HashMap<String, Secret>>,
+    pub services: Mutex<Vec<Service>>,
 }
 
 impl StaticObjects {
@@ -173,6 +192,116 @@ impl Objects for StaticObjects {
             .get(&format!("{ns}/{name}"))
             .cloned())
     }
+
+    async fn services(&self, ns: &str) -> Result<Vec<Service>, String> {
+        Ok(self
+            .services
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+            .cloned()
+            .collect())
+    }
+}
+
+/// The Docker-links variables of one Service with a cluster IP (none for
+/// headless and ExternalName Services).
+fn one_service_env(svc: &Service, out: &mut Vec<(String, String)>) {
+    let Some(spec) = svc.spec.as_ref() else {
+        return;
+    };
+    let ip = spec.cluster_ip.as_deref().unwrap_or("");
+    if ip.is_empty() || ip == "None" {
+        return;
+    }
+    let name = svc
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or("")
+        .to_uppercase()
+        .replace('-', "_");
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let Some(first) = ports.first() else {
+        return;
+    };
+    let host_port = |port: i32| {
+        if ip.contains(':') {
+            format!("[{ip}]:{port}")
+        } else {
+            format!("{ip}:{port}")
+        }
+    };
+    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.as_deref().unwrap_or("TCP").to_lowercase()
+    };
+    out.push((format!("{name}_SERVICE_HOST"), ip.to_owned()));
+    out.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+    for p in ports {
+        if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            let pn = pn.to_uppercase().replace('-', "_");
+            out.push((format!("{name}_SERVICE_PORT_{pn}"), p.port.to_string()));
+        }
+    }
+    out.push((
+        format!("{name}_PORT"),
+        format!("{}://{}", proto(first), host_port(first.port)),
+    ));
+    for p in ports {
+        let prefix = format!("{name}_PORT_{}_{}", p.port, proto(p).to_uppercase());
+        out.push((
+            prefix.clone(),
+            format!("{}://{}", proto(p), host_port(p.port)),
+        ));
+        out.push((format!("{prefix}_PROTO"), proto(p)));
+        out.push((format!("{prefix}_PORT"), p.port.to_string()));
+        out.push((format!("{prefix}_ADDR"), ip.to_owned()));
+    }
+}
+
+/// The Service variables a pod's containers get: the `kubernetes`
+/// Service's always, its namespace's Services' unless
+/// `enableServiceLinks: false` (a namespace Service named like a master
+/// one wins). A Service list that cannot be read gives none (logged).
+pub async fn service_env(pod: &Pod, objects: &dyn Objects) -> Vec<(String, String)> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut chosen: BTreeMap<String, Service> = BTreeMap::new();
+    if links {
+        match objects.services(ns).await {
+            Ok(list) => {
+                for s in list {
+                    chosen.insert(s.metadata.name.clone().unwrap_or_default(), s);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(namespace = ns, error = %e, "listing services for environment variables")
+            }
+        }
+    }
+    if !chosen.contains_key("kubernetes") {
+        let defaults = if ns == "default" && links {
+            Vec::new()
+        } else {
+            objects.services("default").await.unwrap_or_default()
+        };
+        if let Some(k) = defaults
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some("kubernetes"))
+        {
+            chosen.insert("kubernetes".into(), k);
+        }
+    }
+    let mut out = Vec::new();
+    for s in chosen.values() {
+        one_service_env(s, &mut out);
+    }
+    out
 }
 
 /// What the node knows about a running pod that its spec does not say.
@@ -342,6 +471,7 @@ pub async fn container_env(
     objects: &dyn Objects,
 ) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let services = service_env(pod, objects).await;
     let mut out: Vec<(String, String)> = Vec::new();
     let mut map: HashMap<String, String> = HashMap::new();
     let mut set = |out: &mut Vec<(String, String)>, k: String, v: String| {
@@ -386,7 +516,8 @@ pub async fn container_env(
     }
     for e in c.env.iter().flatten() {
         let value = if let Some(v) = &e.value {
-            let defined: HashMap<String, String> = out.iter().cloned().collect();
+            let defined: HashMap<String, String> =
+                services.iter().chain(out.iter()).cloned().collect();
             Some(expand(v, &defined))
         } else if let Some(from) = &e.value_from {
             if let Some(f) = &from.field_ref {
@@ -454,6 +585,11 @@ pub async fn container_env(
         };
         if let Some(v) = value {
             set(&mut out, e.name.clone(), v);
+        }
+    }
+    for (k, v) in services {
+        if !out.iter().any(|(n, _)| *n == k) {
+            out.push((k, v));
         }
     }
     Ok(out)

@@ -32,6 +32,7 @@ pub mod security;
 pub mod server;
 pub mod simulated;
 pub mod static_pods;
+pub mod termination;
 pub mod volumes;
 
 pub use kubelet::{run, Agent, Config};

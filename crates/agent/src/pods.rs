@@ -17,7 +17,7 @@
 //! (SIGTERM, then SIGKILL) and removes its sandboxes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -572,6 +572,12 @@ impl PodSyncer {
         let _ = std::fs::create_dir_all(PathBuf::from(&sandbox.log_directory).join(&c.name));
         let mut config = self.container_config(pod, c, &image, attempt, envs);
         config.mounts = mounts;
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        match crate::termination::prepare(&self.pod_dir(uid), c, attempt) {
+            Ok(Some(m)) => config.mounts.push(m),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(container = c.name, error = %e, "no termination message file"),
+        }
         if let Some(target) = plan.targets.get(&c.name) {
             config.pid = cri::PidMode::Target(target.clone());
         }
@@ -1005,6 +1011,7 @@ impl PodSyncer {
 
     fn container_status(
         &self,
+        pod_dir: &Path,
         c: &Container,
         runs: &[cri::ContainerStatus],
         waiting_for: Option<&(String, Option<String>)>,
@@ -1019,7 +1026,7 @@ impl PodSyncer {
             } else {
                 "Error".to_owned()
             }),
-            message: (!s.message.is_empty()).then(|| s.message.clone()),
+            message: crate::termination::message(pod_dir, c, s),
             started_at: ts(s.started_at),
             finished_at: ts(s.finished_at),
             container_id: Some(format!("{}://{}", self.runtime_name, s.id)),
@@ -1084,11 +1091,13 @@ impl PodSyncer {
         let cur = pod.status.clone().unwrap_or_default();
         let empty = Vec::new();
         let runs = |name: &str| by_name.get(name).unwrap_or(&empty);
+        let pod_dir = self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default());
 
         let mut incomplete = Vec::new();
         let mut init_statuses = Vec::new();
         for c in spec.init_containers.iter().flatten() {
             let s = self.container_status(
+                &pod_dir,
                 c,
                 runs(&c.name),
                 plan.waiting.get(&c.name),
@@ -1118,7 +1127,13 @@ impl PodSyncer {
             .containers
             .iter()
             .map(|c| {
-                self.container_status(c, runs(&c.name), plan.waiting.get(&c.name), waiting_default)
+                self.container_status(
+                    &pod_dir,
+                    c,
+                    runs(&c.name),
+                    plan.waiting.get(&c.name),
+                    waiting_default,
+                )
             })
             .collect();
         statuses.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1226,6 +1241,7 @@ impl PodSyncer {
             .map(|e| {
                 let c = ephemeral_as_container(e);
                 self.container_status(
+                    &pod_dir,
                     &c,
                     runs(&c.name),
                     plan.waiting.get(&c.name),

@@ -218,6 +218,77 @@ pub async fn bootstrap_service(state: &Arc<State>, api_port: u16) -> Result<(), 
     }
 }
 
+/// Publishes where the `kubernetes` Service leads: Endpoints and an
+/// EndpointSlice in `default` with this server's advertised address and
+/// port (as kube-apiserver's endpoint reconciler does; a server starting
+/// later replaces an earlier one's address). Loopback and unspecified
+/// addresses, which pods cannot reach, are not published.
+pub async fn bootstrap_endpoints(
+    state: &Arc<State>,
+    ip: std::net::IpAddr,
+    api_port: u16,
+) -> Result<(), ApiError> {
+    if ip.is_loopback() || ip.is_unspecified() {
+        tracing::info!(%ip, "not publishing the kubernetes Service's endpoints for an address pods cannot reach");
+        return Ok(());
+    }
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip.to_string()}],
+                     "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
+    });
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+    });
+    for (group, version, plural, obj, keys) in [
+        ("", "v1", "endpoints", endpoints, &["subsets"][..]),
+        (
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            slice,
+            &["addressType", "endpoints", "ports"][..],
+        ),
+    ] {
+        let res = api::registry::find(group, version, plural).expect("registered");
+        let scope = rest::Scope {
+            res,
+            namespace: Some("default"),
+            schema: None,
+        };
+        match rest::create(&state.store, scope, obj.clone(), &rest::Params::default()).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {
+                rest::update_with(
+                    &state.store,
+                    scope,
+                    "kubernetes",
+                    rest::Part::Main,
+                    &rest::Params::default(),
+                    |old| {
+                        let mut next = old.clone();
+                        for k in keys {
+                            next[*k] = obj[*k].clone();
+                        }
+                        object::remove_meta(&mut next, "resourceVersion");
+                        Ok(next)
+                    },
+                )
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub async fn bootstrap(store: &Arc<dyn Store>) -> Result<(), ApiError> {
     let res = api::registry::find("", "v1", "namespaces").expect("namespaces are registered");
     let scope = rest::Scope {

@@ -70,6 +70,11 @@ struct ServerArgs {
     /// Address the API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: String,
+    /// Address published as the `kubernetes` Service's endpoint (what pods
+    /// reach the API at); default: --bind-address unless it is 0.0.0.0,
+    /// else --node-ip or the host's primary address.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
     /// Also write the admin kubeconfig here.
     #[arg(long, short = 'o', env = "RKUBE_KUBECONFIG_OUTPUT")]
     write_kubeconfig: Option<PathBuf>,
@@ -549,6 +554,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     apiserver::bootstrap_service(&state, args.https_listen_port)
         .await
         .map_err(|e| anyhow::anyhow!("creating the kubernetes Service: {e}"))?;
+    let advertise = args.advertise_address.unwrap_or_else(|| {
+        match args.bind_address.parse::<std::net::IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => ip,
+            _ => std::net::IpAddr::V4(args.node.node_ip.unwrap_or_else(agent::node::primary_ip)),
+        }
+    });
+    apiserver::bootstrap_endpoints(&state, advertise, args.https_listen_port)
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing the kubernetes Service's endpoints: {e}"))?;
     let tls = apiserver::tls_config(&pki.serving_cert, &pki.serving_key, &pki.ca_cert)
         .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
     let addr: std::net::SocketAddr = format!("{}:{}", args.bind_address, args.https_listen_port)

@@ -403,6 +403,8 @@ spec:
     server.ok(&["delete", "pod", "always", "present", "--grace-period=1"]);
 
     pod_cgroups(server);
+    termination_messages(server);
+    service_links(server);
 
     // containerd dies: the agent starts it again; running containers
     // live on under their shims and new pods run.
@@ -568,4 +570,96 @@ fn pod_cgroups(server: &Server) {
     eventually(30, "the pods' cgroups to go", || {
         (!dir("memory", &limited_rel).exists() && !dir("memory", &free_rel).exists()).then_some(())
     });
+}
+
+/// Termination messages: what a container writes to its
+/// terminationMessagePath (default `/dev/termination-log`, or its own)
+/// becomes its terminated state's message; with FallbackToLogsOnError a
+/// failed container that wrote nothing gets its last log lines.
+fn termination_messages(server: &Server) {
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "lastwords",
+            "  restartPolicy: Never",
+            "    image: busybox:stable\n    command: [sh, -c, \"echo disk full > /dev/termination-log; exit 3\"]\n  - name: logs\n    image: busybox:stable\n    terminationMessagePolicy: FallbackToLogsOnError\n    command: [sh, -c, \"echo first; echo from-the-log; exit 1\"]\n  - name: own\n    image: busybox:stable\n    terminationMessagePath: /tmp/said\n    command: [sh, -c, \"printf done > /tmp/said\"]",
+        ),
+    );
+    let statuses = eventually(60, "pod lastwords to end", || {
+        let v = server.json(&["get", "pod", "lastwords"]);
+        (v["status"]["phase"] == "Failed").then(|| v["status"]["containerStatuses"].clone())
+    });
+    let message = |name: &str| {
+        statuses
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["state"]["terminated"]["message"].clone())
+            .unwrap()
+    };
+    assert_eq!(message("c"), "disk full\n", "{statuses}");
+    assert_eq!(message("logs"), "first\nfrom-the-log\n", "{statuses}");
+    assert_eq!(message("own"), "done", "{statuses}");
+    let described = server.ok(&["describe", "pod", "lastwords"]);
+    assert!(described.contains("disk full"), "{described}");
+    server.ok(&["delete", "pod", "lastwords", "--grace-period=1"]);
+}
+
+/// The Service variables the kubelet gives containers: the `kubernetes`
+/// Service's, and the namespace's unless enableServiceLinks is false.
+fn service_links(server: &Server) {
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web-front}\nspec:\n  selector: {app: nothing}\n  ports: [{name: http, port: 80}]\n",
+    );
+    let ip = |ns: &str, name: &str| {
+        server.json(&["get", "service", name, "-n", ns])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (master, web) = (ip("default", "kubernetes"), ip("default", "web-front"));
+    for (name, links) in [("links", "true"), ("nolinks", "false")] {
+        server.ok_stdin(
+            &["apply", "-f", "-"],
+            &pod(
+                name,
+                &format!("  restartPolicy: Never\n  enableServiceLinks: {links}"),
+                // (This agent serves no logs: the environment comes back
+                // as the termination message.)
+                "    image: busybox:stable\n    command: [sh, -c, \"env > /dev/termination-log\"]",
+            ),
+        );
+    }
+    let env = |name: &str| {
+        eventually(60, &format!("pod {name} to print its environment"), || {
+            let v = server.json(&["get", "pod", name]);
+            (v["status"]["phase"] == "Succeeded").then(|| {
+                v["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+        })
+    };
+    let with = env("links");
+    for want in [
+        format!("KUBERNETES_SERVICE_HOST={master}"),
+        "KUBERNETES_SERVICE_PORT=443".to_owned(),
+        format!("KUBERNETES_PORT_443_TCP=tcp://{master}:443"),
+        format!("WEB_FRONT_SERVICE_HOST={web}"),
+        "WEB_FRONT_SERVICE_PORT_HTTP=80".to_owned(),
+        format!("WEB_FRONT_PORT=tcp://{web}:80"),
+    ] {
+        assert!(with.lines().any(|l| l == want), "no {want} in:\n{with}");
+    }
+    let without = env("nolinks");
+    assert!(
+        without.contains(&format!("KUBERNETES_SERVICE_HOST={master}")),
+        "{without}"
+    );
+    assert!(!without.contains("WEB_FRONT_"), "{without}");
+    server.ok(&["delete", "pod", "links", "nolinks", "--grace-period=1"]);
+    server.ok(&["delete", "service", "web-front"]);
 }

@@ -741,9 +741,26 @@ fn services_get_cluster_ips_and_node_ports() {
     let s = Server::start_with(&[
         "--service-cidr=10.96.0.0/24",
         "--disable-controller-manager",
+        "--advertise-address=192.0.2.77",
     ]);
     let k8s = s.json(&["get", "svc", "kubernetes"]);
     assert_eq!(k8s["spec"]["clusterIP"], "10.96.0.1");
+    // Where it leads: the advertised address and the API port, as
+    // Endpoints and an EndpointSlice (what pods' in-cluster clients use).
+    let port = k8s["spec"]["ports"][0]["targetPort"].clone();
+    let ep = s.json(&["get", "endpoints", "kubernetes"]);
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "192.0.2.77", "{ep}");
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], port, "{ep}");
+    let slice = s.json(&["get", "endpointslice", "kubernetes"]);
+    assert_eq!(
+        slice["endpoints"][0]["addresses"][0], "192.0.2.77",
+        "{slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    assert_eq!(slice["ports"][0]["port"], port, "{slice}");
     let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n";
     s.ok_stdin(&["apply", "-f", "-"], svc);
     let web = s.json(&["get", "svc", "web"]);

@@ -298,3 +298,103 @@ fn env_var_names() {
         assert_eq!(is_env_var_name(s), ok, "{s}");
     }
 }
+
+fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"clusterIP": ip, "ports": ports},
+    }))
+    .unwrap()
+}
+
+/// The kubelet's Service variables: the `kubernetes` Service's always,
+/// the namespace's unless enableServiceLinks is false; headless ones have
+/// none; declared variables win and may refer to them.
+#[tokio::test]
+async fn service_links() {
+    let objects = StaticObjects::default();
+    *objects.services.lock().unwrap() = vec![
+        service(
+            "default",
+            "kubernetes",
+            "10.43.0.1",
+            serde_json::json!([{"name": "https", "port": 443}]),
+        ),
+        service(
+            "ns",
+            "web-front",
+            "10.43.0.20",
+            serde_json::json!([
+            {"name": "http", "port": 80}, {"name": "dns-udp", "port": 53, "protocol": "UDP"}]),
+        ),
+        service("ns", "headless", "None", serde_json::json!([{"port": 80}])),
+        service(
+            "other",
+            "elsewhere",
+            "10.43.0.30",
+            serde_json::json!([{"port": 80}]),
+        ),
+    ];
+    let c = Container {
+        name: "c".into(),
+        env: Some(vec![
+            EnvVar {
+                name: "WEB_FRONT_SERVICE_PORT".into(),
+                value: Some("8080".into()),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "URL".into(),
+                value: Some(
+                    "http://$(WEB_FRONT_SERVICE_HOST):$(WEB_FRONT_SERVICE_PORT_HTTP)".into(),
+                ),
+                ..EnvVar::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let env: BTreeMap<String, String> = container_env(&pod(c.clone()), &c, &ctx(), &objects)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want = [
+        ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+        ("KUBERNETES_SERVICE_PORT", "443"),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+        ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+        ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+        ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+        ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+        ("WEB_FRONT_SERVICE_HOST", "10.43.0.20"),
+        // Declared: it wins.
+        ("WEB_FRONT_SERVICE_PORT", "8080"),
+        ("WEB_FRONT_SERVICE_PORT_DNS_UDP", "53"),
+        ("WEB_FRONT_PORT_53_UDP", "udp://10.43.0.20:53"),
+        ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+        ("URL", "http://10.43.0.20:80"),
+    ];
+    for (k, v) in want {
+        assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+    }
+    assert!(
+        !env.keys()
+            .any(|k| k.starts_with("HEADLESS_") || k.starts_with("ELSEWHERE_")),
+        "{env:?}"
+    );
+
+    // enableServiceLinks: false leaves only the master service's.
+    let mut p = pod(c.clone());
+    p.spec.as_mut().unwrap().enable_service_links = Some(false);
+    let env: BTreeMap<String, String> = container_env(&p, &c, &ctx(), &objects)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        env.get("KUBERNETES_SERVICE_HOST").map(String::as_str),
+        Some("10.43.0.1")
+    );
+    assert!(!env.contains_key("WEB_FRONT_SERVICE_HOST"), "{env:?}");
+}

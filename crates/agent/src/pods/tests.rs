@@ -468,6 +468,12 @@ async fn volumes_are_set_up_before_containers_and_mounted() {
                 host_path: pod_dir.join("etc-hosts").display().to_string(),
                 readonly: false,
             },
+            // The run's termination message file.
+            cri::Mount {
+                container_path: "/dev/termination-log".into(),
+                host_path: pod_dir.join("containers/c/0").display().to_string(),
+                readonly: false,
+            },
         ]
     );
     assert_eq!(std::fs::read_to_string(vol.join("k")).unwrap(), "v");
