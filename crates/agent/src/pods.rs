@@ -259,6 +259,7 @@ impl PodSyncer {
                 port_mappings(&spec)
             },
             pid: pid_mode(&spec),
+            host_ipc: spec.host_ipc == Some(true),
         }
     }
 
@@ -319,6 +320,7 @@ impl PodSyncer {
                 &self.seccomp_root,
             ),
             pid: pid_mode(&spec),
+            host_ipc: spec.host_ipc == Some(true),
         }
     }
 

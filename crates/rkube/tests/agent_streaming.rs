@@ -899,6 +899,42 @@ fn kubectl_debug_runs_ephemeral_containers() {
         "{own}"
     );
 
+    // hostPID and hostIPC (what `kubectl debug node/...` asks for): the
+    // host's processes and IPC namespace.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hostly}\nspec:\n  hostPID: true\n  hostIPC: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3604\"]\n",
+    );
+    running(&s, "hostly");
+    let ps = s.ok(&["exec", "hostly", "--", "ps", "-o", "args"]);
+    assert!(ps.contains("containerd"), "the host's processes: {ps}");
+    let ipc = |pod: &str| s.ok(&["exec", pod, "--", "readlink", "/proc/self/ns/ipc"]);
+    let host_ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    assert_eq!(ipc("hostly").trim(), host_ipc.to_str().unwrap());
+    assert_ne!(ipc("app").trim(), host_ipc.to_str().unwrap());
+
+    // `kubectl debug node/...`: a pod in the host's namespaces with the
+    // host's root at /host.
+    let out = s.ok(&[
+        "debug",
+        "node/stream-node",
+        "--image=busybox:stable",
+        "--",
+        "sh",
+        "-c",
+        "test -d /host/proc/1 && test -d /host/etc && echo host-root",
+    ]);
+    let pod = out
+        .split_whitespace()
+        .find(|w| w.starts_with("node-debugger-stream-node-"))
+        .unwrap_or_else(|| panic!("no debugger pod named in: {out}"))
+        .to_owned();
+    eventually(60, "the node debugger to finish", || {
+        let p = s.json(&["get", "pod", &pod]);
+        (p["status"]["phase"] == "Succeeded").then_some(())
+    });
+    assert_eq!(s.ok(&["logs", &pod]).trim(), "host-root");
+
     // A name the pod already uses is refused; nothing changes.
     let err = s.fails(&["debug", "app", "--image=busybox:stable", "-c", "main"]);
     assert!(

@@ -99,7 +99,7 @@ const NS_CONTAINER: i32 = 1;
 const NS_NODE: i32 = 2;
 const NS_TARGET: i32 = 3;
 
-fn namespace_options(host_network: bool, pid: &PidMode) -> pb::NamespaceOption {
+fn namespace_options(host_network: bool, host_ipc: bool, pid: &PidMode) -> pb::NamespaceOption {
     let (pid, target_id) = match pid {
         PidMode::Container => (NS_CONTAINER, String::new()),
         PidMode::Pod => (NS_POD, String::new()),
@@ -109,7 +109,7 @@ fn namespace_options(host_network: bool, pid: &PidMode) -> pb::NamespaceOption {
     pb::NamespaceOption {
         network: if host_network { NS_NODE } else { NS_POD },
         pid,
-        ipc: NS_POD,
+        ipc: if host_ipc { NS_NODE } else { NS_POD },
         target_id,
         ..Default::default()
     }
@@ -130,7 +130,7 @@ fn sandbox_config(c: &SandboxConfig) -> pb::PodSandboxConfig {
         linux: Some(pb::LinuxPodSandboxConfig {
             cgroup_parent: c.cgroup_parent.clone(),
             security_context: Some(pb::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespace_options(c.host_network, &c.pid)),
+                namespace_options: Some(namespace_options(c.host_network, c.host_ipc, &c.pid)),
                 privileged: c.privileged,
                 ..Default::default()
             }),
@@ -182,7 +182,11 @@ fn security_context(config: &ContainerConfig) -> pb::LinuxContainerSecurityConte
         SeccompProfile::Localhost(p) => (PROFILE_LOCALHOST, p.clone()),
     };
     pb::LinuxContainerSecurityContext {
-        namespace_options: Some(namespace_options(config.host_network, &config.pid)),
+        namespace_options: Some(namespace_options(
+            config.host_network,
+            config.host_ipc,
+            &config.pid,
+        )),
         capabilities: Some(pb::Capability {
             add_capabilities: s.add_capabilities.clone(),
             drop_capabilities: s.drop_capabilities.clone(),

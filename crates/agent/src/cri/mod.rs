@@ -92,6 +92,8 @@ pub struct SandboxConfig {
     /// The pod's process namespace: the sandbox's own (`Container`), one
     /// for the whole pod (`shareProcessNamespace`) or the host's (`hostPID`).
     pub pid: PidMode,
+    /// Share the host's IPC namespace (`hostIPC`).
+    pub host_ipc: bool,
 }
 
 /// Which process namespace a container (or sandbox) is in (CRI's
@@ -154,6 +156,7 @@ pub struct ContainerConfig {
     /// Users, capabilities, seccomp, read-only root.
     pub security: SecurityContext,
     pub pid: PidMode,
+    pub host_ipc: bool,
 }
 
 /// A container's cgroup settings (`LinuxContainerResources`); zero
