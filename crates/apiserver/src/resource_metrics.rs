@@ -12,7 +12,8 @@
 //! (`window` says how long the rate is over); with none that recent, two
 //! samples are taken a second apart. Answers less than a second old are
 //! reused. A node that cannot be reached is left out of lists (as
-//! metrics-server leaves it out) and not tried again for 10 s.
+//! metrics-server leaves it out) and not tried again for 10 s; a request
+//! answers with the nodes scraped within 10 s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_SUMMARY: usize = 32 << 20;
 /// Nodes scraped at once.
 const PARALLEL: usize = 32;
+/// How long one request waits for its nodes.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 pub fn is_metrics(res: &Resource) -> bool {
     res.group == GROUP
@@ -364,21 +367,27 @@ impl Scraper {
         }
     }
 
-    /// Usage of several nodes, scraped in parallel.
+    /// Usage of several nodes, scraped in parallel; those not answered
+    /// within [`ANSWER_WITHIN`] are left out of this answer.
     async fn nodes_usage(
         &self,
         state: &State,
         nodes: Vec<String>,
     ) -> HashMap<String, Arc<NodeUsage>> {
-        futures::stream::iter(nodes)
+        let mut results = futures::stream::iter(nodes)
             .map(|n| async move {
                 let u = self.node_usage(state, &n).await;
                 (n, u)
             })
-            .buffer_unordered(PARALLEL)
-            .filter_map(|(n, u)| async move { u.map(|u| (n, u)) })
-            .collect()
-            .await
+            .buffer_unordered(PARALLEL);
+        let mut out = HashMap::new();
+        let deadline = tokio::time::Instant::now() + ANSWER_WITHIN;
+        while let Ok(Some((n, u))) = tokio::time::timeout_at(deadline, results.next()).await {
+            if let Some(u) = u {
+                out.insert(n, u);
+            }
+        }
+        out
     }
 }
 
