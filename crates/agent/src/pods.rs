@@ -85,6 +85,9 @@ pub struct PodSyncer {
     pub seccomp_root: PathBuf,
     /// Pod-level cgroups (`kubepods/<qos>/pod<uid>`), where they can be made.
     pub cgroups: Option<crate::cgroups::Cgroups>,
+    /// The cgroup settings each running container (by runtime id) was
+    /// given, at creation or by a resize since.
+    applied: Mutex<HashMap<String, cri::LinuxResources>>,
 }
 
 pub use crate::env::expand;
@@ -125,6 +128,8 @@ struct Plan {
     /// Ephemeral containers to start in another container's process
     /// namespace: name -> the target's runtime id.
     targets: HashMap<String, String>,
+    /// Why a resize waits (PodResizePending), when it does.
+    resize_pending: Option<String>,
 }
 
 /// The process namespace a pod's containers (and its sandbox) share:
@@ -198,6 +203,7 @@ impl PodSyncer {
             seccomp_root: log_root.join("../seccomp"),
             log_root,
             cgroups: None,
+            applied: Mutex::new(HashMap::new()),
         }
     }
 
@@ -600,6 +606,10 @@ impl PodSyncer {
             }
         };
         record("Created", format!("Created container: {}", c.name));
+        self.applied
+            .lock()
+            .unwrap()
+            .insert(id.clone(), config.resources.clone().unwrap_or_default());
         if let Err(e) = self.cri.start_container(&id).await {
             tracing::info!(container = c.name, error = %e, "starting container failed");
             record("Failed", format!("Error: {}", e.message));
@@ -900,6 +910,10 @@ impl PodSyncer {
                 }
             }
         }
+        if initialized {
+            self.resize(pod, &spec, &by_name, &sandbox_id, &sandbox, &ip, &mut plan)
+                .await;
+        }
         // Ephemeral containers (`kubectl debug`): started once each, once
         // the pod's own are under way; never restarted.
         for e in spec.ephemeral_containers.iter().flatten() {
@@ -953,6 +967,128 @@ impl PodSyncer {
             status,
             requeue_after,
         })
+    }
+
+    /// In-place resize: a running app container whose resources (as its
+    /// spec now says) differ from those it was given gets the new ones
+    /// through CRI's UpdateContainerResources, with the pod cgroup raised
+    /// before and lowered after; when its `resizePolicy` says
+    /// RestartContainer for a resource that changed, it is restarted with
+    /// them instead. A resize past the node's allocatable waits
+    /// (PodResizePending, Infeasible). Containers this agent did not
+    /// start (adopted after a restart) are given their spec's resources.
+    #[allow(clippy::too_many_arguments)]
+    async fn resize(
+        &self,
+        pod: &Pod,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+        by_name: &HashMap<String, Vec<cri::ContainerStatus>>,
+        sandbox_id: &str,
+        sandbox: &SandboxConfig,
+        pod_ip: &str,
+        plan: &mut Plan,
+    ) {
+        let mut changed = Vec::new();
+        for c in &spec.containers {
+            let Some(s) = by_name
+                .get(&c.name)
+                .and_then(|v| v.first())
+                .filter(|s| s.state == cri::ContainerState::Running)
+            else {
+                continue;
+            };
+            let want = resources::linux_resources(spec, c, self.memory_capacity);
+            let have = self.applied.lock().unwrap().get(&s.id).cloned();
+            if have.as_ref() != Some(&want) {
+                changed.push((c, s.clone(), want, have));
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        // Feasible: the pod's requests within the node's allocatable.
+        let total = |name: &str| -> i128 {
+            spec.containers
+                .iter()
+                .filter_map(|c| {
+                    let r = c.resources.as_ref()?;
+                    let q = r
+                        .requests
+                        .as_ref()
+                        .and_then(|m| m.get(name))
+                        .or_else(|| r.limits.as_ref().and_then(|m| m.get(name)))?;
+                    api::quantity::Quantity::parse(&q.0)
+                })
+                .map(|q| q.milli)
+                .sum()
+        };
+        for name in ["cpu", "memory"] {
+            let Some(cap) = self
+                .allocatable
+                .get(name)
+                .and_then(|q| api::quantity::Quantity::parse(q))
+            else {
+                continue;
+            };
+            let asked = total(name);
+            if asked > cap.milli {
+                let show = |m: i128| {
+                    if name == "cpu" {
+                        m.to_string()
+                    } else {
+                        (m / 1000).to_string()
+                    }
+                };
+                plan.resize_pending = Some(format!(
+                    "Node didn't have enough capacity: {name}, requested: {}, capacity: {}",
+                    show(asked),
+                    show(cap.milli)
+                ));
+                return;
+            }
+        }
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let pod_cgroup = || {
+            if let Some(cg) = &self.cgroups {
+                let qos = resources::qos_class(spec);
+                if let Err(e) = cg.ensure_pod(qos, uid, &resources::pod_resources(spec)) {
+                    tracing::debug!(pod = ?pod.metadata.name, error = %e, "resizing the pod cgroup");
+                }
+            }
+        };
+        pod_cgroup();
+        for (c, s, want, have) in changed {
+            let restart_for = |resource: &str| {
+                c.resize_policy
+                    .iter()
+                    .flatten()
+                    .any(|p| p.resource_name == resource && p.restart_policy == "RestartContainer")
+            };
+            let restart = have.as_ref().is_some_and(|h| {
+                (restart_for("cpu")
+                    && (h.cpu_shares != want.cpu_shares || h.cpu_quota != want.cpu_quota))
+                    || (restart_for("memory")
+                        && h.memory_limit_in_bytes != want.memory_limit_in_bytes)
+            });
+            if restart {
+                let _ = self.cri.stop_container(&s.id, 2).await;
+                self.applied.lock().unwrap().remove(&s.id);
+                self.start(pod, c, s.attempt + 1, sandbox_id, sandbox, pod_ip, plan)
+                    .await;
+                continue;
+            }
+            match self.cri.update_container_resources(&s.id, &want).await {
+                Ok(()) => {
+                    self.applied.lock().unwrap().insert(s.id.clone(), want);
+                    plan.acted = true;
+                }
+                Err(e) => {
+                    tracing::warn!(container = c.name, error = %e, "resizing the container failed");
+                    plan.wake_in(Duration::from_secs(2));
+                }
+            }
+        }
+        pod_cgroup();
     }
 
     /// Keeps probe workers on the running containers (app containers and
@@ -1234,6 +1370,72 @@ impl PodSyncer {
                 );
             }
         }
+        // What the running containers were given (their spec's CPU and
+        // memory once a resize is applied), and whether a resize waits.
+        for s in statuses.iter_mut() {
+            let Some(c) = spec.containers.iter().find(|c| c.name == s.name) else {
+                continue;
+            };
+            let running = s.state.as_ref().is_some_and(|x| x.running.is_some());
+            let id = s
+                .container_id
+                .as_deref()
+                .and_then(|i| i.split_once("://"))
+                .map(|(_, i)| i.to_owned());
+            let applied = id.and_then(|i| self.applied.lock().unwrap().get(&i).cloned());
+            if !running
+                || applied != Some(resources::linux_resources(&spec, c, self.memory_capacity))
+            {
+                continue;
+            }
+            let pick = |m: Option<
+                &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+            >| {
+                let m: BTreeMap<_, _> = m
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| matches!(k.as_str(), "cpu" | "memory"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                (!m.is_empty()).then_some(m)
+            };
+            let r = c.resources.as_ref();
+            let requests = pick(r.and_then(|r| r.requests.as_ref()));
+            let limits = pick(r.and_then(|r| r.limits.as_ref()));
+            s.allocated_resources = requests.clone().or_else(|| limits.clone());
+            s.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                requests,
+                limits,
+                ..Default::default()
+            });
+        }
+        match &plan.resize_pending {
+            Some(message) => {
+                let conds = st.conditions.get_or_insert_with(Vec::new);
+                let since = conds
+                    .iter()
+                    .find(|x| x.type_ == "PodResizePending")
+                    .and_then(|x| x.last_transition_time.clone())
+                    .unwrap_or_else(|| {
+                        Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap())
+                    });
+                let c = PodCondition {
+                    type_: "PodResizePending".into(),
+                    status: "True".into(),
+                    reason: Some("Infeasible".into()),
+                    message: Some(message.clone()),
+                    last_transition_time: Some(since),
+                    ..PodCondition::default()
+                };
+                conds.retain(|x| x.type_ != "PodResizePending");
+                conds.push(c);
+            }
+            None => {
+                if let Some(conds) = st.conditions.as_mut() {
+                    conds.retain(|x| x.type_ != "PodResizePending");
+                }
+            }
+        }
         st.container_statuses = Some(statuses);
         st.init_container_statuses = (!init_statuses.is_empty()).then_some(init_statuses);
         let ephemeral: Vec<ContainerStatus> = spec
@@ -1278,6 +1480,12 @@ impl PodSyncer {
             .map(|c| c.id.clone())
             .collect();
         self.prober.forget(&ids);
+        {
+            let mut applied = self.applied.lock().unwrap();
+            for id in &ids {
+                applied.remove(id);
+            }
+        }
         let mut ips = HashMap::new();
         for s in &sandboxes {
             let ip = match self.cri.pod_sandbox_status(&s.id).await {
@@ -1408,6 +1616,12 @@ impl PodSyncer {
         let containers = self.cri.list_containers(&labels).await?;
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
         self.prober.forget(&ids);
+        {
+            let mut applied = self.applied.lock().unwrap();
+            for id in &ids {
+                applied.remove(id);
+            }
+        }
         let ip = pod
             .status
             .as_ref()

@@ -73,6 +73,10 @@ impl Params {
 /// starting with '_' are dropped when parsing).
 const APPLIED: &str = "_applied";
 
+/// The internal parameter marking a write through `pods/resize`, which
+/// is validated as a resize rather than as a pod update.
+pub const RESIZE: &str = "_resize";
+
 /// The internal parameter carrying the service range (CIDR text) to
 /// Service updates, which allocate and release addresses and node ports
 /// as the type and ports change.
@@ -535,6 +539,8 @@ pub enum Part {
     /// A pod's `ephemeralcontainers` subresource: only
     /// `spec.ephemeralContainers`.
     EphemeralContainers,
+    /// A pod's `resize` subresource: only its containers' resources.
+    Resize,
 }
 
 /// Replaces an object with `new` (PUT): keeps what clients may not change,
@@ -672,6 +678,33 @@ fn merge_update(scope: Scope<'_>, old: &Value, mut new: Value, part: Part) -> Ap
             // for finalizers and ownerReferences... keep the stored metadata.
             return Ok(out);
         }
+        Part::Resize => {
+            let mut out = old.clone();
+            let wanted = new
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(list) = out
+                .pointer_mut("/spec/containers")
+                .and_then(Value::as_array_mut)
+            {
+                for c in list.iter_mut() {
+                    let name = c.get("name").cloned();
+                    if let Some(w) = wanted.iter().find(|w| w.get("name") == name.as_ref()) {
+                        match w.get("resources") {
+                            Some(r) => c["resources"] = r.clone(),
+                            None => {
+                                if let Some(m) = c.as_object_mut() {
+                                    m.remove("resources");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return Ok(out);
+        }
         Part::EphemeralContainers => {
             let mut out = old.clone();
             match new
@@ -749,7 +782,11 @@ async fn write_update(
         crate::ssa::record_update(Some(old), &mut new, &manager, &res.api_version(), sub);
     }
     let mut causes = apply_schema(scope, &mut new, params)?;
-    causes.extend(strategy::validate(res, &new, Some(old)));
+    if params.flag(RESIZE) {
+        causes.extend(strategy::validate_resize(res, &new, old));
+    } else {
+        causes.extend(strategy::validate(res, &new, Some(old)));
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(res.group, res.kind, name, causes));
     }

@@ -282,6 +282,24 @@ fn crd_status(crd: &mut Value) {
         json!({"acceptedNames": names, "conditions": conditions, "storedVersions": stored});
 }
 
+/// Validation of a pod written through `pods/resize`: the new pod as a
+/// whole, and the resize (`api::spec_validation::validate_resize`) instead
+/// of the pod update rules.
+pub fn validate_resize(res: &Resource, obj: &Value, old: &Value) -> Vec<Cause> {
+    let rule = api::validation::name_rule(res);
+    let mut causes = api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule);
+    causes.extend(api::spec_validation::validate(res.group, res.kind, obj));
+    causes.extend(api::spec_validation::validate_resize(obj, old));
+    causes
+        .into_iter()
+        .map(|c| Cause {
+            reason: c.reason.to_owned(),
+            message: c.message,
+            field: c.field,
+        })
+        .collect()
+}
+
 /// Validation: metadata and spec for every kind, plus what an update may
 /// not change (`api::spec_validation::validate_update`).
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> {

@@ -85,6 +85,32 @@ pub async fn serve(
             .await?;
             Ok(json_response(StatusCode::OK, &to_scale(&updated)))
         }
+        ("resize", &Method::GET) => {
+            let obj = rest::get(&state.store, scope, name).await?;
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        // In-place resize: the pod with its containers' resources changed
+        // (only those), which its node's agent then applies.
+        ("resize", &Method::PUT | &Method::PATCH) => {
+            let mut params = req.params.clone();
+            params.set_internal(rest::RESIZE, "true");
+            let updated =
+                rest::update_with(&state.store, scope, name, Part::Resize, &params, |old| {
+                    if req.method == Method::PUT {
+                        decode_body(&req.headers, &req.body)
+                    } else {
+                        let kind = crate::patch::patch_type(
+                            req.headers
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or(""),
+                        )?;
+                        crate::patch::apply_patch(kind, old, &req.body)
+                    }
+                })
+                .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
         ("ephemeralcontainers", &Method::GET) => {
             let obj = rest::get(&state.store, scope, name).await?;
             Ok(json_response(StatusCode::OK, &obj))

@@ -948,3 +948,82 @@ fn kubectl_debug_runs_ephemeral_containers() {
         "{p}"
     );
 }
+
+/// In-place resize (`kubectl patch --subresource resize`): the running
+/// container gets its new CPU limit in its cgroup without a restart and
+/// its status says so; a resize that would change the QoS class, and a
+/// plain update of resources, are refused.
+#[test]
+fn pods_resize_in_place() {
+    let Some(s) = start() else { return };
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: rs}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3600\"]\n    resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}\n",
+    );
+    running(&s, "rs");
+    let quota = || {
+        let out = s.ok(&[
+            "exec",
+            "rs",
+            "--",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max",
+        ]);
+        out.trim().to_owned()
+    };
+    assert_eq!(quota(), "20000");
+    s.ok(&[
+        "patch",
+        "pod",
+        "rs",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"c","resources":{"limits":{"cpu":"300m"}}}]}}"#,
+    ]);
+    let status = eventually(30, "the resize to be applied", || {
+        let p = s.json(&["get", "pod", "rs"]);
+        let c = p["status"]["containerStatuses"][0].clone();
+        (c["resources"]["limits"]["cpu"] == "300m").then_some(c)
+    });
+    assert_eq!(status["restartCount"], 0, "{status}");
+    assert_eq!(quota(), "30000");
+    let p = s.json(&["get", "pod", "rs"]);
+    assert_eq!(
+        p["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "300m"
+    );
+    assert_eq!(p["status"]["qosClass"], "Burstable");
+
+    // Requests up to the limits would make it Guaranteed: refused.
+    let err = s.fails(&[
+        "patch",
+        "pod",
+        "rs",
+        "--subresource",
+        "resize",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"c","resources":{"requests":{"cpu":"300m","memory":"64Mi"}}}]}}"#,
+    ]);
+    assert!(
+        err.contains("Pod QOS Class may not change as a result of resizing"),
+        "{err}"
+    );
+    // Resources do not change through a plain update.
+    let err = s.fails(&[
+        "patch",
+        "pod",
+        "rs",
+        "-p",
+        r#"{"spec":{"containers":[{"name":"c","resources":{"limits":{"cpu":"400m"}}}]}}"#,
+    ]);
+    assert!(
+        err.contains("pod updates may not change fields other than"),
+        "{err}"
+    );
+    assert_eq!(
+        s.json(&["get", "pod", "rs"])["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+        "300m"
+    );
+}

@@ -290,6 +290,17 @@ impl RuntimeService for FakeRuntime {
         Ok(())
     }
 
+    async fn update_container_resources(&self, id: &str, r: &LinuxResources) -> Result<()> {
+        let mut s = self.log(format!(
+            "update_container_resources {id} quota={} memory={}",
+            r.cpu_quota, r.memory_limit_in_bytes
+        ));
+        if let Some(cfg) = s.configs.get_mut(id) {
+            cfg.resources = Some(r.clone());
+        }
+        Ok(())
+    }
+
     async fn remove_container(&self, id: &str) -> Result<()> {
         let mut s = self.log(format!("remove_container {id}"));
         s.containers.remove(id);

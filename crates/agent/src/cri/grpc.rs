@@ -443,6 +443,19 @@ impl RuntimeService for CriClient {
         Ok(())
     }
 
+    async fn update_container_resources(&self, id: &str, r: &LinuxResources) -> Result<()> {
+        self.runtime
+            .clone()
+            .update_container_resources(pb::UpdateContainerResourcesRequest {
+                container_id: id.to_owned(),
+                linux: Some(linux_resources(r)),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn remove_container(&self, id: &str) -> Result<()> {
         self.runtime
             .clone()

@@ -353,6 +353,8 @@ pub trait RuntimeService: Send + Sync + 'static {
     /// SIGKILL after `timeout_seconds`.
     async fn stop_container(&self, id: &str, timeout_seconds: i64) -> Result<()>;
     async fn remove_container(&self, id: &str) -> Result<()>;
+    /// Changes a running container's cgroup limits (in-place resize).
+    async fn update_container_resources(&self, id: &str, r: &LinuxResources) -> Result<()>;
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Containers carrying every label of `labels`.
     async fn list_containers(&self, labels: &BTreeMap<String, String>) -> Result<Vec<Container>>;

@@ -947,3 +947,88 @@ fn terminated_pods_settle_containers_that_never_ran_or_were_lost() {
         assert_eq!(got_apps, *want_apps, "{inits:?} {apps:?}");
     }
 }
+
+/// In-place resize: new limits reach the running container through CRI,
+/// without a restart, and the status says what it runs with; a memory
+/// change under `resizePolicy: RestartContainer` restarts it; more than
+/// the node has waits as PodResizePending.
+#[tokio::test]
+async fn in_place_resize() {
+    let (fake, mut s) = setup(&["busybox"]);
+    s.allocatable = BTreeMap::from([("cpu".into(), "2".into()), ("memory".into(), "1Gi".into())]);
+    let resources = |cpu: &str, mem: &str| {
+        serde_json::json!({"resources": {"requests": {"cpu": "100m", "memory": "32Mi"},
+                                         "limits": {"cpu": cpu, "memory": mem}},
+                           "resizePolicy": [{"resourceName": "memory", "restartPolicy": "RestartContainer"}]})
+    };
+    let mut p = pod(
+        "Always",
+        vec![with(container("c", "busybox"), resources("200m", "64Mi"))],
+        vec![],
+    );
+    sync(&s, &mut p).await;
+    let st = cs(&p, 0).clone();
+    assert_eq!(
+        st.resources.as_ref().unwrap().limits.as_ref().unwrap()["cpu"].0,
+        "200m"
+    );
+    assert_eq!(st.allocated_resources.as_ref().unwrap()["memory"].0, "32Mi");
+
+    // CPU: in place.
+    fake.clear_calls();
+    p.spec.as_mut().unwrap().containers[0] =
+        with(container("c", "busybox"), resources("300m", "64Mi"));
+    sync(&s, &mut p).await;
+    let calls = fake.calls();
+    assert!(
+        calls.contains(&format!(
+            "update_container_resources c2 quota=30000 memory={}",
+            64 << 20
+        )),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.starts_with("stop_container")),
+        "{calls:?}"
+    );
+    let st = cs(&p, 0).clone();
+    assert_eq!(st.restart_count, 0);
+    assert_eq!(
+        st.resources.as_ref().unwrap().limits.as_ref().unwrap()["cpu"].0,
+        "300m"
+    );
+
+    // Memory, whose policy restarts: a new run with the new limit.
+    fake.clear_calls();
+    p.spec.as_mut().unwrap().containers[0] =
+        with(container("c", "busybox"), resources("300m", "128Mi"));
+    sync(&s, &mut p).await;
+    let calls = fake.calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with("stop_container c2")),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"create_container c".to_owned()),
+        "{calls:?}"
+    );
+    assert_eq!(cs(&p, 0).restart_count, 1);
+
+    // Past the node: waits.
+    p.spec.as_mut().unwrap().containers[0] = with(
+        container("c", "busybox"),
+        serde_json::json!({"resources": {"requests": {"cpu": "3", "memory": "32Mi"},
+                                         "limits": {"cpu": "4", "memory": "128Mi"}}}),
+    );
+    sync(&s, &mut p).await;
+    let pending = cond(&p, "PodResizePending");
+    assert_eq!(pending.reason.as_deref(), Some("Infeasible"));
+    assert!(
+        pending
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cpu, requested: 3000, capacity: 2000"),
+        "{pending:?}"
+    );
+}

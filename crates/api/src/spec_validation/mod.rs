@@ -23,6 +23,7 @@ mod pod;
 mod policy;
 mod probes;
 mod rbac;
+mod resize;
 mod scheduling;
 mod security;
 mod service;
@@ -30,6 +31,7 @@ mod storage;
 mod windows;
 
 pub use pod::{is_quantity, VOLUME_SOURCES};
+pub use resize::validate_resize;
 
 /// Causes for an object of `group`/`kind` (metadata is validated elsewhere).
 pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
