@@ -286,10 +286,12 @@ fn crd_status(crd: &mut Value) {
 /// whole, and the resize (`api::spec_validation::validate_resize`) instead
 /// of the pod update rules.
 pub fn validate_resize(res: &Resource, obj: &Value, old: &Value) -> Vec<Cause> {
-    let rule = api::validation::name_rule(res);
-    let mut causes = api::validation::validate_object_meta(object::meta(obj), res.namespaced, rule);
-    causes.extend(api::spec_validation::validate(res.group, res.kind, obj));
-    causes.extend(api::spec_validation::validate_resize(obj, old));
+    let mut causes = validate(res, obj, None);
+    causes.extend(causes_of(api::spec_validation::validate_resize(obj, old)));
+    causes
+}
+
+fn causes_of(causes: Vec<api::validation::Cause>) -> Vec<Cause> {
     causes
         .into_iter()
         .map(|c| Cause {
@@ -311,12 +313,5 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
             res.group, res.kind, obj, old,
         ));
     }
-    causes
-        .into_iter()
-        .map(|c| Cause {
-            reason: c.reason.to_owned(),
-            message: c.message,
-            field: c.field,
-        })
-        .collect()
+    causes_of(causes)
 }

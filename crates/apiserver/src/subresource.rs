@@ -33,17 +33,7 @@ pub async fn serve(
         }
         ("scale", &Method::PUT | &Method::PATCH) => {
             let patched_scale = |old: &Value| -> ApiResult<Value> {
-                let scale = if req.method == Method::PUT {
-                    decode_body(&req.headers, &req.body)?
-                } else {
-                    let kind = crate::patch::patch_type(
-                        req.headers
-                            .get("content-type")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or(""),
-                    )?;
-                    crate::patch::apply_patch(kind, &to_scale(old), &req.body)?
-                };
+                let scale = requested(req, &to_scale(old))?;
                 let replicas = scale
                     .pointer("/spec/replicas")
                     .and_then(Value::as_i64)
@@ -96,17 +86,7 @@ pub async fn serve(
             params.set_internal(rest::RESIZE, "true");
             let updated =
                 rest::update_with(&state.store, scope, name, Part::Resize, &params, |old| {
-                    if req.method == Method::PUT {
-                        decode_body(&req.headers, &req.body)
-                    } else {
-                        let kind = crate::patch::patch_type(
-                            req.headers
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or(""),
-                        )?;
-                        crate::patch::apply_patch(kind, old, &req.body)
-                    }
+                    requested(req, old)
                 })
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
@@ -125,17 +105,7 @@ pub async fn serve(
                 Part::EphemeralContainers,
                 &req.params,
                 |old| {
-                    let mut new = if req.method == Method::PUT {
-                        decode_body(&req.headers, &req.body)?
-                    } else {
-                        let kind = crate::patch::patch_type(
-                            req.headers
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or(""),
-                        )?;
-                        crate::patch::apply_patch(kind, old, &req.body)?
-                    };
+                    let mut new = requested(req, old)?;
                     crate::defaults::apply(res, &mut new);
                     Ok(new)
                 },
@@ -253,6 +223,21 @@ pub async fn serve(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// What a PUT or PATCH of a subresource asks for: the body, or the
+/// patch applied to `current`.
+fn requested(req: &Request, current: &Value) -> ApiResult<Value> {
+    if req.method == Method::PUT {
+        return decode_body(&req.headers, &req.body);
+    }
+    let kind = crate::patch::patch_type(
+        req.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )?;
+    crate::patch::apply_patch(kind, current, &req.body)
 }
 
 /// policy/v1 Eviction: deletes the pod unless that would break its

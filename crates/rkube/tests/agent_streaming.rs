@@ -22,6 +22,34 @@ fn running(s: &Server, pod: &str) -> serde_json::Value {
     })
 }
 
+/// Runs a pod of busybox containers that sleep — (name, seconds, more of
+/// the container's YAML) each — with more spec lines (`key: value`), and
+/// waits for it to run.
+fn run_sleepers(
+    s: &Server,
+    pod: &str,
+    spec: &[&str],
+    containers: &[(&str, u32, &str)],
+) -> serde_json::Value {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {pod}}}\nspec:\n  terminationGracePeriodSeconds: 1\n"
+    );
+    for line in spec {
+        yaml.push_str(&format!("  {line}\n"));
+    }
+    yaml.push_str("  containers:\n");
+    for (name, secs, more) in containers {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    image: busybox:stable\n    command: [sleep, \"{secs}\"]\n"
+        ));
+        if !more.is_empty() {
+            yaml.push_str(&format!("    {more}\n"));
+        }
+    }
+    s.ok_stdin(&["apply", "-f", "-"], &yaml);
+    running(s, pod)
+}
+
 /// Runs a kubectl command with a time limit; (exit code, stdout, stderr).
 fn kubectl_bounded(s: &Server, args: &[&str], stdin: &str, secs: u64) -> (i32, String, String) {
     let mut child = s
@@ -69,6 +97,32 @@ fn kubectl_bounded(s: &Server, args: &[&str], stdin: &str, secs: u64) -> (i32, S
 
 /// Kills a child process (kubectl port-forward, logs -f) when dropped.
 struct KillOnDrop(Child);
+
+/// Types `line` into a running kubectl's stdin (again each second, up to
+/// 30 times: the first may go before its stream is up) until `answer`
+/// shows on its stdout; whether it did. The kubectl is killed after.
+fn typed_until_answered(mut child: Child, line: &[u8], answer: &'static [u8]) -> bool {
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = output.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(answer.len()).any(|w| w == answer) {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+    (0..30)
+        .any(|_| input.write_all(line).is_ok() && rx.recv_timeout(Duration::from_secs(1)).is_ok())
+}
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -353,7 +407,7 @@ fn kubectl_exec_port_forward_and_cp() {
     );
 
     // attach to a container reading its stdin: what it answers comes back.
-    let mut child = s
+    let attach = s
         .kubectl_cmd()
         .args(["attach", "-i", "shell", "-c", "echo"])
         .stdin(Stdio::piped())
@@ -361,28 +415,10 @@ fn kubectl_exec_port_forward_and_cp() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut output = child.stdout.take().unwrap();
-    let _attach = KillOnDrop(child);
-    input.write_all(b"hello\n").unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = output.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(9).any(|w| w == b"got-hello") {
-                let _ = tx.send(());
-                break;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the attached container's answer");
-    drop(input);
+    assert!(
+        typed_until_answered(attach, b"hello\n", b"got-hello"),
+        "no answer from the attached container"
+    );
 
     // cp both ways (tar over exec).
     let dir = tempfile::tempdir().unwrap();
@@ -764,11 +800,7 @@ spec:
 #[test]
 fn python_client_exec_over_websocket() {
     let Some(s) = start() else { return };
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: py}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3600\"]\n",
-    );
-    running(&s, "py");
+    run_sleepers(&s, "py", &[], &[("c", 3600, "")]);
     let python = std::env::var("RKUBE_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/exec_flows.py");
     let out = Command::new(&python)
@@ -794,11 +826,7 @@ fn python_client_exec_over_websocket() {
 #[test]
 fn kubectl_debug_runs_ephemeral_containers() {
     let Some(s) = start() else { return };
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox:stable\n    command: [sleep, \"3601\"]\n",
-    );
-    running(&s, "app");
+    run_sleepers(&s, "app", &[], &[("main", 3601, "")]);
     // Non-interactive, sharing main's processes: ps sees its sleep.
     s.ok(&[
         "debug",
@@ -836,7 +864,7 @@ fn kubectl_debug_runs_ephemeral_containers() {
     // Interactive: what is typed reaches the container through attach,
     // and its answer comes back (stdin kept open until it has: at EOF
     // kubectl ends the attach).
-    let mut child = s
+    let debug = s
         .kubectl_cmd()
         .args([
             "debug",
@@ -853,39 +881,19 @@ fn kubectl_debug_runs_ephemeral_containers() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut output = child.stdout.take().unwrap();
-    let _debug = KillOnDrop(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while let Ok(n) = output.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(13).any(|w| w == b"hello-from-42") {
-                let _ = tx.send(());
-                break;
-            }
-        }
-    });
-    // Typed until answered: the first line may go before the attach.
-    let answered = (0..30).any(|_| {
-        input.write_all(b"echo hello-from-$((6*7))\n").is_ok()
-            && rx.recv_timeout(Duration::from_secs(1)).is_ok()
-    });
-    assert!(answered, "no answer from the debug shell");
-    drop(input);
+    assert!(
+        typed_until_answered(debug, b"echo hello-from-$((6*7))\n", b"hello-from-42"),
+        "no answer from the debug shell"
+    );
 
     // shareProcessNamespace: the pod's containers see each other's
     // processes.
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: shared}\nspec:\n  shareProcessNamespace: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: a\n    image: busybox:stable\n    command: [sleep, \"3602\"]\n  - name: b\n    image: busybox:stable\n    command: [sleep, \"3603\"]\n",
+    run_sleepers(
+        &s,
+        "shared",
+        &["shareProcessNamespace: true"],
+        &[("a", 3602, ""), ("b", 3603, "")],
     );
-    running(&s, "shared");
     let ps = s.ok(&["exec", "shared", "-c", "b", "--", "ps", "-o", "args"]);
     assert!(
         ps.contains("sleep 3602") && ps.contains("sleep 3603"),
@@ -901,11 +909,12 @@ fn kubectl_debug_runs_ephemeral_containers() {
 
     // hostPID and hostIPC (what `kubectl debug node/...` asks for): the
     // host's processes and IPC namespace.
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: hostly}\nspec:\n  hostPID: true\n  hostIPC: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3604\"]\n",
+    run_sleepers(
+        &s,
+        "hostly",
+        &["hostPID: true", "hostIPC: true"],
+        &[("c", 3604, "")],
     );
-    running(&s, "hostly");
     let ps = s.ok(&["exec", "hostly", "--", "ps", "-o", "args"]);
     assert!(ps.contains("containerd"), "the host's processes: {ps}");
     let ipc = |pod: &str| s.ok(&["exec", pod, "--", "readlink", "/proc/self/ns/ipc"]);
@@ -956,11 +965,16 @@ fn kubectl_debug_runs_ephemeral_containers() {
 #[test]
 fn pods_resize_in_place() {
     let Some(s) = start() else { return };
-    s.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: rs}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:stable\n    command: [sleep, \"3600\"]\n    resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}\n",
+    run_sleepers(
+        &s,
+        "rs",
+        &[],
+        &[(
+            "c",
+            3600,
+            "resources: {requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}",
+        )],
     );
-    running(&s, "rs");
     let quota = || {
         let out = s.ok(&[
             "exec",
