@@ -18,6 +18,7 @@ mod batch;
 mod config;
 mod env;
 mod ephemeral;
+mod event;
 mod networking;
 mod pod;
 mod policy;
@@ -76,6 +77,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions::crd(obj, &mut out),
         ("", "Node") => policy::node(spec, &mut out),
         ("", "Endpoints") => networking::endpoints(obj, &mut out),
+        ("", "Event") => event::event(obj, &mut out),
         _ => {}
     }
     out
